@@ -1,0 +1,82 @@
+# contrast: a plain Makefile.
+#   make            build libcontrast.a, libcontrast.so and ./contrast
+#   make test       install missing Debian packages, build, run every test
+#   make run        install, build, train SimCLR on Fashion-MNIST, evaluate
+#   make bench      speed and memory against PyTorch on this CPU
+#   make SANITIZE=1 test   the same tests under ASan + UBSan (build-san/)
+#   make clean
+CC      ?= cc
+OPT     ?= -O2 -march=native
+CFLAGS  := -std=c11 $(OPT) -g -Wall -Wextra -Wshadow -Wstrict-prototypes -fopenmp -fPIC \
+           -D_POSIX_C_SOURCE=200809L -Iinclude -I/usr/include/x86_64-linux-gnu/openblas-pthread \
+           -MMD -MP $(EXTRA_CFLAGS)
+LDLIBS  := -lopenblas -lpng -ljpeg -lz -lm
+LDFLAGS := -fopenmp $(EXTRA_LDFLAGS)
+BUILD   ?= build
+
+ifeq ($(SANITIZE),1)
+  BUILD   := build-san
+  CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
+CLI_SRC  := $(wildcard src/cli/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+ifeq ($(SANITIZE),1)
+  CLI_BIN := $(BUILD)/contrast
+else
+  CLI_BIN := contrast
+endif
+
+.PHONY: all lib test run bench deps deps-torch clean
+all: $(BUILD)/libcontrast.a $(BUILD)/libcontrast.so $(CLI_BIN)
+lib: $(BUILD)/libcontrast.a
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libcontrast.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libcontrast.so: $(LIB_OBJ)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(CLI_BIN): $(CLI_OBJ) $(BUILD)/libcontrast.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libcontrast.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libcontrast.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libcontrast.a $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libcontrast.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libcontrast.a $(LDFLAGS) $(LDLIBS)
+
+deps:
+	@sh tools/deps.sh
+
+deps-torch:
+	@sh tools/deps.sh torch
+
+test: deps all $(TEST_BIN)
+	@sh tests/run.sh $(BUILD) $(CLI_BIN)
+
+run: deps all
+	sh tools/main_job.sh
+
+bench: deps deps-torch all $(BENCH_BIN)
+	sh bench/run.sh $(BUILD)
+
+clean:
+	rm -rf build build-san contrast
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

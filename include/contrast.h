@@ -1,0 +1,25 @@
+/* contrast.h: the public API of libcontrast, contrastive representation learning in C11.
+ *
+ * Usage guide (each module's header has its own contract comments):
+ *   contrast/core.h   errors (ct_status + ct_errmsg), memory, arena, ct_gemm, RNG, threads
+ *   contrast/nn.h     layer kernels: conv2d, batchnorm, linear, pooling, relu, dropout
+ *   contrast/model.h  models as node lists over one parameter buffer: CNN, ResNet-18, heads
+ *   contrast/loss.h   objectives: NT-Xent/InfoNCE, SupCon, margin, triplet, MoCo, CLIP
+ *   contrast/data.h   datasets (IDX, CIFAR, image folders), augmentation, loader
+ *   contrast/optim.h  SGD, AdamW, LARS and schedules over flat buffers
+ *   contrast/io.h     safetensors checkpoints, .npy, PNG
+ *   contrast/eval.h   kNN, linear probe, retrieval, alignment/uniformity
+ * Every function that can fail returns ct_status; nothing here exits the process. */
+#ifndef CONTRAST_H
+#define CONTRAST_H
+
+#include "contrast/core.h"
+#include "contrast/nn.h"
+#include "contrast/model.h"
+#include "contrast/loss.h"
+#include "contrast/data.h"
+#include "contrast/optim.h"
+#include "contrast/io.h"
+#include "contrast/eval.h"
+
+#endif

@@ -1,0 +1,5 @@
+/* contrast/io.h: (being written) */
+#ifndef CONTRAST_IO_H
+#define CONTRAST_IO_H
+#include "contrast/core.h"
+#endif

@@ -1,0 +1,61 @@
+/* gemm.c: the one matrix-product entry point.
+ *
+ * OpenBLAS runs single-threaded per call (ct_set_threads pins it); when called
+ * outside a parallel region we split the rows of C across our OpenMP threads.
+ * Each element of C is then computed by the same kernel in the same order
+ * whatever the thread count, which keeps runs reproducible. */
+#include "contrast/core.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+void ct_gemm_ref(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                 float *C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++) {
+        for (int64_t j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (int64_t k = 0; k < K; k++) {
+                float a = transA ? A[k * lda + i] : A[i * lda + k];
+                float b = transB ? B[j * ldb + k] : B[k * ldb + j];
+                acc += (double)a * b;
+            }
+            float c = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+            C[i * ldc + j] = c + alpha * (float)acc;
+        }
+    }
+}
+
+static void gemm_blas(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                      float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* BLAS would leave C * beta; do it explicitly */
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C,
+                (blasint)ldc);
+}
+
+void ct_gemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+             const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+             float *C, int64_t ldc) {
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    double work = (double)M * (double)N * (double)K;
+    if (nt <= 1 || work < 2e6 || M < 32) {
+        gemm_blas(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    /* Row blocks are multiples of 16 so the kernel's tiling of C stays aligned. */
+    int64_t blk = ((M + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int t = 0; t < nt; t++) {
+        int64_t i0 = t * blk, i1 = i0 + blk < M ? i0 + blk : M;
+        if (i0 >= i1) continue;
+        const float *Ai = transA ? A + i0 : A + i0 * lda;
+        gemm_blas(transA, transB, i1 - i0, N, K, alpha, Ai, lda, B, ldb, beta, C + i0 * ldc, ldc);
+    }
+}
