@@ -64,6 +64,25 @@ void ct_arena_free(ct_arena *a);
 /* Bytes that ct_arena_floats(n) consumes (n floats rounded up to 64 bytes). */
 size_t ct_arena_need(size_t n_floats);
 
+/* ---- named tensors in a flat buffer ------------------------------------ */
+/* A model's parameters live in one contiguous float buffer, its gradients in a
+ * second with the same layout; this table row locates one tensor in both. The
+ * same table drives initialisation, checkpoints, the optimizer's per-tensor rules
+ * and the PyTorch name mapping. */
+#define CT_MAX_NAME 96
+#define CT_MAX_DIMS 4
+enum {
+    CT_TENSOR_NO_DECAY = 1  /* biases and BatchNorm affine: no weight decay, no LARS adaptation */
+};
+typedef struct {
+    char name[CT_MAX_NAME];  /* PyTorch-style, e.g. "encoder.layer1.0.conv1.weight" */
+    int ndim;
+    int64_t shape[CT_MAX_DIMS];
+    size_t offset;           /* in floats from the start of the buffer */
+    size_t numel;
+    int flags;               /* CT_TENSOR_* */
+} ct_tensor_info;
+
 /* ---- GEMM ---------------------------------------------------------------- */
 /* The one matrix-product entry point, row-major:
  *   C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C
