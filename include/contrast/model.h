@@ -1,5 +1,144 @@
-/* contrast/model.h: (being written) */
+/* contrast/model.h: models as an ordered list of nodes over one parameter buffer.
+ *
+ * A model is a small DAG in topological order: each node reads one input node
+ * (two for the residual ADD) and writes one output. Forward walks the list,
+ * backward walks it in reverse, accumulating gradients. Parameters live in one
+ * contiguous buffer `param`, gradients in `grad` with the same layout, BatchNorm
+ * running statistics in `buf`; each tensor is a row of a ct_tensor_info table
+ * with its PyTorch state_dict name (encoder.layer1.0.conv1.weight, head.0.bias).
+ *
+ * Activations and their gradients come from one arena sized by
+ * ct_model_prepare(m, batch); no allocation happens in forward or backward.
+ *
+ * Usage:
+ *   ct_model m; ct_model_config cfg; ct_model_config_default(&cfg);
+ *   ct_model_init(&m, &cfg);             // builds encoder + head, initialises
+ *   ct_model_prepare(&m, 512);           // arena for up to 512 samples
+ *   ct_model_forward(&m, x, 512, 1, 1);  // training mode, through the head
+ *   ... loss gives dz (512, embed_dim) ...
+ *   ct_model_zero_grad(&m); ct_model_backward(&m, dz);
+ */
 #ifndef CONTRAST_MODEL_H
 #define CONTRAST_MODEL_H
 #include "contrast/core.h"
+#include "contrast/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { CT_ENC_CNN = 0, CT_ENC_RESNET18 = 1 } ct_encoder_kind;
+
+typedef struct {
+    ct_encoder_kind encoder; /* CT_ENC_CNN (default) or CT_ENC_RESNET18 */
+    int width;               /* base width: channels w, 2w, 4w, 8w (CNN default 32, ResNet 64) */
+    int in_c, in_h, in_w;    /* input image shape (default 1 x 28 x 28) */
+    int head_hidden;         /* projection head hidden size; 0 = no head (z = h) */
+    int head_out;            /* projection output size (default 128) */
+    int head_bn;             /* BatchNorm1d between the head's linears (default 1) */
+    uint64_t seed;           /* initialisation seed */
+} ct_model_config;
+
+void ct_model_config_default(ct_model_config *cfg);
+const char *ct_encoder_name(ct_encoder_kind k);
+/* Parses "cnn" or "resnet18"; CT_ERR_ARG otherwise. */
+ct_status ct_encoder_parse(const char *s, ct_encoder_kind *out);
+
+typedef enum {
+    CT_NODE_INPUT, CT_NODE_CONV, CT_NODE_BN, CT_NODE_RELU, CT_NODE_MAXPOOL, CT_NODE_AVGPOOL,
+    CT_NODE_GAP, CT_NODE_FLATTEN, CT_NODE_LINEAR, CT_NODE_DROPOUT, CT_NODE_ADD
+} ct_node_kind;
+
+typedef struct {
+    ct_node_kind kind;
+    int in0, in1;            /* input node indices (in1: ADD only, else -1) */
+    int64_t c, h, w;         /* output shape of one sample (vectors: h = w = 1) */
+    int64_t k, stride, pad;  /* conv / pool geometry */
+    int weight, bias;        /* rows of the parameter table, -1 if none */
+    int rmean, rvar;         /* rows of the buffer table (BN running stats), -1 if none */
+    float eps, momentum, p;  /* BN eps and momentum, dropout probability */
+    /* set by ct_model_prepare: */
+    float *out, *dout;       /* (batch, c, h, w) */
+    float *save0, *save1;    /* BN: mean, invstd (c); dropout: mask in save0 */
+    int32_t *argmax;         /* max pool: (batch, c, h, w) input index of each max */
+} ct_node;
+
+typedef struct {
+    ct_model_config cfg;
+    ct_node *nodes;
+    int nnodes, cap_nodes;
+    ct_tensor_info *params;  /* parameter table, in state_dict order */
+    int nparams, cap_params;
+    size_t nparam_floats;
+    ct_tensor_info *bufs;    /* buffer table: BN running_mean / running_var */
+    int nbufs, cap_bufs;
+    size_t nbuf_floats;
+    float *param, *grad, *buf; /* flat buffers */
+    int h_node, z_node;      /* encoder output (features) and head output (embedding) */
+    ct_status build_status;  /* first error while building (sticky) */
+    uint64_t dropout_step;   /* keys dropout masks together with cfg.seed; set by the trainer */
+    /* activation arena */
+    int64_t batch;           /* samples the arena holds (0 before prepare) */
+    int64_t cur_n;           /* samples in the last forward */
+    int last_training;       /* mode of the last forward */
+    int last_top;            /* node the last forward stopped at (z_node or h_node) */
+    ct_arena arena;
+    float *ws;               /* conv scratch */
+    float *dregion;          /* all dout buffers, contiguous, zeroed per backward */
+    size_t dregion_floats;
+} ct_model;
+
+/* Builds the configured encoder and head, allocates and initialises parameters
+ * (convolutions: Kaiming normal, fan_out, as torchvision's ResNet; linears:
+ * PyTorch's default uniform; BN: gamma 1, beta 0, running var 1). */
+ct_status ct_model_init(ct_model *m, const ct_model_config *cfg);
+void ct_model_free(ct_model *m);
+
+/* Sizes the activation arena for up to `batch` samples; call again only to grow. */
+ct_status ct_model_prepare(ct_model *m, int64_t batch);
+
+/* Forward over x: (N, in_c, in_h, in_w), N <= prepared batch. training != 0 uses
+ * batch statistics and updates BN running stats. through_head == 0 stops at the
+ * encoder output (h), e.g. for evaluation. x must stay valid until backward. */
+ct_status ct_model_forward(ct_model *m, const float *x, int64_t N, int training, int through_head);
+/* Backward from dtop: (N, embed_dim) the gradient of the loss w.r.t. z, or
+ * (N, feature_dim) w.r.t. h if the last forward stopped there. Accumulates into
+ * m->grad (call ct_model_zero_grad first); x and the activations of the last
+ * forward must be untouched since. */
+ct_status ct_model_backward(ct_model *m, const float *dtop);
+void ct_model_zero_grad(ct_model *m);
+
+/* After a forward: features h (N, feature_dim) and embedding z (N, embed_dim). */
+const float *ct_model_features(const ct_model *m);
+const float *ct_model_embedding(const ct_model *m);
+int64_t ct_model_feature_dim(const ct_model *m);
+int64_t ct_model_embed_dim(const ct_model *m);
+/* Looks up a parameter (or, with buffers != 0, a buffer) by name; NULL if absent. */
+const ct_tensor_info *ct_model_find(const ct_model *m, const char *name, int buffers);
+
+/* ---- building blocks, for custom models and tests ----------------------------
+ * ct_model_begin starts an empty model; each add returns the new node's index
+ * (or -1 with an error set); ct_model_finish allocates and initialises. Names are
+ * prefixes for the node's tensors ("encoder.conv1" -> "encoder.conv1.weight"). */
+ct_status ct_model_begin(ct_model *m, const ct_model_config *cfg);
+int ct_model_add_conv(ct_model *m, int in, int64_t oc, int64_t k, int64_t stride, int64_t pad,
+                      int bias, const char *name);
+int ct_model_add_bn(ct_model *m, int in, const char *name);
+int ct_model_add_relu(ct_model *m, int in);
+int ct_model_add_maxpool(ct_model *m, int in, int64_t k, int64_t stride, int64_t pad);
+int ct_model_add_avgpool(ct_model *m, int in, int64_t k, int64_t stride, int64_t pad);
+int ct_model_add_gap(ct_model *m, int in);
+int ct_model_add_flatten(ct_model *m, int in);
+int ct_model_add_linear(ct_model *m, int in, int64_t out, int bias, const char *name);
+int ct_model_add_dropout(ct_model *m, int in, float p);
+int ct_model_add_add(ct_model *m, int a, int b);
+/* ResNet basic block: conv3x3(stride)-BN-ReLU-conv3x3-BN + shortcut, then ReLU.
+ * The shortcut is a 1x1 conv (stride) + BN ("<name>.downsample.0/1") when the
+ * stride or the channel count changes, else the identity. */
+int ct_model_add_basic_block(ct_model *m, int in, int64_t planes, int64_t stride, const char *name);
+ct_status ct_model_finish(ct_model *m, int h_node, int z_node);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,5 +1,117 @@
-/* contrast/nn.h: (being written) */
+/* contrast/nn.h: layer kernels, each a *_forward / *_backward pair over NCHW float32.
+ *
+ * Argument order: outputs, saved-for-backward, inputs, parameters, shapes.
+ * Every backward ACCUMULATES (+=) into its gradient outputs (din, dw, db, ...), so
+ * a tensor read by two layers (a residual branch) sums both contributions, and
+ * the caller zeroes gradients once per step. Any gradient pointer may be NULL to
+ * skip it (e.g. din of the first layer).
+ *
+ * Reductions over the batch use a fixed partition (CT_NN_PARTS blocks of samples)
+ * combined in a fixed order, so results are bit-identical at any thread count.
+ * The plain reference of every fast path lives beside it (ct_conv2d_*_ref). */
 #ifndef CONTRAST_NN_H
 #define CONTRAST_NN_H
 #include "contrast/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Number of sample blocks the batch is split into for deterministic reductions. */
+#define CT_NN_PARTS 4
+
+/* ---- conv2d ----------------------------------------------------------------
+ * y = conv(x, w) + b, square or rectangular kernel, stride, zero padding.
+ * Lowered to im2col + one GEMM per sample. */
+typedef struct {
+    int64_t N, C, H, W;     /* input  (N, C, H, W)  */
+    int64_t OC, KH, KW;     /* weight (OC, C, KH, KW) */
+    int64_t stride, pad;
+    int64_t OH, OW;         /* output (N, OC, OH, OW), filled by ct_conv2d_shape */
+} ct_conv2d_shape;
+
+/* Fills OH, OW; returns CT_ERR_ARG if the kernel does not fit the padded input. */
+ct_status ct_conv2d_shape_init(ct_conv2d_shape *s, int64_t N, int64_t C, int64_t H, int64_t W,
+                               int64_t OC, int64_t KH, int64_t KW, int64_t stride, int64_t pad);
+/* Floats of scratch the forward and backward need (shared, sized once per model). */
+size_t ct_conv2d_workspace(const ct_conv2d_shape *s);
+
+void ct_conv2d_forward(float *y,        /* (N, OC, OH, OW) */
+                       const float *x,  /* (N, C, H, W) */
+                       const float *w,  /* (OC, C, KH, KW) */
+                       const float *b,  /* (OC) or NULL */
+                       const ct_conv2d_shape *s, float *ws);
+void ct_conv2d_backward(float *dx,       /* (N, C, H, W) or NULL, accumulated */
+                        float *dw,       /* (OC, C, KH, KW) or NULL, accumulated */
+                        float *db,       /* (OC) or NULL, accumulated */
+                        const float *dy, /* (N, OC, OH, OW) */
+                        const float *x, const float *w, const ct_conv2d_shape *s, float *ws);
+/* Direct seven-loop reference versions (slow; tests only). */
+void ct_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b,
+                           const ct_conv2d_shape *s);
+void ct_conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
+                            const float *w, const ct_conv2d_shape *s);
+
+/* ---- batch normalisation ------------------------------------------------------
+ * Over (N, C, HW): BatchNorm2d with HW = H*W, BatchNorm1d with HW = 1.
+ * Training: normalise with batch statistics (biased variance), save mean and
+ * 1/sqrt(var+eps), and update running stats with momentum using the unbiased
+ * variance, exactly as PyTorch. Eval: normalise with the running statistics. */
+void ct_batchnorm_forward(float *y,             /* (N, C, HW) */
+                          float *mean,          /* (C) saved (training) */
+                          float *invstd,        /* (C) saved (training) */
+                          float *running_mean,  /* (C) updated in training */
+                          float *running_var,   /* (C) updated in training */
+                          const float *x,       /* (N, C, HW) */
+                          const float *gamma, const float *beta, /* (C) */
+                          int64_t N, int64_t C, int64_t HW, float eps, float momentum,
+                          int training);
+/* Training-mode backward (batch statistics); in eval mode pass training = 0 and
+ * the running statistics' mean/invstd. */
+void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, /* accumulated */
+                           const float *dy, const float *x, const float *mean,
+                           const float *invstd, const float *gamma, int64_t N, int64_t C,
+                           int64_t HW, int training);
+
+/* ---- linear: y = x W^T + b (PyTorch layout) ---------------------------------- */
+void ct_linear_forward(float *y,         /* (N, OUT) */
+                       const float *x,   /* (N, IN) */
+                       const float *w,   /* (OUT, IN) */
+                       const float *b,   /* (OUT) or NULL */
+                       int64_t N, int64_t IN, int64_t OUT);
+void ct_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                        const float *w, int64_t N, int64_t IN, int64_t OUT);
+
+/* ---- elementwise --------------------------------------------------------------- */
+void ct_relu_forward(float *y, const float *x, size_t n);
+/* Uses the forward output y (y > 0 exactly where x > 0). */
+void ct_relu_backward(float *dx, const float *dy, const float *y, size_t n);
+/* out = a + b (residual join); backward adds dy to both inputs. */
+void ct_add_forward(float *y, const float *a, const float *b, size_t n);
+/* Inverted dropout: keep with probability 1-p and scale by 1/(1-p). The mask is
+ * drawn from the counter-based generator keyed by `key` (e.g. seed, step, layer),
+ * so it is the same at any thread count. mask: (n) saved scale factors (0 or 1/(1-p)). */
+void ct_dropout_forward(float *y, float *mask, const float *x, size_t n, float p, uint64_t key);
+void ct_dropout_backward(float *dx, const float *dy, const float *mask, size_t n);
+
+/* ---- pooling ------------------------------------------------------------------
+ * Max pool saves the flat input index of each output's maximum (argmax). Average
+ * pool counts padded zeros (PyTorch's count_include_pad=True). Output size
+ * floor((H + 2*pad - k) / stride) + 1. */
+int64_t ct_pool_out(int64_t H, int64_t k, int64_t stride, int64_t pad);
+void ct_maxpool_forward(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C,
+                        int64_t H, int64_t W, int64_t k, int64_t stride, int64_t pad);
+void ct_maxpool_backward(float *dx, const float *dy, const int32_t *argmax, int64_t N, int64_t C,
+                         int64_t OH, int64_t OW, int64_t H, int64_t W);
+void ct_avgpool_forward(float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                        int64_t k, int64_t stride, int64_t pad);
+void ct_avgpool_backward(float *dx, const float *dy, int64_t N, int64_t C, int64_t H, int64_t W,
+                         int64_t k, int64_t stride, int64_t pad);
+/* Global average pool (N, C, H, W) -> (N, C). */
+void ct_gap_forward(float *y, const float *x, int64_t N, int64_t C, int64_t HW);
+void ct_gap_backward(float *dx, const float *dy, int64_t N, int64_t C, int64_t HW);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,0 +1,564 @@
+/* model.c: the node list, its parameter table, arena sizing, forward and backward.
+ *
+ * Building records shapes and table rows only; ct_model_finish allocates the flat
+ * parameter, gradient and buffer slabs once. ct_model_prepare lays every node's
+ * output, its gradient and its saved values into one arena. */
+#include "contrast/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- building ---------------------------------------------------------------- */
+
+static void *grow(void *p, int *cap, int need, size_t elem) {
+    if (need <= *cap) return p;
+    int nc = *cap ? *cap * 2 : 32;
+    while (nc < need) nc *= 2;
+    void *q = ct_alloc((size_t)nc * elem);
+    if (!q) return NULL;
+    if (p) memcpy(q, p, (size_t)*cap * elem);
+    ct_free(p);
+    *cap = nc;
+    return q;
+}
+
+static int fail(ct_model *m, ct_status st) {
+    if (m->build_status == CT_OK) m->build_status = st;
+    return -1;
+}
+
+static int new_node(ct_model *m, ct_node_kind kind, int in, int64_t c, int64_t h, int64_t w) {
+    if (m->build_status != CT_OK) return -1;
+    if (in < 0 && kind != CT_NODE_INPUT) return fail(m, ct_error(CT_ERR_ARG, "model: node built on a failed input"));
+    ct_node *nodes = grow(m->nodes, &m->cap_nodes, m->nnodes + 1, sizeof(ct_node));
+    if (!nodes) return fail(m, CT_ERR_NOMEM);
+    m->nodes = nodes;
+    ct_node *n = &m->nodes[m->nnodes];
+    memset(n, 0, sizeof *n);
+    n->kind = kind;
+    n->in0 = in;
+    n->in1 = -1;
+    n->c = c; n->h = h; n->w = w;
+    n->weight = n->bias = n->rmean = n->rvar = -1;
+    return m->nnodes++;
+}
+
+/* Adds a row to the parameter (or buffer) table; returns its index or -1. */
+static int add_tensor(ct_model *m, int buffer, const char *prefix, const char *suffix, int ndim,
+                      const int64_t *shape, int flags) {
+    if (m->build_status != CT_OK) return -1;
+    ct_tensor_info **tab = buffer ? &m->bufs : &m->params;
+    int *count = buffer ? &m->nbufs : &m->nparams, *cap = buffer ? &m->cap_bufs : &m->cap_params;
+    size_t *total = buffer ? &m->nbuf_floats : &m->nparam_floats;
+    ct_tensor_info *t = grow(*tab, cap, *count + 1, sizeof(ct_tensor_info));
+    if (!t) return fail(m, CT_ERR_NOMEM);
+    *tab = t;
+    ct_tensor_info *ti = &t[*count];
+    memset(ti, 0, sizeof *ti);
+    if ((size_t)snprintf(ti->name, CT_MAX_NAME, "%s.%s", prefix, suffix) >= CT_MAX_NAME)
+        return fail(m, ct_error(CT_ERR_ARG, "model: tensor name '%s.%s' too long", prefix, suffix));
+    ti->ndim = ndim;
+    size_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        ti->shape[i] = shape[i];
+        numel *= (size_t)shape[i];
+    }
+    ti->numel = numel;
+    /* keep every tensor 64-byte aligned inside the slab (16 floats) */
+    ti->offset = (*total + 15) & ~(size_t)15;
+    *total = ti->offset + numel;
+    ti->flags = flags;
+    return (*count)++;
+}
+
+ct_status ct_model_begin(ct_model *m, const ct_model_config *cfg) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    m->h_node = m->z_node = -1;
+    if (cfg->in_c < 1 || cfg->in_h < 1 || cfg->in_w < 1 || cfg->in_c > 4096 || cfg->in_h > 8192 || cfg->in_w > 8192)
+        return ct_error(CT_ERR_ARG, "model: bad input shape %dx%dx%d", cfg->in_c, cfg->in_h, cfg->in_w);
+    new_node(m, CT_NODE_INPUT, -1, cfg->in_c, cfg->in_h, cfg->in_w);
+    return m->build_status;
+}
+
+int ct_model_add_conv(ct_model *m, int in, int64_t oc, int64_t k, int64_t stride, int64_t pad,
+                      int bias, const char *name) {
+    if (in < 0 || m->build_status) return fail(m, m->build_status ? m->build_status : CT_ERR_ARG);
+    const ct_node *src = &m->nodes[in];
+    ct_conv2d_shape s;
+    ct_status st = ct_conv2d_shape_init(&s, 1, src->c, src->h, src->w, oc, k, k, stride, pad);
+    if (st) return fail(m, st);
+    int id = new_node(m, CT_NODE_CONV, in, oc, s.OH, s.OW);
+    if (id < 0) return -1;
+    int64_t wshape[4] = {oc, src->c, k, k}, bshape[1] = {oc};
+    int wi = add_tensor(m, 0, name, "weight", 4, wshape, 0);
+    int bi = bias ? add_tensor(m, 0, name, "bias", 1, bshape, CT_TENSOR_NO_DECAY) : -1;
+    ct_node *n = &m->nodes[id];
+    n->k = k; n->stride = stride; n->pad = pad;
+    n->weight = wi; n->bias = bi;
+    return m->build_status ? -1 : id;
+}
+
+int ct_model_add_bn(ct_model *m, int in, const char *name) {
+    if (in < 0) return fail(m, CT_ERR_ARG);
+    const ct_node src = m->nodes[in];
+    int id = new_node(m, CT_NODE_BN, in, src.c, src.h, src.w);
+    if (id < 0) return -1;
+    int64_t shape[1] = {src.c};
+    int wi = add_tensor(m, 0, name, "weight", 1, shape, CT_TENSOR_NO_DECAY);
+    int bi = add_tensor(m, 0, name, "bias", 1, shape, CT_TENSOR_NO_DECAY);
+    int rm = add_tensor(m, 1, name, "running_mean", 1, shape, 0);
+    int rv = add_tensor(m, 1, name, "running_var", 1, shape, 0);
+    ct_node *n = &m->nodes[id];
+    n->weight = wi; n->bias = bi; n->rmean = rm; n->rvar = rv;
+    n->eps = 1e-5f;
+    n->momentum = 0.1f;
+    return m->build_status ? -1 : id;
+}
+
+static int same_shape(ct_model *m, ct_node_kind kind, int in) {
+    if (in < 0) return fail(m, CT_ERR_ARG);
+    const ct_node src = m->nodes[in];
+    return new_node(m, kind, in, src.c, src.h, src.w);
+}
+
+int ct_model_add_relu(ct_model *m, int in) { return same_shape(m, CT_NODE_RELU, in); }
+
+int ct_model_add_dropout(ct_model *m, int in, float p) {
+    if (!(p >= 0.0f && p < 1.0f)) return fail(m, ct_error(CT_ERR_ARG, "dropout: p=%g not in [0, 1)", p));
+    int id = same_shape(m, CT_NODE_DROPOUT, in);
+    if (id >= 0) m->nodes[id].p = p;
+    return id;
+}
+
+static int add_pool(ct_model *m, ct_node_kind kind, int in, int64_t k, int64_t stride, int64_t pad) {
+    if (in < 0) return fail(m, CT_ERR_ARG);
+    const ct_node src = m->nodes[in];
+    if (k < 1 || stride < 1 || pad < 0 || 2 * pad > k || src.h + 2 * pad < k || src.w + 2 * pad < k)
+        return fail(m, ct_error(CT_ERR_ARG, "pool: kernel %lld stride %lld pad %lld does not fit %lldx%lld",
+                                (long long)k, (long long)stride, (long long)pad, (long long)src.h, (long long)src.w));
+    int id = new_node(m, kind, in, src.c, ct_pool_out(src.h, k, stride, pad), ct_pool_out(src.w, k, stride, pad));
+    if (id < 0) return -1;
+    m->nodes[id].k = k; m->nodes[id].stride = stride; m->nodes[id].pad = pad;
+    return id;
+}
+
+int ct_model_add_maxpool(ct_model *m, int in, int64_t k, int64_t stride, int64_t pad) {
+    return add_pool(m, CT_NODE_MAXPOOL, in, k, stride, pad);
+}
+
+int ct_model_add_avgpool(ct_model *m, int in, int64_t k, int64_t stride, int64_t pad) {
+    return add_pool(m, CT_NODE_AVGPOOL, in, k, stride, pad);
+}
+
+int ct_model_add_gap(ct_model *m, int in) {
+    if (in < 0) return fail(m, CT_ERR_ARG);
+    return new_node(m, CT_NODE_GAP, in, m->nodes[in].c, 1, 1);
+}
+
+int ct_model_add_flatten(ct_model *m, int in) {
+    if (in < 0) return fail(m, CT_ERR_ARG);
+    const ct_node src = m->nodes[in];
+    return new_node(m, CT_NODE_FLATTEN, in, src.c * src.h * src.w, 1, 1);
+}
+
+int ct_model_add_linear(ct_model *m, int in, int64_t out, int bias, const char *name) {
+    if (in < 0) return fail(m, CT_ERR_ARG);
+    const ct_node src = m->nodes[in];
+    if (src.h != 1 || src.w != 1)
+        return fail(m, ct_error(CT_ERR_ARG, "linear '%s': input is %lldx%lldx%lld, flatten it first", name,
+                                (long long)src.c, (long long)src.h, (long long)src.w));
+    int id = new_node(m, CT_NODE_LINEAR, in, out, 1, 1);
+    if (id < 0) return -1;
+    int64_t wshape[2] = {out, src.c}, bshape[1] = {out};
+    m->nodes[id].weight = add_tensor(m, 0, name, "weight", 2, wshape, 0);
+    m->nodes[id].bias = bias ? add_tensor(m, 0, name, "bias", 1, bshape, CT_TENSOR_NO_DECAY) : -1;
+    return m->build_status ? -1 : id;
+}
+
+int ct_model_add_add(ct_model *m, int a, int b) {
+    if (a < 0 || b < 0) return fail(m, CT_ERR_ARG);
+    const ct_node na = m->nodes[a], nb = m->nodes[b];
+    if (na.c != nb.c || na.h != nb.h || na.w != nb.w)
+        return fail(m, ct_error(CT_ERR_ARG, "add: shapes %lldx%lldx%lld and %lldx%lldx%lld differ",
+                                (long long)na.c, (long long)na.h, (long long)na.w, (long long)nb.c,
+                                (long long)nb.h, (long long)nb.w));
+    int id = new_node(m, CT_NODE_ADD, a, na.c, na.h, na.w);
+    if (id >= 0) m->nodes[id].in1 = b;
+    return id;
+}
+
+int ct_model_add_basic_block(ct_model *m, int in, int64_t planes, int64_t stride, const char *name) {
+    if (in < 0) return fail(m, CT_ERR_ARG);
+    char buf[CT_MAX_NAME];
+    int64_t in_c = m->nodes[in].c;
+    snprintf(buf, sizeof buf, "%s.conv1", name);
+    int x = ct_model_add_conv(m, in, planes, 3, stride, 1, 0, buf);
+    snprintf(buf, sizeof buf, "%s.bn1", name);
+    x = ct_model_add_relu(m, ct_model_add_bn(m, x, buf));
+    snprintf(buf, sizeof buf, "%s.conv2", name);
+    x = ct_model_add_conv(m, x, planes, 3, 1, 1, 0, buf);
+    snprintf(buf, sizeof buf, "%s.bn2", name);
+    x = ct_model_add_bn(m, x, buf);
+    int sc = in;
+    if (stride != 1 || in_c != planes) {
+        snprintf(buf, sizeof buf, "%s.downsample.0", name);
+        sc = ct_model_add_conv(m, in, planes, 1, stride, 0, 0, buf);
+        snprintf(buf, sizeof buf, "%s.downsample.1", name);
+        sc = ct_model_add_bn(m, sc, buf);
+    }
+    return ct_model_add_relu(m, ct_model_add_add(m, x, sc));
+}
+
+/* ---- initialisation ---------------------------------------------------------- */
+
+static void init_params(ct_model *m) {
+    for (int i = 0; i < m->nnodes; i++) {
+        const ct_node *n = &m->nodes[i];
+        if (n->weight < 0) continue;
+        const ct_tensor_info *w = &m->params[n->weight];
+        float *pw = m->param + w->offset;
+        ct_rng r = ct_rng_make(ct_rng_key(m->cfg.seed, 0x1417, (uint64_t)n->weight, 0));
+        if (n->kind == CT_NODE_CONV) {
+            /* Kaiming normal, mode fan_out, gain sqrt(2) (torchvision ResNet) */
+            double fan_out = (double)w->shape[0] * (double)w->shape[2] * (double)w->shape[3];
+            float std = (float)sqrt(2.0 / fan_out);
+            for (size_t j = 0; j < w->numel; j++) pw[j] = std * ct_rng_normal(&r);
+        } else if (n->kind == CT_NODE_LINEAR) {
+            /* PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias */
+            float bound = (float)(1.0 / sqrt((double)w->shape[1]));
+            for (size_t j = 0; j < w->numel; j++) pw[j] = bound * (2.0f * ct_rng_uniform(&r) - 1.0f);
+            if (n->bias >= 0) {
+                const ct_tensor_info *b = &m->params[n->bias];
+                for (size_t j = 0; j < b->numel; j++)
+                    m->param[b->offset + j] = bound * (2.0f * ct_rng_uniform(&r) - 1.0f);
+            }
+        } else if (n->kind == CT_NODE_BN) {
+            for (size_t j = 0; j < w->numel; j++) pw[j] = 1.0f;
+            const ct_tensor_info *rv = &m->bufs[n->rvar];
+            for (size_t j = 0; j < rv->numel; j++) m->buf[rv->offset + j] = 1.0f;
+        }
+        if (n->kind == CT_NODE_CONV && n->bias >= 0) {
+            const ct_tensor_info *b = &m->params[n->bias];
+            double fan_in = (double)w->shape[1] * (double)w->shape[2] * (double)w->shape[3];
+            float bound = (float)(1.0 / sqrt(fan_in));
+            for (size_t j = 0; j < b->numel; j++) m->param[b->offset + j] = bound * (2.0f * ct_rng_uniform(&r) - 1.0f);
+        }
+    }
+}
+
+ct_status ct_model_finish(ct_model *m, int h_node, int z_node) {
+    if (m->build_status != CT_OK) return m->build_status;
+    if (h_node < 0 || h_node >= m->nnodes || z_node < 0 || z_node >= m->nnodes)
+        return ct_error(CT_ERR_ARG, "model: bad output nodes %d, %d", h_node, z_node);
+    if (m->nodes[h_node].h != 1 || m->nodes[h_node].w != 1 || m->nodes[z_node].h != 1 || m->nodes[z_node].w != 1)
+        return ct_error(CT_ERR_ARG, "model: outputs must be vectors (use global average pooling)");
+    m->h_node = h_node;
+    m->z_node = z_node;
+    size_t np = m->nparam_floats ? m->nparam_floats : 1, nb = m->nbuf_floats ? m->nbuf_floats : 1;
+    m->param = ct_alloc(np * sizeof(float));
+    m->grad = ct_alloc(np * sizeof(float));
+    m->buf = ct_alloc(nb * sizeof(float));
+    if (!m->param || !m->grad || !m->buf) return CT_ERR_NOMEM;
+    init_params(m);
+    return CT_OK;
+}
+
+/* ---- the encoders and the head ----------------------------------------------- */
+
+void ct_model_config_default(ct_model_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->encoder = CT_ENC_CNN;
+    cfg->width = 32;
+    cfg->in_c = 1;
+    cfg->in_h = cfg->in_w = 28;
+    cfg->head_hidden = 512;
+    cfg->head_out = 128;
+    cfg->head_bn = 1;
+    cfg->seed = 0;
+}
+
+const char *ct_encoder_name(ct_encoder_kind k) { return k == CT_ENC_RESNET18 ? "resnet18" : "cnn"; }
+
+ct_status ct_encoder_parse(const char *s, ct_encoder_kind *out) {
+    if (!strcmp(s, "cnn")) *out = CT_ENC_CNN;
+    else if (!strcmp(s, "resnet18")) *out = CT_ENC_RESNET18;
+    else return ct_error(CT_ERR_ARG, "unknown encoder '%s' (expected cnn or resnet18)", s);
+    return CT_OK;
+}
+
+/* Four conv3x3-BN-ReLU stages of widths w, 2w, 4w, 8w; 2x2 max pools after the
+ * first three (28 -> 14 -> 7 -> 3), then global average pooling: h has 8w features. */
+static int build_cnn(ct_model *m, int x) {
+    int64_t w = m->cfg.width;
+    char name[32];
+    for (int i = 1; i <= 4; i++) {
+        snprintf(name, sizeof name, "encoder.conv%d", i);
+        x = ct_model_add_conv(m, x, w << (i - 1), 3, 1, 1, 0, name);
+        snprintf(name, sizeof name, "encoder.bn%d", i);
+        x = ct_model_add_relu(m, ct_model_add_bn(m, x, name));
+        if (i < 4 && x >= 0 && m->nodes[x].h >= 2) x = ct_model_add_maxpool(m, x, 2, 2, 0);
+    }
+    return ct_model_add_gap(m, x);
+}
+
+/* ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max pool), torchvision names. */
+static int build_resnet18(ct_model *m, int x) {
+    int64_t w = m->cfg.width;
+    x = ct_model_add_conv(m, x, w, 3, 1, 1, 0, "encoder.conv1");
+    x = ct_model_add_relu(m, ct_model_add_bn(m, x, "encoder.bn1"));
+    char name[48];
+    for (int layer = 1; layer <= 4; layer++)
+        for (int b = 0; b < 2; b++) {
+            snprintf(name, sizeof name, "encoder.layer%d.%d", layer, b);
+            x = ct_model_add_basic_block(m, x, w << (layer - 1), (layer > 1 && b == 0) ? 2 : 1, name);
+        }
+    return ct_model_add_gap(m, x);
+}
+
+ct_status ct_model_init(ct_model *m, const ct_model_config *cfg) {
+    if (cfg->width < 1 || cfg->width > 4096) return ct_error(CT_ERR_ARG, "model: width %d out of range", cfg->width);
+    if (cfg->head_hidden < 0 || cfg->head_out < 0 || (cfg->head_hidden > 0 && cfg->head_out < 1))
+        return ct_error(CT_ERR_ARG, "model: bad head sizes %d, %d", cfg->head_hidden, cfg->head_out);
+    ct_status st = ct_model_begin(m, cfg);
+    if (st) return st;
+    int h = cfg->encoder == CT_ENC_RESNET18 ? build_resnet18(m, 0) : build_cnn(m, 0);
+    int z = h;
+    if (cfg->head_hidden > 0) {
+        z = ct_model_add_linear(m, h, cfg->head_hidden, 1, "head.0");
+        if (cfg->head_bn) {
+            z = ct_model_add_relu(m, ct_model_add_bn(m, z, "head.1"));
+            z = ct_model_add_linear(m, z, cfg->head_out, 1, "head.3");
+        } else {
+            z = ct_model_add_relu(m, z);
+            z = ct_model_add_linear(m, z, cfg->head_out, 1, "head.2");
+        }
+    }
+    st = ct_model_finish(m, h, z);
+    if (st) ct_model_free(m);
+    return st;
+}
+
+void ct_model_free(ct_model *m) {
+    ct_free(m->nodes);
+    ct_free(m->params);
+    ct_free(m->bufs);
+    ct_free(m->param);
+    ct_free(m->grad);
+    ct_free(m->buf);
+    ct_arena_free(&m->arena);
+    memset(m, 0, sizeof *m);
+}
+
+const ct_tensor_info *ct_model_find(const ct_model *m, const char *name, int buffers) {
+    const ct_tensor_info *t = buffers ? m->bufs : m->params;
+    int n = buffers ? m->nbufs : m->nparams;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(t[i].name, name)) return &t[i];
+    return NULL;
+}
+
+/* ---- arena ------------------------------------------------------------------- */
+
+static size_t node_elems(const ct_node *n, int64_t batch) { return (size_t)(batch * n->c * n->h * n->w); }
+
+static ct_conv2d_shape conv_shape(const ct_model *m, const ct_node *n, int64_t N) {
+    const ct_node *src = &m->nodes[n->in0];
+    ct_conv2d_shape s;
+    ct_conv2d_shape_init(&s, N, src->c, src->h, src->w, n->c, n->k, n->k, n->stride, n->pad);
+    return s;
+}
+
+/* Walks the nodes once to size the arena (carve == 0) or to hand out its blocks. */
+static size_t layout(ct_model *m, int64_t B, int carve) {
+    size_t total = 0, ws = 0;
+#define TAKE(ptr, nfl)                                                          \
+    do {                                                                        \
+        size_t nf_ = (nfl);                                                     \
+        total += ct_arena_need(nf_);                                            \
+        if (carve) ptr = ct_arena_floats(&m->arena, nf_);                       \
+    } while (0)
+    /* gradients first, contiguous, so one memset clears them */
+    size_t dstart = total;
+    for (int i = 1; i < m->nnodes; i++) {
+        ct_node *n = &m->nodes[i];
+        if (n->kind == CT_NODE_FLATTEN) continue;
+        TAKE(n->dout, node_elems(n, B));
+    }
+    if (carve) {
+        m->dregion = m->nodes[1].dout;
+        m->dregion_floats = (total - dstart) / sizeof(float);
+    }
+    for (int i = 1; i < m->nnodes; i++) {
+        ct_node *n = &m->nodes[i];
+        if (n->kind == CT_NODE_FLATTEN) continue;
+        TAKE(n->out, node_elems(n, B));
+        if (n->kind == CT_NODE_BN) {
+            TAKE(n->save0, (size_t)n->c);
+            TAKE(n->save1, (size_t)n->c);
+        } else if (n->kind == CT_NODE_DROPOUT) {
+            TAKE(n->save0, node_elems(n, B));
+        } else if (n->kind == CT_NODE_MAXPOOL) {
+            float *p = NULL;
+            TAKE(p, node_elems(n, B)); /* int32 and float have the same size */
+            if (carve) n->argmax = (int32_t *)p;
+        } else if (n->kind == CT_NODE_CONV) {
+            ct_conv2d_shape s = conv_shape(m, n, B);
+            size_t need = ct_conv2d_workspace(&s);
+            if (need > ws) ws = need;
+        }
+    }
+    TAKE(m->ws, ws ? ws : 1);
+#undef TAKE
+    if (carve)  /* flatten nodes alias their input */
+        for (int i = 1; i < m->nnodes; i++) {
+            ct_node *n = &m->nodes[i];
+            if (n->kind == CT_NODE_FLATTEN) {
+                n->out = m->nodes[n->in0].out;
+                n->dout = m->nodes[n->in0].dout;
+            }
+        }
+    return total;
+}
+
+ct_status ct_model_prepare(ct_model *m, int64_t batch) {
+    if (!m->param) return ct_error(CT_ERR_STATE, "model: prepare before init");
+    if (batch < 1 || batch > (1 << 24)) return ct_error(CT_ERR_ARG, "model: batch %lld out of range", (long long)batch);
+    if (batch <= m->batch) return CT_OK;
+    /* rough overflow guard: every activation sized for this batch must fit size_t */
+    double est = 0;
+    for (int i = 0; i < m->nnodes; i++) est += (double)batch * (double)(m->nodes[i].c * m->nodes[i].h * m->nodes[i].w);
+    if (est * 4 * sizeof(float) > 1e15) return ct_error(CT_ERR_NOMEM, "model: batch %lld needs too much memory", (long long)batch);
+    size_t need = layout(m, batch, 0);
+    ct_arena_free(&m->arena);
+    ct_status st = ct_arena_init(&m->arena, need);
+    if (st) return ct_error(st, "model: cannot allocate %.1f MiB of activations for batch %lld: %s",
+                            need / 1048576.0, (long long)batch, ct_errmsg());
+    layout(m, batch, 1);
+    m->batch = batch;
+    return CT_OK;
+}
+
+/* ---- forward / backward ------------------------------------------------------- */
+
+static float *P(const ct_model *m, int idx) { return idx >= 0 ? m->param + m->params[idx].offset : NULL; }
+static float *G(const ct_model *m, int idx) { return idx >= 0 ? m->grad + m->params[idx].offset : NULL; }
+static float *BUF(const ct_model *m, int idx) { return idx >= 0 ? m->buf + m->bufs[idx].offset : NULL; }
+
+ct_status ct_model_forward(ct_model *m, const float *x, int64_t N, int training, int through_head) {
+    if (m->batch == 0) return ct_error(CT_ERR_STATE, "model: forward before ct_model_prepare");
+    if (N < 1 || N > m->batch) return ct_error(CT_ERR_ARG, "model: batch %lld exceeds the prepared %lld", (long long)N, (long long)m->batch);
+    if (training && N == 1) {
+        /* BatchNorm1d in the head cannot normalise a single vector (PyTorch raises too) */
+        for (int i = 0; i < m->nnodes; i++)
+            if (m->nodes[i].kind == CT_NODE_BN && m->nodes[i].h * m->nodes[i].w == 1)
+                return ct_error(CT_ERR_ARG, "model: training BatchNorm1d needs more than one sample");
+    }
+    m->nodes[0].out = (float *)x;
+    m->cur_n = N;
+    m->last_training = training;
+    int last = through_head ? m->z_node : m->h_node;
+    m->last_top = last;
+    for (int i = 1; i <= last; i++) {
+        ct_node *n = &m->nodes[i];
+        const ct_node *a = &m->nodes[n->in0];
+        size_t ne = node_elems(n, N);
+        switch (n->kind) {
+        case CT_NODE_CONV: {
+            ct_conv2d_shape s = conv_shape(m, n, N);
+            ct_conv2d_forward(n->out, a->out, P(m, n->weight), P(m, n->bias), &s, m->ws);
+        } break;
+        case CT_NODE_BN:
+            ct_batchnorm_forward(n->out, n->save0, n->save1, BUF(m, n->rmean), BUF(m, n->rvar), a->out,
+                                 P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, n->eps, n->momentum,
+                                 training);
+            break;
+        case CT_NODE_RELU: ct_relu_forward(n->out, a->out, ne); break;
+        case CT_NODE_MAXPOOL:
+            ct_maxpool_forward(n->out, n->argmax, a->out, N, a->c, a->h, a->w, n->k, n->stride, n->pad);
+            break;
+        case CT_NODE_AVGPOOL:
+            ct_avgpool_forward(n->out, a->out, N, a->c, a->h, a->w, n->k, n->stride, n->pad);
+            break;
+        case CT_NODE_GAP: ct_gap_forward(n->out, a->out, N, a->c, a->h * a->w); break;
+        case CT_NODE_FLATTEN: n->out = a->out; break;
+        case CT_NODE_LINEAR:
+            ct_linear_forward(n->out, a->out, P(m, n->weight), P(m, n->bias), N, a->c, n->c);
+            break;
+        case CT_NODE_DROPOUT:
+            if (training)
+                ct_dropout_forward(n->out, n->save0, a->out, ne, n->p,
+                                   ct_rng_key(m->cfg.seed, 0xD409, m->dropout_step, (uint64_t)i));
+            else
+                memcpy(n->out, a->out, ne * sizeof(float));
+            break;
+        case CT_NODE_ADD: ct_add_forward(n->out, a->out, m->nodes[n->in1].out, ne); break;
+        case CT_NODE_INPUT: break;
+        }
+    }
+    return CT_OK;
+}
+
+void ct_model_zero_grad(ct_model *m) { memset(m->grad, 0, m->nparam_floats * sizeof(float)); }
+
+ct_status ct_model_backward(ct_model *m, const float *dtop) {
+    if (m->cur_n == 0) return ct_error(CT_ERR_STATE, "model: backward before forward");
+    const int64_t N = m->cur_n;
+    /* the last forward's top: z if it ran through the head, else h */
+    const int top = m->last_top;
+    memset(m->dregion, 0, m->dregion_floats * sizeof(float));
+    memcpy(m->nodes[top].dout, dtop, node_elems(&m->nodes[top], N) * sizeof(float));
+    for (int i = top; i >= 1; i--) {
+        ct_node *n = &m->nodes[i];
+        ct_node *a = &m->nodes[n->in0];
+        float *da = n->in0 > 0 ? a->dout : NULL;
+        size_t ne = node_elems(n, N);
+        switch (n->kind) {
+        case CT_NODE_CONV: {
+            ct_conv2d_shape s = conv_shape(m, n, N);
+            ct_conv2d_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, P(m, n->weight), &s, m->ws);
+        } break;
+        case CT_NODE_BN:
+            ct_batchnorm_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, n->save0, n->save1,
+                                  P(m, n->weight), N, n->c, n->h * n->w, m->last_training);
+            break;
+        case CT_NODE_RELU:
+            if (da) ct_relu_backward(da, n->dout, n->out, ne);
+            break;
+        case CT_NODE_MAXPOOL:
+            if (da) ct_maxpool_backward(da, n->dout, n->argmax, N, a->c, n->h, n->w, a->h, a->w);
+            break;
+        case CT_NODE_AVGPOOL:
+            if (da) ct_avgpool_backward(da, n->dout, N, a->c, a->h, a->w, n->k, n->stride, n->pad);
+            break;
+        case CT_NODE_GAP:
+            if (da) ct_gap_backward(da, n->dout, N, a->c, a->h * a->w);
+            break;
+        case CT_NODE_FLATTEN: break; /* shares its input's gradient buffer */
+        case CT_NODE_LINEAR:
+            ct_linear_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, P(m, n->weight), N, a->c, n->c);
+            break;
+        case CT_NODE_DROPOUT:
+            if (da) {
+                if (m->last_training) ct_dropout_backward(da, n->dout, n->save0, ne);
+                else for (size_t j = 0; j < ne; j++) da[j] += n->dout[j];
+            }
+            break;
+        case CT_NODE_ADD: {
+            ct_node *b = &m->nodes[n->in1];
+            for (size_t j = 0; j < ne; j++) {
+                if (da) da[j] += n->dout[j];
+                if (n->in1 > 0) b->dout[j] += n->dout[j];
+            }
+        } break;
+        case CT_NODE_INPUT: break;
+        }
+    }
+    return CT_OK;
+}
+
+const float *ct_model_features(const ct_model *m) { return m->nodes[m->h_node].out; }
+const float *ct_model_embedding(const ct_model *m) { return m->nodes[m->z_node].out; }
+int64_t ct_model_feature_dim(const ct_model *m) { return m->nodes[m->h_node].c; }
+int64_t ct_model_embed_dim(const ct_model *m) { return m->nodes[m->z_node].c; }

@@ -1,0 +1,401 @@
+/* test_nn.c: every layer's backward against central finite differences, the fast
+ * convolution against its direct reference, model-level gradient checks through a
+ * ResNet basic block with its projection shortcut, and thread-count invariance.
+ *
+ * Tolerances (float32 forward, loss L = sum(y * r) accumulated in double):
+ *   smooth ops (conv, linear, pools, add, BN):  eps 1e-2 (BN 1e-3), |num-ana| <= 2e-3 + 2e-2*|num|
+ *   whole models (ReLU kinks, BN curvature):    eps 1e-4, |num-ana| <= 5e-3 + 5e-2*|num|
+ *   (deep tiny ResNets are too curved for float differences; ResNet-18 is checked
+ *   exactly against PyTorch autograd in test_reference instead)
+ *   conv fast path vs direct reference:        |diff| <= 1e-4 + 1e-4*|ref| */
+#include "harness.h"
+
+#include <omp.h>
+
+typedef struct {
+    void (*fwd)(void *);
+    float *y, *r;
+    size_t ny;
+} gc_ctx;
+
+static double gc_loss(void *p) {
+    gc_ctx *c = p;
+    c->fwd(c);
+    double s = 0;
+    for (size_t i = 0; i < c->ny; i++) s += (double)c->y[i] * c->r[i];
+    return s;
+}
+
+static float *rnd(size_t n, uint64_t seed, float lo, float hi) {
+    float *x = calloc(n, sizeof(float));
+    fill_uniform(x, n, seed, lo, hi);
+    return x;
+}
+
+/* ---- conv2d ------------------------------------------------------------------ */
+typedef struct {
+    gc_ctx g;
+    float *x, *w, *b, *ws;
+    ct_conv2d_shape s;
+} conv_ctx;
+
+static void conv_fwd(void *p) {
+    conv_ctx *c = p;
+    ct_conv2d_forward(c->g.y, c->x, c->w, c->b, &c->s, c->ws);
+}
+
+static void test_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t stride,
+                      int64_t pad, int bias) {
+    conv_ctx c;
+    memset(&c, 0, sizeof c);
+    CHECK_OK(ct_conv2d_shape_init(&c.s, N, C, H, W, OC, K, K, stride, pad));
+    size_t nx = (size_t)(N * C * H * W), nw = (size_t)(OC * C * K * K), ny = (size_t)(N * OC * c.s.OH * c.s.OW);
+    c.x = rnd(nx, 1, -1, 1);
+    c.w = rnd(nw, 2, -1, 1);
+    c.b = bias ? rnd((size_t)OC, 3, -1, 1) : NULL;
+    c.ws = calloc(ct_conv2d_workspace(&c.s), sizeof(float));
+    c.g.y = calloc(ny, sizeof(float));
+    c.g.r = rnd(ny, 4, -1, 1);
+    c.g.ny = ny;
+    c.g.fwd = conv_fwd;
+    char what[128];
+    snprintf(what, sizeof what, "conv N%lld C%lld %lldx%lld OC%lld k%lld s%lld p%lld b%d", (long long)N,
+             (long long)C, (long long)H, (long long)W, (long long)OC, (long long)K, (long long)stride,
+             (long long)pad, bias);
+
+    /* fast path vs direct reference, forward and backward */
+    float *yref = calloc(ny, sizeof(float));
+    conv_fwd(&c);
+    ct_conv2d_forward_ref(yref, c.x, c.w, c.b, &c.s);
+    check_close(what, c.g.y, yref, ny, 1e-4, 1e-4);
+    float *dx = calloc(nx, 4), *dw = calloc(nw, 4), *db = calloc((size_t)OC, 4);
+    float *dxr = calloc(nx, 4), *dwr = calloc(nw, 4), *dbr = calloc((size_t)OC, 4);
+    /* accumulate semantics: start from non-zero gradients */
+    fill_uniform(dx, nx, 9, -1, 1); memcpy(dxr, dx, nx * 4);
+    fill_uniform(dw, nw, 10, -1, 1); memcpy(dwr, dw, nw * 4);
+    ct_conv2d_backward(dx, dw, bias ? db : NULL, c.g.r, c.x, c.w, &c.s, c.ws);
+    ct_conv2d_backward_ref(dxr, dwr, bias ? dbr : NULL, c.g.r, c.x, c.w, &c.s);
+    check_close("conv dx vs ref (accumulating)", dx, dxr, nx, 1e-4, 1e-4);
+    check_close("conv dw vs ref (accumulating)", dw, dwr, nw, 1e-4, 1e-4);
+    if (bias) check_close("conv db vs ref", db, dbr, (size_t)OC, 1e-4, 1e-4);
+
+    /* finite differences on fresh gradients */
+    memset(dx, 0, nx * 4); memset(dw, 0, nw * 4); memset(db, 0, (size_t)OC * 4);
+    ct_conv2d_backward(dx, dw, bias ? db : NULL, c.g.r, c.x, c.w, &c.s, c.ws);
+    gradcheck(what, c.x, dx, nx, gc_loss, &c, 1e-2f, 2e-3, 2e-2, 200);
+    gradcheck("conv dw", c.w, dw, nw, gc_loss, &c, 1e-2f, 2e-3, 2e-2, 200);
+    if (bias) gradcheck("conv db", c.b, db, (size_t)OC, gc_loss, &c, 1e-2f, 2e-3, 2e-2, 200);
+    free(yref); free(dx); free(dw); free(db); free(dxr); free(dwr); free(dbr);
+    free(c.x); free(c.w); free(c.b); free(c.ws); free(c.g.y); free(c.g.r);
+}
+
+/* ---- batchnorm ------------------------------------------------------------- */
+typedef struct {
+    gc_ctx g;
+    float *x, *gamma, *beta, *mean, *invstd, *rm, *rv;
+    int64_t N, C, HW;
+    int training;
+} bn_ctx;
+
+static void bn_fwd(void *p) {
+    bn_ctx *c = p;
+    ct_batchnorm_forward(c->g.y, c->mean, c->invstd, c->rm, c->rv, c->x, c->gamma, c->beta, c->N, c->C, c->HW,
+                         1e-5f, 0.1f, c->training);
+}
+
+static void test_bn(int64_t N, int64_t C, int64_t HW, int training) {
+    bn_ctx c;
+    memset(&c, 0, sizeof c);
+    c.N = N; c.C = C; c.HW = HW; c.training = training;
+    size_t n = (size_t)(N * C * HW);
+    c.x = rnd(n, 11, -2, 3);
+    c.gamma = rnd((size_t)C, 12, 0.5f, 1.5f);
+    c.beta = rnd((size_t)C, 13, -1, 1);
+    c.mean = calloc((size_t)C, 4); c.invstd = calloc((size_t)C, 4);
+    c.rm = rnd((size_t)C, 14, -0.5f, 0.5f); c.rv = rnd((size_t)C, 15, 0.5f, 2.0f);
+    c.g.y = calloc(n, 4); c.g.r = rnd(n, 16, -1, 1); c.g.ny = n; c.g.fwd = bn_fwd;
+    bn_fwd(&c);
+    float *dx = calloc(n, 4), *dg = calloc((size_t)C, 4), *dbt = calloc((size_t)C, 4);
+    ct_batchnorm_backward(dx, dg, dbt, c.g.r, c.x, c.mean, c.invstd, c.gamma, N, C, HW, training);
+    char what[96];
+    snprintf(what, sizeof what, "batchnorm N%lld C%lld HW%lld %s dx", (long long)N, (long long)C, (long long)HW,
+             training ? "train" : "eval");
+    gradcheck(what, c.x, dx, n, gc_loss, &c, 1e-3f, 2e-3, 2e-2, 200);
+    gradcheck("batchnorm dgamma", c.gamma, dg, (size_t)C, gc_loss, &c, 1e-3f, 2e-3, 2e-2, 200);
+    gradcheck("batchnorm dbeta", c.beta, dbt, (size_t)C, gc_loss, &c, 1e-3f, 2e-3, 2e-2, 200);
+    if (training) {
+        /* normalised output: per-channel mean beta, std gamma; running stats moved by momentum */
+        double s = 0, ss = 0;
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t j = 0; j < HW; j++) {
+                double v = c.g.y[(i * C) * HW + j];
+                s += v; ss += v * v;
+            }
+        double M = (double)(N * HW), mu = s / M, sd = sqrt(ss / M - mu * mu);
+        CHECK(fabs(mu - c.beta[0]) < 1e-4 && fabs(sd - c.gamma[0]) < 1e-3, "BN output mean %g std %g", mu, sd);
+    }
+    free(dx); free(dg); free(dbt); free(c.x); free(c.gamma); free(c.beta); free(c.mean); free(c.invstd);
+    free(c.rm); free(c.rv); free(c.g.y); free(c.g.r);
+}
+
+static void test_bn_running_stats(void) {
+    /* one channel, values 1..4: mean 2.5, unbiased var 5/3; momentum 0.1 from (0, 1) */
+    float x[4] = {1, 2, 3, 4}, y[4], mean, invstd, rm = 0, rv = 1, g = 1, b = 0;
+    ct_batchnorm_forward(y, &mean, &invstd, &rm, &rv, x, &g, &b, 4, 1, 1, 1e-5f, 0.1f, 1);
+    CHECK(fabs(rm - 0.25f) < 1e-6, "running mean %g, expected 0.25", rm);
+    CHECK(fabs(rv - (0.9f + 0.1f * 5.0f / 3.0f)) < 1e-6, "running var %g", rv);
+    CHECK(fabs(invstd - 1.0f / sqrtf(1.25f + 1e-5f)) < 1e-6, "invstd uses the biased variance");
+    /* eval mode uses the running statistics */
+    ct_batchnorm_forward(y, &mean, &invstd, &rm, &rv, x, &g, &b, 4, 1, 1, 1e-5f, 0.1f, 0);
+    CHECK(fabs(y[0] - (1 - rm) / sqrtf(rv + 1e-5f)) < 1e-6, "eval output %g", y[0]);
+}
+
+/* ---- linear ------------------------------------------------------------------- */
+typedef struct {
+    gc_ctx g;
+    float *x, *w, *b;
+    int64_t N, IN, OUT;
+} lin_ctx;
+
+static void lin_fwd(void *p) {
+    lin_ctx *c = p;
+    ct_linear_forward(c->g.y, c->x, c->w, c->b, c->N, c->IN, c->OUT);
+}
+
+static void test_linear(int64_t N, int64_t IN, int64_t OUT) {
+    lin_ctx c;
+    memset(&c, 0, sizeof c);
+    c.N = N; c.IN = IN; c.OUT = OUT;
+    size_t nx = (size_t)(N * IN), nw = (size_t)(OUT * IN), ny = (size_t)(N * OUT);
+    c.x = rnd(nx, 21, -1, 1); c.w = rnd(nw, 22, -1, 1); c.b = rnd((size_t)OUT, 23, -1, 1);
+    c.g.y = calloc(ny, 4); c.g.r = rnd(ny, 24, -1, 1); c.g.ny = ny; c.g.fwd = lin_fwd;
+    float *dx = calloc(nx, 4), *dw = calloc(nw, 4), *db = calloc((size_t)OUT, 4);
+    ct_linear_backward(dx, dw, db, c.g.r, c.x, c.w, N, IN, OUT);
+    gradcheck("linear dx", c.x, dx, nx, gc_loss, &c, 1e-2f, 2e-3, 2e-2, 200);
+    gradcheck("linear dw", c.w, dw, nw, gc_loss, &c, 1e-2f, 2e-3, 2e-2, 200);
+    gradcheck("linear db", c.b, db, (size_t)OUT, gc_loss, &c, 1e-2f, 2e-3, 2e-2, 200);
+    free(dx); free(dw); free(db); free(c.x); free(c.w); free(c.b); free(c.g.y); free(c.g.r);
+}
+
+/* ---- pooling, relu, add, dropout ---------------------------------------------- */
+typedef struct {
+    gc_ctx g;
+    float *x, *x2, *mask;
+    int32_t *argmax;
+    int64_t N, C, H, W, k, stride, pad;
+    int op; /* 0 max, 1 avg, 2 gap, 3 relu, 4 add, 5 dropout */
+} pool_ctx;
+
+static void pool_fwd(void *p) {
+    pool_ctx *c = p;
+    size_t n = (size_t)(c->N * c->C * c->H * c->W);
+    switch (c->op) {
+    case 0: ct_maxpool_forward(c->g.y, c->argmax, c->x, c->N, c->C, c->H, c->W, c->k, c->stride, c->pad); break;
+    case 1: ct_avgpool_forward(c->g.y, c->x, c->N, c->C, c->H, c->W, c->k, c->stride, c->pad); break;
+    case 2: ct_gap_forward(c->g.y, c->x, c->N, c->C, c->H * c->W); break;
+    case 3: ct_relu_forward(c->g.y, c->x, n); break;
+    case 4: ct_add_forward(c->g.y, c->x, c->x2, n); break;
+    case 5: ct_dropout_forward(c->g.y, c->mask, c->x, n, 0.3f, 77); break;
+    }
+}
+
+static void test_pointwise_and_pool(int op, int64_t N, int64_t C, int64_t H, int64_t W, int64_t k, int64_t stride,
+                                    int64_t pad) {
+    static const char *names[] = {"maxpool", "avgpool", "global avgpool", "relu", "add", "dropout"};
+    pool_ctx c;
+    memset(&c, 0, sizeof c);
+    c.N = N; c.C = C; c.H = H; c.W = W; c.k = k; c.stride = stride; c.pad = pad; c.op = op;
+    size_t nx = (size_t)(N * C * H * W);
+    int64_t OH = op <= 1 ? ct_pool_out(H, k, stride, pad) : (op == 2 ? 1 : H);
+    int64_t OW = op <= 1 ? ct_pool_out(W, k, stride, pad) : (op == 2 ? 1 : W);
+    size_t ny = (size_t)(N * C * OH * OW);
+    c.x = rnd(nx, 31, -1, 1);
+    /* keep inputs away from ReLU's kink and max-pool ties (finite differences of 1e-2) */
+    for (size_t i = 0; i < nx; i++) c.x[i] += c.x[i] >= 0 ? 0.05f : -0.05f;
+    if (op == 0)
+        for (size_t i = 0; i < nx; i++) c.x[i] = (float)((i * 7919) % nx) * 0.05f - (float)nx * 0.02f;
+    c.x2 = rnd(nx, 32, -1, 1);
+    c.mask = calloc(nx, 4);
+    c.argmax = calloc(ny, 4);
+    c.g.y = calloc(ny, 4); c.g.r = rnd(ny, 33, -1, 1); c.g.ny = ny; c.g.fwd = pool_fwd;
+    pool_fwd(&c);
+    float *dx = calloc(nx, 4), *dx2 = calloc(nx, 4);
+    switch (op) {
+    case 0: ct_maxpool_backward(dx, c.g.r, c.argmax, N, C, OH, OW, H, W); break;
+    case 1: ct_avgpool_backward(dx, c.g.r, N, C, H, W, k, stride, pad); break;
+    case 2: ct_gap_backward(dx, c.g.r, N, C, H * W); break;
+    case 3: ct_relu_backward(dx, c.g.r, c.g.y, nx); break;
+    case 4: for (size_t i = 0; i < nx; i++) { dx[i] += c.g.r[i]; dx2[i] += c.g.r[i]; } break;
+    case 5: ct_dropout_backward(dx, c.g.r, c.mask, nx); break;
+    }
+    char what[96];
+    snprintf(what, sizeof what, "%s N%lld C%lld %lldx%lld k%lld s%lld p%lld", names[op], (long long)N, (long long)C,
+             (long long)H, (long long)W, (long long)k, (long long)stride, (long long)pad);
+    gradcheck(what, c.x, dx, nx, gc_loss, &c, 1e-2f, 2e-3, 2e-2, 300);
+    if (op == 4) gradcheck("add second input", c.x2, dx2, nx, gc_loss, &c, 1e-2f, 2e-3, 2e-2, 300);
+    if (op == 5) {
+        size_t kept = 0;
+        for (size_t i = 0; i < nx; i++) kept += c.mask[i] != 0;
+        double frac = (double)kept / nx;
+        CHECK(fabs(frac - 0.7) < 0.1, "dropout keeps %.2f, expected about 0.7", frac);
+    }
+    free(dx); free(dx2); free(c.x); free(c.x2); free(c.mask); free(c.argmax); free(c.g.y); free(c.g.r);
+}
+
+/* ---- whole models -------------------------------------------------------------- */
+typedef struct {
+    gc_ctx g;
+    ct_model *m;
+    float *x;
+    int64_t N;
+} model_ctx;
+
+static void model_fwd(void *p) {
+    model_ctx *c = p;
+    ct_model_forward(c->m, c->x, c->N, 1, 1);
+    memcpy(c->g.y, ct_model_embedding(c->m), c->g.ny * sizeof(float));
+}
+
+/* Gradient check of every parameter tensor of a model (sampled points per tensor). */
+static void gradcheck_model(const char *label, ct_model *m, int64_t N) {
+    size_t nin = (size_t)(N * m->cfg.in_c * m->cfg.in_h * m->cfg.in_w);
+    model_ctx c;
+    memset(&c, 0, sizeof c);
+    c.m = m; c.N = N;
+    c.x = rnd(nin, 41, -1, 1);
+    c.g.ny = (size_t)(N * ct_model_embed_dim(m));
+    c.g.y = calloc(c.g.ny, 4); c.g.r = rnd(c.g.ny, 42, -1, 1); c.g.fwd = model_fwd;
+    CHECK_OK(ct_model_prepare(m, N));
+    model_fwd(&c);
+    ct_model_zero_grad(m);
+    CHECK_OK(ct_model_backward(m, c.g.r));
+    float *g = malloc(m->nparam_floats * 4);
+    memcpy(g, m->grad, m->nparam_floats * 4);
+    for (int i = 0; i < m->nparams; i++) {
+        char what[160];
+        snprintf(what, sizeof what, "%s %s", label, m->params[i].name);
+        gradcheck(what, m->param + m->params[i].offset, g + m->params[i].offset, m->params[i].numel, gc_loss, &c,
+                  1e-4f, 5e-3, 5e-2, 12);
+    }
+    free(g); free(c.x); free(c.g.y); free(c.g.r);
+}
+
+static void test_basic_block_model(void) {
+    /* conv -> basic block with projection shortcut (stride 2, 4 -> 6 channels) ->
+     * identity block -> gap -> linear; odd 7x7 input, batch 3. The front conv's
+     * weight gradient only comes out right if the block's input gradient is right. */
+    ct_model m;
+    ct_model_config cfg;
+    ct_model_config_default(&cfg);
+    cfg.in_c = 2; cfg.in_h = 7; cfg.in_w = 7; cfg.seed = 5;
+    CHECK_OK(ct_model_begin(&m, &cfg));
+    int x = ct_model_add_conv(&m, 0, 4, 3, 1, 1, 1, "stem");
+    x = ct_model_add_basic_block(&m, x, 6, 2, "layer1.0");
+    x = ct_model_add_basic_block(&m, x, 6, 1, "layer1.1");
+    int h = ct_model_add_gap(&m, x);
+    int z = ct_model_add_linear(&m, ct_model_add_dropout(&m, ct_model_add_flatten(&m, h), 0.2f), 5, 1, "fc");
+    CHECK_OK(ct_model_finish(&m, h, z));
+    CHECK(ct_model_find(&m, "layer1.0.downsample.0.weight", 0) != NULL, "projection shortcut present");
+    CHECK(ct_model_find(&m, "layer1.1.downsample.0.weight", 0) == NULL, "identity shortcut has no conv");
+    CHECK(ct_model_find(&m, "layer1.0.bn1.running_var", 1) != NULL, "BN running stats are buffers");
+    gradcheck_model("basic block", &m, 6);
+    ct_model_free(&m);
+}
+
+static void test_small_models(void) {
+    /* the default CNN + head and a ResNet-18 at width 2 with its real topology */
+    ct_model m;
+    ct_model_config cfg;
+    ct_model_config_default(&cfg);
+    cfg.width = 2; cfg.head_hidden = 6; cfg.head_out = 3; cfg.in_h = cfg.in_w = 11;
+    CHECK_OK(ct_model_init(&m, &cfg));
+    CHECK(ct_model_feature_dim(&m) == 16 && ct_model_embed_dim(&m) == 3, "cnn dims");
+    gradcheck_model("cnn", &m, 4);
+    ct_model_free(&m);
+    cfg.encoder = CT_ENC_RESNET18; cfg.in_c = 3; cfg.in_h = cfg.in_w = 9;
+    CHECK_OK(ct_model_init(&m, &cfg));
+    CHECK(m.nparams == 62 + 4, "resnet18 has 62 encoder tensors + 4 head tensors, got %d", m.nparams);
+    CHECK(m.nbufs == 2 * 20 + 2, "resnet18 has 20 BN layers + 1 in the head, got %d buffers", m.nbufs);
+    ct_model_free(&m);
+}
+
+static void test_model_errors(void) {
+    ct_model m;
+    ct_model_config cfg;
+    ct_model_config_default(&cfg);
+    cfg.in_h = cfg.in_w = 1; /* too small for a 2x2 max pool after conv: builds no pool, still valid */
+    CHECK_OK(ct_model_init(&m, &cfg));
+    ct_model_free(&m);
+    cfg.in_h = cfg.in_w = 28; cfg.width = 0;
+    CHECK(ct_model_init(&m, &cfg) == CT_ERR_ARG, "width 0 refused");
+    ct_model_config_default(&cfg);
+    CHECK_OK(ct_model_init(&m, &cfg));
+    float x[784] = {0};
+    CHECK(ct_model_forward(&m, x, 1, 1, 1) == CT_ERR_STATE, "forward before prepare refused: %s", ct_errmsg());
+    CHECK_OK(ct_model_prepare(&m, 2));
+    CHECK(ct_model_forward(&m, x, 3, 1, 1) == CT_ERR_ARG, "batch larger than prepared refused");
+    CHECK(ct_model_forward(&m, x, 1, 1, 1) == CT_ERR_ARG, "BatchNorm1d on one sample refused");
+    ct_model_free(&m);
+    ct_encoder_kind k;
+    CHECK(ct_encoder_parse("vgg", &k) == CT_ERR_ARG && strstr(ct_errmsg(), "vgg"), "unknown encoder named");
+}
+
+/* A training-mode forward + backward at 1 and 2 threads gives identical bits. */
+static void test_thread_invariance(void) {
+    ct_model_config cfg;
+    ct_model_config_default(&cfg);
+    cfg.encoder = CT_ENC_RESNET18; cfg.width = 4; cfg.head_hidden = 16; cfg.head_out = 8;
+    cfg.in_h = cfg.in_w = 12;
+    int64_t N = 10;
+    float *x = rnd((size_t)(N * 144), 51, -1, 1), *dz = rnd((size_t)(N * 8), 52, -1, 1);
+    float *g[2], *z[2];
+    for (int t = 0; t < 2; t++) {
+        ct_model m;
+        CHECK_OK(ct_model_init(&m, &cfg));
+        ct_set_threads(t + 1);
+        CHECK_OK(ct_model_prepare(&m, N));
+        CHECK_OK(ct_model_forward(&m, x, N, 1, 1));
+        ct_model_zero_grad(&m);
+        CHECK_OK(ct_model_backward(&m, dz));
+        g[t] = malloc(m.nparam_floats * 4);
+        memcpy(g[t], m.grad, m.nparam_floats * 4);
+        z[t] = malloc((size_t)(N * 8) * 4);
+        memcpy(z[t], ct_model_embedding(&m), (size_t)(N * 8) * 4);
+        if (t == 1) {
+            CHECK(memcmp(g[0], g[1], m.nparam_floats * 4) == 0, "gradients identical at 1 and 2 threads");
+            CHECK(memcmp(z[0], z[1], (size_t)(N * 8) * 4) == 0, "embeddings identical at 1 and 2 threads");
+        }
+        ct_model_free(&m);
+    }
+    ct_set_threads(0);
+    free(g[0]); free(g[1]); free(z[0]); free(z[1]); free(x); free(dz);
+}
+
+int main(void) {
+    ct_set_threads(0);
+    test_conv(2, 3, 7, 7, 4, 3, 1, 1, 1);   /* odd size, padding, bias */
+    test_conv(1, 2, 8, 9, 3, 3, 2, 1, 0);   /* stride 2, batch 1, non-square */
+    test_conv(5, 4, 6, 6, 5, 1, 1, 0, 0);   /* pointwise (no im2col) */
+    test_conv(3, 3, 7, 5, 2, 1, 2, 0, 1);   /* strided 1x1 (projection shortcut) */
+    test_conv(2, 1, 5, 5, 2, 5, 1, 2, 1);   /* 5x5 kernel */
+    test_bn(4, 3, 5, 1);
+    test_bn(1, 2, 9, 1);                    /* batch 1 (2d: statistics over H*W) */
+    test_bn(6, 5, 1, 1);                    /* BatchNorm1d */
+    test_bn(3, 3, 4, 0);                    /* eval mode */
+    test_bn_running_stats();
+    test_linear(3, 7, 5);
+    test_linear(1, 4, 9);
+    test_pointwise_and_pool(0, 2, 3, 7, 7, 2, 2, 0);
+    test_pointwise_and_pool(0, 1, 2, 6, 5, 3, 2, 1);
+    test_pointwise_and_pool(1, 2, 3, 7, 7, 2, 2, 0);
+    test_pointwise_and_pool(1, 1, 2, 5, 6, 3, 2, 1);
+    test_pointwise_and_pool(2, 3, 4, 5, 3, 0, 0, 0);
+    test_pointwise_and_pool(3, 2, 3, 4, 5, 0, 0, 0);
+    test_pointwise_and_pool(4, 2, 3, 4, 5, 0, 0, 0);
+    test_pointwise_and_pool(5, 2, 3, 4, 5, 0, 0, 0);
+    test_basic_block_model();
+    test_small_models();
+    test_model_errors();
+    test_thread_invariance();
+    return test_done();
+}
