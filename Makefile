@@ -71,7 +71,7 @@ test: deps all $(TEST_BIN)
 	@sh tests/run.sh $(BUILD) $(CLI_BIN)
 
 run: deps all
-	sh tools/main_job.sh
+	sh tools/main_job.sh $(ARGS)
 
 bench: deps deps-torch all $(BENCH_BIN)
 	sh bench/run.sh $(BUILD)

@@ -1,0 +1,89 @@
+/* contrast/train.h: the trainer (SimCLR, MoCo, SupCon) and the evaluation of a
+ * trained encoder, as library calls; the CLI's train / eval / embed are thin
+ * wrappers around these.
+ *
+ * A training run writes into cfg.out: checkpoint.safetensors (after every epoch,
+ * atomically), metrics.jsonl (one JSON object per epoch, plus kNN monitor fields)
+ * and eval.json (the final evaluation). Runs are reproducible: the same seed, data
+ * and thread count give the same bits, and a run resumed from its checkpoint ends
+ * with the parameters of the uninterrupted run. */
+#ifndef CONTRAST_TRAIN_H
+#define CONTRAST_TRAIN_H
+#include "contrast/core.h"
+#include "contrast/data.h"
+#include "contrast/model.h"
+#include "contrast/optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { CT_METHOD_SIMCLR = 0, CT_METHOD_MOCO = 1, CT_METHOD_SUPCON = 2 } ct_method;
+const char *ct_method_name(ct_method m);
+int ct_method_parse(const char *s); /* -1 if unknown */
+
+typedef struct {
+    ct_method method;
+    char data[512];          /* dataset spec, e.g. "fashion-mnist", "cifar10:DIR" */
+    char augment[512];       /* augmentation overrides (ct_augment_parse), "" = defaults */
+    ct_model_config model;   /* in_c/in_h/in_w are taken from the data */
+    ct_optim_config optim;
+    int epochs;
+    int64_t batch;           /* samples per step (two views each) */
+    float lr;                /* peak learning rate */
+    float warmup_epochs;     /* linear warm-up length */
+    float final_lr_frac;     /* cosine decays to lr * final_lr_frac */
+    float temperature;
+    uint64_t seed;
+    int threads;             /* compute threads (0 = all cores) */
+    int loader_threads;      /* augmentation threads */
+    int64_t limit;           /* train on the first N images (0 = all) */
+    int eval_every;          /* kNN monitor every N epochs (0 = off) */
+    int knn_k;
+    float knn_t;
+    int final_probe;         /* run the linear probe at the end */
+    float moco_m;            /* MoCo momentum */
+    int64_t moco_k;          /* MoCo queue size (0 = min(4096, dataset size)) */
+    int stop_after;          /* stop after this many epochs in total, as if interrupted (0 = no) */
+    int progress;            /* 1 progress bar, 0 one line per epoch, -1 silent */
+    char out[512];           /* output directory */
+    char resume[512];        /* checkpoint to resume from, "" = fresh */
+} ct_train_config;
+
+void ct_train_config_default(ct_train_config *c);
+
+typedef struct {
+    int epochs_done;
+    int64_t steps;
+    double final_loss, final_top1;
+    double knn_top1, probe_top1;  /* final evaluation (-1 when not run) */
+    double seconds;
+} ct_train_result;
+
+/* Trains as configured. On a non-finite loss it stops with CT_ERR_NUMERIC and keeps
+ * the last good checkpoint. */
+ct_status ct_train_run(const ct_train_config *c, ct_train_result *res);
+
+/* ---- evaluation of a trained model -------------------------------------------- */
+/* Rebuilds the model from a checkpoint file alone (config in its metadata). */
+ct_status ct_checkpoint_load_model(ct_model *m, const char *path);
+
+/* Encoder features h (or head outputs z with head != 0) of every sample of ds,
+ * eval mode, no augmentation. out: (ds->n, dim), allocated with ct_alloc. */
+ct_status ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_dataset *ds,
+                              int head, int64_t batch);
+
+typedef struct {
+    double knn_top1, knn_top5, probe_top1;  /* -1 when not computed */
+    int64_t n_train, n_test, dim;
+} ct_eval_result;
+
+/* kNN (and with probe != 0 the linear probe) of train-split features against the
+ * test split. raw != 0 evaluates normalised pixels instead of a model (m unused). */
+ct_status ct_evaluate(ct_eval_result *r, ct_model *m, const char *data, int64_t limit, int k, float T,
+                      int probe, int raw, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

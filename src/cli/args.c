@@ -1,0 +1,113 @@
+/* args.c: the option parser behind every subcommand. */
+#include "cli.h"
+
+#include "contrast.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void show_default(char *buf, size_t cap, const cli_opt *o) {
+    switch (o->type) {
+    case OPT_INT: snprintf(buf, cap, "%d", *(int *)o->dst); break;
+    case OPT_I64: snprintf(buf, cap, "%lld", (long long)*(int64_t *)o->dst); break;
+    case OPT_U64: snprintf(buf, cap, "%llu", (unsigned long long)*(uint64_t *)o->dst); break;
+    case OPT_FLOAT: snprintf(buf, cap, "%g", *(float *)o->dst); break;
+    case OPT_STR: snprintf(buf, cap, "%s", (char *)o->dst); break;
+    case OPT_FLAG: snprintf(buf, cap, "%s", *(int *)o->dst ? "on" : "off"); break;
+    }
+}
+
+static void usage(FILE *f, const cli_opt *opts, int n, const char *usage_line) {
+    fprintf(f, "%s\n\noptions (default in brackets):\n", usage_line);
+    for (int i = 0; i < n; i++) {
+        char d[600];
+        show_default(d, sizeof d, &opts[i]);
+        const char *arg = opts[i].type == OPT_FLAG ? "" : opts[i].type == OPT_STR ? " S" : " N";
+        char left[64];
+        snprintf(left, sizeof left, "%s%s", opts[i].name, arg);
+        fprintf(f, "  %-22s %s [%s]\n", left, opts[i].help, d[0] ? d : "none");
+    }
+    fprintf(f, "  %-22s %s\n", "--help", "this message");
+}
+
+static int set_value(const cli_opt *o, const char *cmd, const char *v) {
+    char *end;
+    errno = 0;
+    switch (o->type) {
+    case OPT_INT:
+    case OPT_I64:
+    case OPT_U64: {
+        long long x = strtoll(v, &end, 10);
+        if (errno || end == v || *end || x < o->lo || x > o->hi) {
+            fprintf(stderr, "contrast %s: %s expects an integer in [%.0f, %.0f], got '%s'\n", cmd, o->name, o->lo, o->hi, v);
+            return 2;
+        }
+        if (o->type == OPT_INT) *(int *)o->dst = (int)x;
+        else if (o->type == OPT_I64) *(int64_t *)o->dst = x;
+        else *(uint64_t *)o->dst = (uint64_t)x;
+    } break;
+    case OPT_FLOAT: {
+        double x = strtod(v, &end);
+        if (errno || end == v || *end || !isfinite(x) || x < o->lo || x > o->hi) {
+            fprintf(stderr, "contrast %s: %s expects a number in [%g, %g], got '%s'\n", cmd, o->name, o->lo, o->hi, v);
+            return 2;
+        }
+        *(float *)o->dst = (float)x;
+    } break;
+    case OPT_STR:
+        if (strlen(v) >= o->cap) {
+            fprintf(stderr, "contrast %s: %s value is too long (max %zu characters)\n", cmd, o->name, o->cap - 1);
+            return 2;
+        }
+        memcpy(o->dst, v, strlen(v) + 1);
+        break;
+    case OPT_FLAG: *(int *)o->dst = 1; break;
+    }
+    return 0;
+}
+
+int cli_parse(int argc, char **argv, cli_opt *opts, int nopts, const char *usage_line) {
+    const char *cmd = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout, opts, nopts, usage_line);
+            return 1;
+        }
+        const char *eq = strchr(a, '=');
+        size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
+        const cli_opt *o = NULL;
+        for (int j = 0; j < nopts; j++)
+            if (strlen(opts[j].name) == nlen && !strncmp(opts[j].name, a, nlen)) o = &opts[j];
+        if (!o) {
+            fprintf(stderr, "contrast %s: unknown option '%s' (see contrast %s --help)\n", cmd, a, cmd);
+            return 2;
+        }
+        const char *v;
+        if (o->type == OPT_FLAG) {
+            if (eq) {
+                fprintf(stderr, "contrast %s: %s takes no value\n", cmd, o->name);
+                return 2;
+            }
+            v = "1";
+        } else if (eq) {
+            v = eq + 1;
+        } else if (i + 1 < argc) {
+            v = argv[++i];
+        } else {
+            fprintf(stderr, "contrast %s: %s needs a value\n", cmd, o->name);
+            return 2;
+        }
+        int rc = set_value(o, cmd, v);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int cli_fail(const char *cmd) {
+    fprintf(stderr, "contrast %s: %s\n", cmd, ct_errmsg());
+    return 1;
+}

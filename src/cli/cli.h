@@ -1,0 +1,30 @@
+/* cli.h: the table-driven option parser shared by the subcommands, so every flag
+ * is parsed, validated and listed in --help (with its default) from one place. */
+#ifndef CONTRAST_CLI_H
+#define CONTRAST_CLI_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { OPT_INT, OPT_I64, OPT_U64, OPT_FLOAT, OPT_STR, OPT_FLAG } opt_type;
+
+typedef struct {
+    const char *name;  /* "--epochs" */
+    opt_type type;
+    void *dst;         /* int*, int64_t*, uint64_t*, float*, char[cap], int* (flag) */
+    size_t cap;        /* OPT_STR: buffer size */
+    double lo, hi;     /* numeric range (inclusive) */
+    const char *help;  /* one line; the default is printed from dst before parsing */
+} cli_opt;
+
+/* Parses argv[1..] (argv[0] is the subcommand). Prints usage and returns 1 for
+ * --help, prints an error and returns 2 for unknown options or bad values, 0 on
+ * success. `usage_line` is the first line of the help. */
+int cli_parse(int argc, char **argv, cli_opt *opts, int nopts, const char *usage_line);
+/* Prints a library error as "contrast CMD: message" and returns the exit code 1. */
+int cli_fail(const char *cmd);
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_augment(int argc, char **argv);
+#endif

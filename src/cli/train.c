@@ -1,0 +1,92 @@
+/* train.c (cli): `contrast train`, a thin wrapper over ct_train_run. */
+#include "cli.h"
+
+#include "contrast.h"
+#include "contrast/train.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+int cmd_train(int argc, char **argv) {
+    ct_train_config c;
+    ct_train_config_default(&c);
+    char method[16] = "simclr", encoder[16] = "cnn", optimizer[16] = "lars";
+    int width = 0, no_probe = 0, quiet = 0;
+    c.out[0] = '\0';
+    cli_opt opts[] = {
+        {"--method", OPT_STR, method, sizeof method, 0, 0, "simclr | moco | supcon (supcon uses labels)"},
+        {"--data", OPT_STR, c.data, sizeof c.data, 0, 0, "fashion-mnist | mnist:DIR | cifar10:DIR | cifar100:DIR | folder:DIR"},
+        {"--encoder", OPT_STR, encoder, sizeof encoder, 0, 0, "cnn | resnet18"},
+        {"--width", OPT_INT, &width, 0, 0, 4096, "base width (0: 32 for cnn, 64 for resnet18)"},
+        {"--head-hidden", OPT_INT, &c.model.head_hidden, 0, 0, 65536, "projection head hidden size (0: no head)"},
+        {"--head-out", OPT_INT, &c.model.head_out, 0, 1, 65536, "projection head output size"},
+        {"--epochs", OPT_INT, &c.epochs, 0, 1, 100000, "training epochs"},
+        {"--batch", OPT_I64, &c.batch, 0, 2, 1 << 20, "samples per step (two views each)"},
+        {"--lr", OPT_FLOAT, &c.lr, 0, 1e-9, 1e4, "peak learning rate (after warm-up)"},
+        {"--optimizer", OPT_STR, optimizer, sizeof optimizer, 0, 0, "sgd | adamw | lars"},
+        {"--momentum", OPT_FLOAT, &c.optim.momentum, 0, 0, 0.9999, "SGD/LARS momentum"},
+        {"--weight-decay", OPT_FLOAT, &c.optim.weight_decay, 0, 0, 10, "weight decay (not on biases and BN)"},
+        {"--warmup-epochs", OPT_FLOAT, &c.warmup_epochs, 0, 0, 1e5, "linear warm-up, then cosine decay"},
+        {"--temperature", OPT_FLOAT, &c.temperature, 0, 1e-4, 100, "softmax temperature of the objective"},
+        {"--augment", OPT_STR, c.augment, sizeof c.augment, 0, 0, "augmentation overrides, e.g. crop=0.2:1,flip=0.5 (docs/data.md)"},
+        {"--moco-m", OPT_FLOAT, &c.moco_m, 0, 0, 1, "MoCo momentum-encoder coefficient"},
+        {"--moco-k", OPT_I64, &c.moco_k, 0, 0, 1 << 24, "MoCo queue size (0: min(4096, dataset size))"},
+        {"--seed", OPT_U64, &c.seed, 0, 0, 9e18, "seed of initialisation, shuffling and augmentation"},
+        {"--threads", OPT_INT, &c.threads, 0, 0, 1024, "compute threads (0: all cores)"},
+        {"--loader-threads", OPT_INT, &c.loader_threads, 0, 0, 64, "augmentation threads (0: in the training thread)"},
+        {"--limit", OPT_I64, &c.limit, 0, 0, 1e12, "train on the first N training images (0: all)"},
+        {"--eval-every", OPT_INT, &c.eval_every, 0, 0, 100000, "kNN monitor every N epochs (0: off)"},
+        {"--k", OPT_INT, &c.knn_k, 0, 1, 100000, "kNN neighbours"},
+        {"--knn-temperature", OPT_FLOAT, &c.knn_t, 0, 1e-4, 100, "kNN vote temperature"},
+        {"--no-probe", OPT_FLAG, &no_probe, 0, 0, 0, "skip the final linear probe"},
+        {"--stop-after", OPT_INT, &c.stop_after, 0, 0, 100000, "stop after N epochs as if interrupted (resume later)"},
+        {"--out", OPT_STR, c.out, sizeof c.out, 0, 0, "output directory (default runs/<timestamp>)"},
+        {"--resume", OPT_STR, c.resume, sizeof c.resume, 0, 0, "checkpoint to resume from"},
+        {"--quiet", OPT_FLAG, &quiet, 0, 0, 0, "no progress output"},
+    };
+    int rc = cli_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
+                       "usage: contrast train [options]\n"
+                       "Contrastive pretraining; writes checkpoint.safetensors, metrics.jsonl and eval.json to --out.");
+    if (rc) return rc == 1 ? 0 : rc;
+    int mth = ct_method_parse(method), opt = ct_optim_type_parse(optimizer);
+    if (mth < 0) {
+        fprintf(stderr, "contrast train: unknown --method '%s' (simclr, moco, supcon)\n", method);
+        return 2;
+    }
+    if (opt < 0) {
+        fprintf(stderr, "contrast train: unknown --optimizer '%s' (sgd, adamw, lars)\n", optimizer);
+        return 2;
+    }
+    if (ct_encoder_parse(encoder, &c.model.encoder)) {
+        fprintf(stderr, "contrast train: %s\n", ct_errmsg());
+        return 2;
+    }
+    c.method = (ct_method)mth;
+    if (opt != (int)c.optim.type) {
+        float wd = c.optim.weight_decay, mom = c.optim.momentum;
+        ct_optim_config_default(&c.optim, (ct_optim_type)opt);
+        c.optim.weight_decay = wd;
+        if (opt != CT_OPTIM_ADAMW) c.optim.momentum = mom;
+    }
+    c.model.width = width ? width : (c.model.encoder == CT_ENC_RESNET18 ? 64 : 32);
+    c.final_probe = !no_probe;
+    if (quiet) c.progress = -1;
+    if (!c.out[0]) {
+        time_t t = time(NULL);
+        struct tm tmv;
+        localtime_r(&t, &tmv);
+        strftime(c.out, sizeof c.out, "runs/%Y%m%d-%H%M%S", &tmv);
+    }
+    ct_train_result res;
+    if (ct_train_run(&c, &res)) return cli_fail("train");
+    if (!quiet) {
+        fprintf(stderr, "trained %d epochs (%lld steps) in %.1fs; outputs in %s\n", res.epochs_done,
+                (long long)res.steps, res.seconds, c.out);
+    }
+    if (res.knn_top1 >= 0) {
+        printf("knn_top1 %.4f\n", res.knn_top1);
+        if (res.probe_top1 >= 0) printf("probe_top1 %.4f\n", res.probe_top1);
+    }
+    return 0;
+}

@@ -1,0 +1,643 @@
+/* train.c: the training loop for SimCLR, MoCo and SupCon.
+ *
+ * One step: the loader hands two augmented views of B samples (x: 2B images);
+ * the encoder + head maps them to z; the objective gives the loss and dL/dz; the
+ * backward pass fills the flat gradient buffer; the optimizer updates the flat
+ * parameter buffer. Everything is allocated before the first step.
+ *
+ * Exact resume: randomness is counter-based (seed, epoch, sample, view), the
+ * checkpoint after each epoch holds parameters, BN buffers, optimizer moments, the
+ * MoCo key encoder and queue, and the step count, so resuming from epoch k repeats
+ * the remaining epochs bit for bit. */
+#include "contrast/train.h"
+#include "contrast/eval.h"
+#include "contrast/io.h"
+#include "contrast/loss.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CKPT_FORMAT "contrast-checkpoint"
+#define CKPT_VERSION "1"
+
+const char *ct_method_name(ct_method m) {
+    switch (m) {
+    case CT_METHOD_SIMCLR: return "simclr";
+    case CT_METHOD_MOCO: return "moco";
+    case CT_METHOD_SUPCON: return "supcon";
+    }
+    return "?";
+}
+
+int ct_method_parse(const char *s) {
+    if (!strcmp(s, "simclr")) return CT_METHOD_SIMCLR;
+    if (!strcmp(s, "moco")) return CT_METHOD_MOCO;
+    if (!strcmp(s, "supcon")) return CT_METHOD_SUPCON;
+    return -1;
+}
+
+void ct_train_config_default(ct_train_config *c) {
+    memset(c, 0, sizeof *c);
+    c->method = CT_METHOD_SIMCLR;
+    snprintf(c->data, sizeof c->data, "fashion-mnist");
+    ct_model_config_default(&c->model);
+    ct_optim_config_default(&c->optim, CT_OPTIM_LARS);
+    c->optim.weight_decay = 1e-6f;
+    c->epochs = 20;
+    c->batch = 256;
+    c->lr = 1.2f;
+    c->warmup_epochs = 2;
+    c->final_lr_frac = 0.0f;
+    c->temperature = 0.2f;
+    c->seed = 0;
+    c->threads = 0;
+    c->loader_threads = 1;
+    c->eval_every = 5;
+    c->knn_k = 200;
+    c->knn_t = 0.1f;
+    c->final_probe = 1;
+    c->moco_m = 0.99f;
+    c->progress = isatty(STDERR_FILENO) ? 1 : 0;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- checkpoints ---------------------------------------------------------------- */
+
+typedef struct {
+    const ct_train_config *c;
+    ct_model *m, *key;        /* key: MoCo momentum encoder or NULL */
+    ct_optim *opt;
+    ct_moco_queue *queue;     /* MoCo or NULL */
+    int epoch;                /* epochs completed */
+    int64_t step;
+} ckpt_state;
+
+#define MAX_CKPT_TENSORS 1024
+
+static ct_status ckpt_save(const char *path, const ckpt_state *s) {
+    static ct_st_tensor t[MAX_CKPT_TENSORS];
+    static char names[MAX_CKPT_TENSORS][CT_MAX_NAME + 16];
+    int n = 0;
+    const ct_model *m = s->m;
+    for (int i = 0; i < m->nparams && n < MAX_CKPT_TENSORS; i++) ct_st_tensor_from_info(&t[n++], &m->params[i], m->param);
+    for (int i = 0; i < m->nbufs && n < MAX_CKPT_TENSORS; i++) ct_st_tensor_from_info(&t[n++], &m->bufs[i], m->buf);
+    ct_optim_buffer ob[4];
+    int nob = ct_optim_state(s->opt, ob, 4);
+    for (int i = 0; i < nob && n < MAX_CKPT_TENSORS; i++) {
+        memset(&t[n], 0, sizeof t[n]);
+        t[n].name = ob[i].name;
+        t[n].dtype = CT_DTYPE_F32;
+        t[n].ndim = 1;
+        t[n].shape[0] = (int64_t)ob[i].numel;
+        t[n].data = ob[i].data;
+        n++;
+    }
+    if (s->key) {
+        const ct_model *k = s->key;
+        for (int i = 0; i < k->nparams + k->nbufs && n < MAX_CKPT_TENSORS; i++) {
+            const ct_tensor_info *ti = i < k->nparams ? &k->params[i] : &k->bufs[i - k->nparams];
+            ct_st_tensor_from_info(&t[n], ti, i < k->nparams ? k->param : k->buf);
+            snprintf(names[n], sizeof names[n], "momentum.%s", ti->name);
+            t[n].name = names[n];
+            n++;
+        }
+    }
+    if (s->queue && n < MAX_CKPT_TENSORS) {
+        memset(&t[n], 0, sizeof t[n]);
+        t[n].name = "moco.queue";
+        t[n].dtype = CT_DTYPE_F32;
+        t[n].ndim = 2;
+        t[n].shape[0] = s->queue->k;
+        t[n].shape[1] = s->queue->d;
+        t[n].data = s->queue->keys;
+        n++;
+    }
+    if (n >= MAX_CKPT_TENSORS) return ct_error(CT_ERR_ARG, "%s: too many tensors for a checkpoint", path);
+
+    const ct_train_config *c = s->c;
+    const ct_model_config *mc = &m->cfg;
+    char v[32][64];
+    ct_st_kv meta[32];
+    int nm = 0;
+#define META(k, ...)                                                  \
+    do {                                                              \
+        snprintf(v[nm], sizeof v[nm], __VA_ARGS__);                   \
+        meta[nm].key = k;                                             \
+        meta[nm].value = v[nm];                                       \
+        nm++;                                                         \
+    } while (0)
+    META("format", CKPT_FORMAT);
+    META("version", CKPT_VERSION);
+    META("model.encoder", "%s", ct_encoder_name(mc->encoder));
+    META("model.width", "%d", mc->width);
+    META("model.in_c", "%d", mc->in_c);
+    META("model.in_h", "%d", mc->in_h);
+    META("model.in_w", "%d", mc->in_w);
+    META("model.head_hidden", "%d", mc->head_hidden);
+    META("model.head_out", "%d", mc->head_out);
+    META("model.head_bn", "%d", mc->head_bn);
+    META("model.seed", "%llu", (unsigned long long)mc->seed);
+    META("train.method", "%s", ct_method_name(c->method));
+    META("train.epoch", "%d", s->epoch);
+    META("train.step", "%lld", (long long)s->step);
+    META("train.epochs", "%d", c->epochs);
+    META("train.batch", "%lld", (long long)c->batch);
+    META("train.lr", "%.9g", c->lr);
+    META("train.optimizer", "%s", ct_optim_type_name(c->optim.type));
+    META("train.weight_decay", "%.9g", c->optim.weight_decay);
+    META("train.temperature", "%.9g", c->temperature);
+    META("train.seed", "%llu", (unsigned long long)c->seed);
+    META("train.limit", "%lld", (long long)c->limit);
+    META("train.optim_step", "%lld", (long long)s->opt->step);
+    if (s->queue) {
+        META("moco.ptr", "%lld", (long long)s->queue->ptr);
+        META("moco.pushed", "%llu", (unsigned long long)s->queue->pushed);
+        META("moco.m", "%.9g", c->moco_m);
+    }
+#undef META
+    ct_st_kv all[40];
+    memcpy(all, meta, (size_t)nm * sizeof meta[0]);
+    all[nm].key = "train.data";
+    all[nm].value = c->data;
+    all[nm + 1].key = "train.augment";
+    all[nm + 1].value = c->augment;
+    return ct_st_write(path, t, n, all, nm + 2);
+}
+
+static ct_status meta_int(const ct_st_file *f, const char *key, long long *out) {
+    const char *s = ct_st_meta(f, key);
+    if (!s) return ct_error(CT_ERR_FORMAT, "%s: checkpoint metadata lacks '%s'", ct_st_path(f), key);
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end)
+        return ct_error(CT_ERR_FORMAT, "%s: metadata '%s' = '%s' is not an integer", ct_st_path(f), key, s);
+    *out = v;
+    return CT_OK;
+}
+
+static ct_status model_config_from(const ct_st_file *f, ct_model_config *mc) {
+    const char *fmt = ct_st_meta(f, "format");
+    if (!fmt || strcmp(fmt, CKPT_FORMAT))
+        return ct_error(CT_ERR_FORMAT, "%s: not a contrast checkpoint (metadata format is '%s')", ct_st_path(f),
+                        fmt ? fmt : "missing");
+    ct_model_config_default(mc);
+    const char *enc = ct_st_meta(f, "model.encoder");
+    if (!enc) return ct_error(CT_ERR_FORMAT, "%s: checkpoint metadata lacks 'model.encoder'", ct_st_path(f));
+    ct_status st = ct_encoder_parse(enc, &mc->encoder);
+    if (st) return ct_error(st, "%s: %s", ct_st_path(f), ct_errmsg());
+    static const char *keys[] = {"model.width", "model.in_c", "model.in_h", "model.in_w",
+                                 "model.head_hidden", "model.head_out", "model.head_bn"};
+    int *dst[] = {&mc->width, &mc->in_c, &mc->in_h, &mc->in_w, &mc->head_hidden, &mc->head_out, &mc->head_bn};
+    for (int i = 0; i < 7; i++) {
+        long long v;
+        if ((st = meta_int(f, keys[i], &v))) return st;
+        if (v < 0 || v > 1 << 20) return ct_error(CT_ERR_FORMAT, "%s: metadata '%s' = %lld out of range", ct_st_path(f), keys[i], v);
+        *dst[i] = (int)v;
+    }
+    return CT_OK;
+}
+
+/* Loads the model's parameters and buffers; every tensor must be present with its shape. */
+static ct_status load_model_tensors(const ct_st_file *f, ct_model *m, const char *prefix) {
+    static ct_tensor_info tab[MAX_CKPT_TENSORS];
+    int nt = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const ct_tensor_info *src = pass ? m->bufs : m->params;
+        int cnt = pass ? m->nbufs : m->nparams;
+        nt = 0;
+        for (int i = 0; i < cnt && nt < MAX_CKPT_TENSORS; i++) {
+            tab[nt] = src[i];
+            snprintf(tab[nt].name, CT_MAX_NAME, "%s%s", prefix, src[i].name);
+            nt++;
+        }
+        ct_status st = ct_st_read_table(f, tab, nt, pass ? m->buf : m->param);
+        if (st) return st;
+    }
+    return CT_OK;
+}
+
+ct_status ct_checkpoint_load_model(ct_model *m, const char *path) {
+    ct_st_file *f;
+    ct_status st = ct_st_open(&f, path);
+    if (st) return st;
+    ct_model_config mc;
+    if ((st = model_config_from(f, &mc)) == CT_OK && (st = ct_model_init(m, &mc)) == CT_OK) {
+        st = load_model_tensors(f, m, "");
+        if (st) ct_model_free(m);
+    }
+    ct_st_close(f);
+    return st;
+}
+
+static ct_status ckpt_resume(const char *path, ckpt_state *s) {
+    ct_st_file *f;
+    ct_status st = ct_st_open(&f, path);
+    if (st) return st;
+    ct_model_config mc;
+    long long epoch = 0, step = 0, ostep = 0;
+    if ((st = model_config_from(f, &mc))) goto out;
+    if (memcmp(&mc.encoder, &s->m->cfg.encoder, sizeof mc.encoder) || mc.width != s->m->cfg.width ||
+        mc.in_c != s->m->cfg.in_c || mc.in_h != s->m->cfg.in_h || mc.head_hidden != s->m->cfg.head_hidden ||
+        mc.head_out != s->m->cfg.head_out || mc.head_bn != s->m->cfg.head_bn) {
+        st = ct_error(CT_ERR_ARG, "%s: checkpoint holds a different model (%s width %d, head %d/%d) than requested",
+                      path, ct_encoder_name(mc.encoder), mc.width, mc.head_hidden, mc.head_out);
+        goto out;
+    }
+    const char *method = ct_st_meta(f, "train.method");
+    if (!method || ct_method_parse(method) != (int)s->c->method) {
+        st = ct_error(CT_ERR_ARG, "%s: checkpoint was trained with method '%s', not '%s'", path,
+                      method ? method : "?", ct_method_name(s->c->method));
+        goto out;
+    }
+    if ((st = meta_int(f, "train.epoch", &epoch)) || (st = meta_int(f, "train.step", &step)) ||
+        (st = meta_int(f, "train.optim_step", &ostep)))
+        goto out;
+    if ((st = load_model_tensors(f, s->m, ""))) goto out;
+    ct_optim_buffer ob[4];
+    int nob = ct_optim_state(s->opt, ob, 4);
+    for (int i = 0; i < nob; i++) {
+        int64_t shape[1] = {(int64_t)ob[i].numel};
+        if ((st = ct_st_read_f32(f, ob[i].name, ob[i].data, ob[i].numel, 1, shape))) goto out;
+    }
+    s->opt->step = ostep;
+    if (s->key && (st = load_model_tensors(f, s->key, "momentum."))) goto out;
+    if (s->queue) {
+        int64_t shape[2] = {s->queue->k, s->queue->d};
+        long long ptr, pushed;
+        if ((st = ct_st_read_f32(f, "moco.queue", s->queue->keys, (size_t)(s->queue->k * s->queue->d), 2, shape)) ||
+            (st = meta_int(f, "moco.ptr", &ptr)) || (st = meta_int(f, "moco.pushed", &pushed)))
+            goto out;
+        if (ptr < 0 || ptr >= s->queue->k) {
+            st = ct_error(CT_ERR_FORMAT, "%s: moco.ptr %lld outside the queue", path, ptr);
+            goto out;
+        }
+        s->queue->ptr = ptr;
+        s->queue->pushed = (uint64_t)pushed;
+    }
+    s->epoch = (int)epoch;
+    s->step = step;
+out:
+    ct_st_close(f);
+    return st;
+}
+
+/* ---- features and evaluation ------------------------------------------------------ */
+
+ct_status ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_dataset *ds, int head,
+                              int64_t batch) {
+    *out = NULL;
+    if (ds->c != m->cfg.in_c || ds->h != m->cfg.in_h || ds->w != m->cfg.in_w)
+        return ct_error(CT_ERR_ARG, "data is %dx%dx%d but the model expects %dx%dx%d", ds->c, ds->h, ds->w,
+                        m->cfg.in_c, m->cfg.in_h, m->cfg.in_w);
+    ct_augment aug;
+    ct_augment_for_dataset(&aug, ds);
+    int64_t D = head ? ct_model_embed_dim(m) : ct_model_feature_dim(m);
+    size_t per = (size_t)(ds->c * ds->h * ds->w);
+    ct_status st = ct_model_prepare(m, batch);
+    if (st) return st;
+    float *x = ct_alloc((size_t)batch * per * sizeof(float));
+    float *f = ct_alloc((size_t)ds->n * (size_t)D * sizeof(float));
+    if (!x || !f) {
+        ct_free(x);
+        ct_free(f);
+        return CT_ERR_NOMEM;
+    }
+    for (int64_t s = 0; s < ds->n && !st; s += batch) {
+        int64_t nb = ds->n - s < batch ? ds->n - s : batch;
+        if ((st = ct_data_eval_batch(x, ds, &aug, s, nb))) break;
+        if ((st = ct_model_forward(m, x, nb, 0, head))) break;
+        memcpy(f + s * D, head ? ct_model_embedding(m) : ct_model_features(m), (size_t)(nb * D) * sizeof(float));
+    }
+    ct_free(x);
+    if (st) {
+        ct_free(f);
+        return st;
+    }
+    *out = f;
+    *dim = D;
+    return CT_OK;
+}
+
+static ct_status raw_features(float **out, int64_t *dim, const ct_dataset *ds) {
+    ct_augment aug;
+    ct_augment_for_dataset(&aug, ds);
+    int64_t D = (int64_t)ds->c * ds->h * ds->w;
+    float *f = ct_alloc((size_t)ds->n * (size_t)D * sizeof(float));
+    if (!f) return CT_ERR_NOMEM;
+    ct_status st = ct_data_eval_batch(f, ds, &aug, 0, ds->n);
+    if (st) {
+        ct_free(f);
+        return st;
+    }
+    *out = f;
+    *dim = D;
+    return CT_OK;
+}
+
+static ct_status eval_features(ct_eval_result *r, const float *ftr, const ct_dataset *tr, const float *fte,
+                               const ct_dataset *te, int64_t D, int k, float T, int probe, uint64_t seed) {
+    r->knn_top1 = r->knn_top5 = r->probe_top1 = -1;
+    r->n_train = tr->n;
+    r->n_test = te->n;
+    r->dim = D;
+    int nc = tr->num_classes > te->num_classes ? tr->num_classes : te->num_classes;
+    ct_status st = ct_knn_eval(ftr, tr->labels, tr->n, fte, te->labels, te->n, D, nc, k, T, &r->knn_top1, &r->knn_top5);
+    if (st || !probe) return st;
+    return ct_linear_probe(ftr, tr->labels, tr->n, fte, te->labels, te->n, D, nc, seed, &r->probe_top1);
+}
+
+ct_status ct_evaluate(ct_eval_result *r, ct_model *m, const char *data, int64_t limit, int k, float T, int probe,
+                      int raw, uint64_t seed) {
+    ct_dataset tr, te;
+    memset(&tr, 0, sizeof tr);
+    memset(&te, 0, sizeof te);
+    float *ftr = NULL, *fte = NULL;
+    int64_t D = 0;
+    ct_status st = ct_dataset_load(&tr, data, 1);
+    if (!st) st = ct_dataset_load(&te, data, 0);
+    if (!st) {
+        ct_dataset_limit(&tr, limit);
+        if (raw) {
+            st = raw_features(&ftr, &D, &tr);
+            if (!st) st = raw_features(&fte, &D, &te);
+        } else {
+            st = ct_extract_features(&ftr, &D, m, &tr, 0, 512);
+            if (!st) st = ct_extract_features(&fte, &D, m, &te, 0, 512);
+        }
+    }
+    if (!st) st = eval_features(r, ftr, &tr, fte, &te, D, k, T, probe, seed);
+    ct_free(ftr);
+    ct_free(fte);
+    ct_dataset_free(&tr);
+    ct_dataset_free(&te);
+    return st;
+}
+
+/* ---- the loop ----------------------------------------------------------------------- */
+
+static void progress_line(const ct_train_config *c, int epoch, int64_t b, int64_t nb, double loss, double top1,
+                          double ips, double eta) {
+    if (c->progress != 1) return;
+    int width = 24, filled = nb ? (int)(width * (b + 1) / nb) : 0;
+    char bar[32];
+    for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(stderr, "\repoch %d/%d [%s] step %lld/%lld loss %.4f acc %.3f %.0f img/s ETA %.0fs   ", epoch + 1,
+            c->epochs, bar, (long long)b + 1, (long long)nb, loss, top1, ips, eta);
+    fflush(stderr);
+}
+
+static ct_status append_line(const char *path, const char *line) {
+    FILE *f = fopen(path, "a");
+    if (!f) return ct_error(CT_ERR_IO, "%s: cannot open for appending: %s", path, strerror(errno));
+    int bad = fputs(line, f) < 0;
+    bad |= fclose(f) != 0;
+    if (bad) return ct_error(CT_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    return CT_OK;
+}
+
+static ct_status make_dir(const char *path) {
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        mkdir(tmp, 0755);
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) && errno != EEXIST) return ct_error(CT_ERR_IO, "%s: cannot create directory: %s", path, strerror(errno));
+    return CT_OK;
+}
+
+typedef struct {
+    ct_dataset train, test;
+    ct_augment aug;
+    ct_model m, key;
+    ct_optim opt;
+    ct_moco_queue queue;
+    ct_loader loader;
+    void *ws;
+    size_t ws_bytes;
+    float *dz;
+    int have_key, have_queue, have_loader, have_opt, have_model;
+} run_state;
+
+static void run_free(run_state *r) {
+    if (r->have_loader) ct_loader_free(&r->loader);
+    if (r->have_queue) ct_moco_queue_free(&r->queue);
+    if (r->have_opt) ct_optim_free(&r->opt);
+    if (r->have_key) ct_model_free(&r->key);
+    if (r->have_model) ct_model_free(&r->m);
+    ct_free(r->ws);
+    ct_free(r->dz);
+    ct_dataset_free(&r->train);
+    ct_dataset_free(&r->test);
+}
+
+/* kNN monitor: features of the (limited) train split against the test split. */
+static ct_status monitor(run_state *r, const ct_train_config *c, int probe, ct_eval_result *er) {
+    float *ftr = NULL, *fte = NULL;
+    int64_t D;
+    ct_status st = ct_extract_features(&ftr, &D, &r->m, &r->train, 0, 512);
+    if (!st) st = ct_extract_features(&fte, &D, &r->m, &r->test, 0, 512);
+    if (!st) st = eval_features(er, ftr, &r->train, fte, &r->test, D, c->knn_k, c->knn_t, probe, c->seed);
+    ct_free(ftr);
+    ct_free(fte);
+    /* the arena now may be sized for the eval batch; training re-prepares as needed */
+    return st;
+}
+
+ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
+    double t0 = now_s();
+    memset(res, 0, sizeof *res);
+    res->knn_top1 = res->probe_top1 = -1;
+    if (c->epochs < 1 || c->batch < 2 || !(c->lr > 0) || !(c->temperature > 0))
+        return ct_error(CT_ERR_ARG, "train: need epochs >= 1, batch >= 2, lr > 0, temperature > 0");
+    ct_set_threads(c->threads);
+    run_state r;
+    memset(&r, 0, sizeof r);
+    ct_status st = ct_dataset_load(&r.train, c->data, 1);
+    if (!st) st = ct_dataset_load(&r.test, c->data, 0);
+    if (st) goto done;
+    ct_dataset_limit(&r.train, c->limit);
+    if (r.train.n < c->batch) {
+        st = ct_error(CT_ERR_ARG, "train: %lld training images, fewer than one batch of %lld", (long long)r.train.n,
+                      (long long)c->batch);
+        goto done;
+    }
+    ct_augment_for_dataset(&r.aug, &r.train);
+    if (c->augment[0] && (st = ct_augment_parse(&r.aug, c->augment))) goto done;
+    if ((st = ct_augment_check(&r.aug, &r.train))) goto done;
+    if (r.aug.out_h != r.train.h || r.aug.out_w != r.train.w) {
+        st = ct_error(CT_ERR_ARG, "train: augmentation output %dx%d must match the images (%dx%d)", r.aug.out_h,
+                      r.aug.out_w, r.train.h, r.train.w);
+        goto done;
+    }
+
+    ct_model_config mc = c->model;
+    mc.in_c = r.train.c;
+    mc.in_h = r.train.h;
+    mc.in_w = r.train.w;
+    mc.seed = c->seed;
+    if ((st = ct_model_init(&r.m, &mc))) goto done;
+    r.have_model = 1;
+    const int64_t B = c->batch, D = ct_model_embed_dim(&r.m);
+    const int moco = c->method == CT_METHOD_MOCO;
+    if ((st = ct_model_prepare(&r.m, moco ? B : 2 * B))) goto done;
+    if ((st = ct_optim_init(&r.opt, &c->optim, r.m.nparam_floats))) goto done;
+    r.have_opt = 1;
+    int64_t K = 0;
+    if (moco) {
+        if ((st = ct_model_init(&r.key, &mc))) goto done;
+        r.have_key = 1;
+        memcpy(r.key.param, r.m.param, r.m.nparam_floats * sizeof(float));
+        memcpy(r.key.buf, r.m.buf, r.m.nbuf_floats * sizeof(float));
+        if ((st = ct_model_prepare(&r.key, B))) goto done;
+        K = c->moco_k > 0 ? c->moco_k : (r.train.n < 4096 ? r.train.n : 4096);
+        if ((st = ct_moco_queue_init(&r.queue, K, D, c->seed))) goto done;
+        r.have_queue = 1;
+        r.ws_bytes = ct_moco_workspace_size(B, K, D);
+    } else if (c->method == CT_METHOD_SUPCON) {
+        r.ws_bytes = ct_supcon_workspace_size(B, 2, D);
+    } else {
+        r.ws_bytes = ct_ntxent_workspace_size(B, D);
+    }
+    r.ws = ct_alloc(r.ws_bytes ? r.ws_bytes : 1);
+    r.dz = ct_alloc((size_t)(2 * B * D) * sizeof(float));
+    if (!r.ws || !r.dz) {
+        st = CT_ERR_NOMEM;
+        goto done;
+    }
+    if ((st = make_dir(c->out))) goto done;
+    char ckpt[600], metrics[600];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", c->out);
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", c->out);
+
+    ckpt_state cs = {c, &r.m, moco ? &r.key : NULL, &r.opt, moco ? &r.queue : NULL, 0, 0};
+    if (c->resume[0]) {
+        if ((st = ckpt_resume(c->resume, &cs))) goto done;
+        if (c->progress >= 0) fprintf(stderr, "resumed from %s at epoch %d, step %lld\n", c->resume, cs.epoch, (long long)cs.step);
+    }
+    if ((st = ct_loader_init(&r.loader, &r.train, &r.aug, B, 2, 1, c->seed, c->loader_threads))) goto done;
+    r.have_loader = 1;
+    const int64_t steps_per_epoch = r.loader.n_batches, total = steps_per_epoch * c->epochs;
+    const int64_t warmup = (int64_t)(c->warmup_epochs * steps_per_epoch);
+    const int last_epoch = c->stop_after > 0 && c->stop_after < c->epochs ? c->stop_after : c->epochs;
+    const size_t img = (size_t)(r.train.c * r.train.h * r.train.w);
+
+    for (int epoch = cs.epoch; epoch < last_epoch; epoch++) {
+        double te0 = now_s(), sum_loss = 0, sum_top1 = 0, sum_pos = 0, sum_neg = 0;
+        int64_t nsteps = 0;
+        if ((st = ct_loader_start_epoch(&r.loader, epoch))) goto done;
+        for (;;) {
+            ct_batch *b;
+            if ((st = ct_loader_next(&r.loader, &b))) goto done;
+            if (!b) break;
+            float lr = ct_lr_schedule(c->lr, cs.step, warmup, total, c->final_lr_frac);
+            ct_loss_stats ls;
+            r.m.dropout_step = (uint64_t)cs.step;
+            if (moco) {
+                /* queries from view 1, keys from view 2 through the momentum encoder */
+                if ((st = ct_model_forward(&r.m, b->x, b->n, 1, 1))) goto done;
+                if ((st = ct_model_forward(&r.key, b->x + (size_t)b->n * img, b->n, 1, 1))) goto done;
+                if ((st = ct_moco_loss(&ls, r.dz, ct_model_embedding(&r.m), ct_model_embedding(&r.key), &r.queue, b->n,
+                                       c->temperature, r.ws, r.ws_bytes)))
+                    goto done;
+            } else {
+                if ((st = ct_model_forward(&r.m, b->x, 2 * b->n, 1, 1))) goto done;
+                const float *z = ct_model_embedding(&r.m);
+                if (c->method == CT_METHOD_SUPCON)
+                    st = ct_supcon_loss(&ls, r.dz, z, b->labels, b->n, 2, D, c->temperature, r.ws, r.ws_bytes);
+                else
+                    st = ct_ntxent_loss(&ls, r.dz, z, b->n, D, c->temperature, r.ws, r.ws_bytes);
+                if (st) goto done;
+            }
+            if (!isfinite(ls.loss)) {
+                if (c->progress == 1) fputc('\n', stderr);
+                st = ct_error(CT_ERR_NUMERIC,
+                              "train: loss became %g at epoch %d step %lld (lr %g); stopped, the last good checkpoint "
+                              "(%s) is kept; try a lower --lr",
+                              ls.loss, epoch + 1, (long long)cs.step, lr, cs.epoch > 0 || c->resume[0] ? ckpt : "none yet");
+                goto done;
+            }
+            ct_model_zero_grad(&r.m);
+            if ((st = ct_model_backward(&r.m, r.dz))) goto done;
+            if ((st = ct_optim_step(&r.opt, r.m.param, r.m.grad, r.m.params, r.m.nparams, lr))) goto done;
+            if (moco) {
+                ct_momentum_update(r.key.param, r.m.param, r.m.nparam_floats, c->moco_m);
+                if ((st = ct_moco_queue_push(&r.queue, ct_model_embedding(&r.key), b->n))) goto done;
+            }
+            cs.step++;
+            nsteps++;
+            sum_loss += ls.loss;
+            sum_top1 += ls.top1;
+            sum_pos += ls.pos_sim;
+            sum_neg += ls.neg_sim;
+            double el = now_s() - te0, ips = (double)(nsteps * B) / (el > 0 ? el : 1e-9);
+            double eta = (double)((last_epoch - epoch) * steps_per_epoch - nsteps) * B / (ips > 0 ? ips : 1);
+            progress_line(c, epoch, b->batch_no, steps_per_epoch, sum_loss / nsteps, sum_top1 / nsteps, ips, eta);
+        }
+        double secs = now_s() - te0;
+        cs.epoch = epoch + 1;
+        res->epochs_done = cs.epoch;
+        res->steps = cs.step;
+        res->final_loss = sum_loss / (nsteps ? nsteps : 1);
+        res->final_top1 = sum_top1 / (nsteps ? nsteps : 1);
+        if (c->progress == 1) fputc('\n', stderr);
+        char line[768];
+        int len = snprintf(line, sizeof line,
+                           "{\"epoch\": %d, \"step\": %lld, \"loss\": %.6f, \"top1\": %.6f, \"pos_sim\": %.6f, "
+                           "\"neg_sim\": %.6f, \"lr\": %.6g, \"images_per_s\": %.1f, \"epoch_s\": %.2f",
+                           cs.epoch, (long long)cs.step, res->final_loss, res->final_top1, sum_pos / (nsteps ? nsteps : 1),
+                           sum_neg / (nsteps ? nsteps : 1), ct_lr_schedule(c->lr, cs.step - 1, warmup, total, c->final_lr_frac),
+                           (double)(nsteps * B) / secs, secs);
+        int is_last = cs.epoch == c->epochs;
+        if (c->eval_every > 0 && (cs.epoch % c->eval_every == 0) && !is_last) {
+            ct_eval_result er;
+            if ((st = monitor(&r, c, 0, &er))) goto done;
+            len += snprintf(line + len, sizeof line - (size_t)len, ", \"knn_top1\": %.4f", er.knn_top1);
+            if (c->progress >= 0) fprintf(stderr, "epoch %d: kNN top-1 %.2f%%\n", cs.epoch, 100 * er.knn_top1);
+        }
+        snprintf(line + len, sizeof line - (size_t)len, "}\n");
+        if ((st = append_line(metrics, line))) goto done;
+        if (c->progress == 0)
+            fprintf(stderr, "epoch %d/%d loss %.4f acc %.3f %.0f img/s %.1fs\n", cs.epoch, c->epochs, res->final_loss,
+                    res->final_top1, (double)(nsteps * B) / secs, secs);
+        if ((st = ckpt_save(ckpt, &cs))) goto done;
+    }
+
+    if (cs.epoch == c->epochs) {
+        ct_eval_result er;
+        if ((st = monitor(&r, c, c->final_probe, &er))) goto done;
+        res->knn_top1 = er.knn_top1;
+        res->probe_top1 = er.probe_top1;
+        char path[600], line[512];
+        snprintf(path, sizeof path, "%s/eval.json", c->out);
+        snprintf(line, sizeof line,
+                 "{\"knn_top1\": %.4f, \"knn_top5\": %.4f, \"probe_top1\": %.4f, \"k\": %d, \"knn_temperature\": %g, "
+                 "\"n_train\": %lld, \"n_test\": %lld, \"epochs\": %d}\n",
+                 er.knn_top1, er.knn_top5, er.probe_top1, c->knn_k, c->knn_t, (long long)er.n_train,
+                 (long long)er.n_test, cs.epoch);
+        remove(path);
+        if ((st = append_line(path, line))) goto done;
+        snprintf(line, sizeof line, "{\"final\": true, \"epoch\": %d, \"knn_top1\": %.4f, \"probe_top1\": %.4f}\n",
+                 cs.epoch, er.knn_top1, er.probe_top1);
+        if ((st = append_line(metrics, line))) goto done;
+    }
+done:
+    res->seconds = now_s() - t0;
+    run_free(&r);
+    return st;
+}
