@@ -94,6 +94,7 @@ static ct_status parse_item(ct_augment *a, const char *item, size_t len) {
     }
     int off = (size_t)(end - val) == 3 && !memcmp(val, "off", 3);
 #define BAD(why) ct_error(CT_ERR_ARG, "augment: '%.*s': %s", (int)len, item, why)
+    if (n < 0 && !off && strcmp(key, "size")) return BAD("malformed number or too many values");
     if (!strcmp(key, "crop")) {
         if (off) { a->crop = 0; return CT_OK; }
         if (at || (n != 2 && n != 4)) return BAD("expected crop=SMIN:SMAX[:RMIN:RMAX] or crop=off");
@@ -168,7 +169,6 @@ static ct_status parse_item(ct_augment *a, const char *item, size_t len) {
                         "std, none)",
                         key);
     }
-    if (n < 0) return BAD("malformed number");
 #undef BAD
     return CT_OK;
 }
