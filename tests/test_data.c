@@ -470,6 +470,7 @@ static void test_augment_ops(void) {
     ct_augment_view(fs, fscratch, &fa, &flat, 0, 3);
     for (int q = 0; q < 81; q++) fr[q] = (100 / 255.0f - 0.5f) / 0.25f;
     check_close("blur of a constant image", fs, fr, 81, 1e-5, 1e-5);
+    ct_dataset_free(&flat);
     make_synth(&flat, 1, 1, 9, 9, 2);
     double v0 = 0, v1 = 0, m0 = 0, m1 = 0;
     ct_augment_view(fs, fscratch, &fa, &flat, 0, 3);
