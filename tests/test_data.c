@@ -632,6 +632,9 @@ static void test_cli(void) {
     const char *bin = getenv("CONTRAST_BIN");
     if (!bin || access(bin, X_OK) != 0) bin = "./contrast";
     if (access(bin, X_OK) != 0) { CHECK(0, "contrast binary not found (set CONTRAST_BIN)"); return; }
+    char exe[1024];
+    snprintf(exe, sizeof exe, "%s%s", strchr(bin, '/') ? "" : "./", bin); /* the shell searches PATH otherwise */
+    bin = exe;
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "%s augment --data mnist:%s --split test --out %s --n 3 --views 2 --flip 1 >%s 2>&1",
              bin, tpath("idx"), tpath("grid.png"), tpath("cli.log"));
