@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cmd_augment(int argc, char **argv);
+#include "cli.h"
 
 static int usage(FILE *f) {
     fprintf(f,
