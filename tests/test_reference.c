@@ -12,17 +12,23 @@
  *   buf.<every running stat>   BatchNorm running mean / var after the forward
  *   eval.h, eval.z             an eval-mode forward with those running stats
  *
- * Tolerance, for every tensor:  |got - ref| <= ATOL_REL * max|ref| + RTOL * |ref|
- * with RTOL = 1e-4 and ATOL_REL = 1e-5. The reference is float64 arithmetic on
- * float32-rounded inputs, so the difference is our float32 arithmetic alone
- * (measured worst: a few 1e-6 of the scale, see the printed err/tol ratios). The
- * absolute term is scaled to the tensor's magnitude because gradient elements
- * near zero are sums of cancelling terms of the tensor's typical size, and their
- * float32 error is relative to those terms, not to the small result.
+ * Tolerance, for every tensor:  |got - ref| <= ATOL_REL * scale + RTOL * |ref|
+ * with RTOL = ATOL_REL = 1e-4 and scale = max|ref| over the tensor (see
+ * tensor_scale for bias gradients). The reference is float64 arithmetic on
+ * float32-rounded inputs, so the difference is our float32 arithmetic alone: the
+ * worst element uses 5% (CNN) and 7% (ResNet-18) of this tolerance, printed as
+ * err/tol on every run. The absolute term is scaled to the tensor's magnitude
+ * because gradient elements near zero are sums of cancelling terms of the
+ * tensor's typical size, and their float32 error is relative to those terms, not
+ * to the small result. (A 1e-5 * scale term is too tight for float32 through
+ * a deep BatchNorm network: PyTorch's own float32 run exceeds it.) The fixture
+ * script only accepts batches where PyTorch's float32 run stays within 10% of
+ * this tolerance and no ReLU / max-pool decision is within 1e-5 of its boundary,
+ * so a failure here is a real difference, not rounding.
  *
- * The tolerance is real: for every gradient tensor the test perturbs the element
- * of largest magnitude by 1e-3 of that magnitude (five times the largest
- * tolerance any element gets) and asserts the same comparison rejects it. */
+ * The tolerance is real: for every gradient tensor the test adds 1e-3 * scale to
+ * its element of largest magnitude (five times the loosest tolerance any element
+ * gets, 2e-4 * scale) and asserts that the same comparison rejects it. */
 #include "harness.h"
 
 #include <errno.h>
@@ -251,10 +257,10 @@ typedef struct {
 static void expect_close(worst_of *w, const ref_fixture *fx, const char *fixture, const char *what,
                          const float *got, size_t n) {
     const ref_tensor *ref = fx_get(fx, what);
-    CHECK(ref != NULL, "%s: tensor '%s' missing from the fixture", fixture, what);
-    if (!ref) return;
-    CHECK(ref->numel == n, "%s: %s has %zu elements in the fixture, %zu in the model", fixture, what, ref->numel, n);
-    if (ref->numel != n) return;
+    if (!ref || ref->numel != n) {
+        CHECK(0, "%s: tensor '%s' is %s", fixture, what, ref ? "of another size in the fixture" : "missing from the fixture");
+        return;
+    }
     cmp_result r;
     int ok = compare(got, ref->data, n, tensor_scale(fx, ref), &r);
     CHECK(ok, "%s: %s: worst |diff| %.3g at [%zu] (got %.8g, ref %.8g) is %.3g x the tolerance %.0e*scale + %.0e*|ref|",
