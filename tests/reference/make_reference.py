@@ -46,7 +46,6 @@ import os
 import struct
 import sys
 
-import numpy as np
 import torch
 import torch.nn as nn
 
