@@ -1,0 +1,164 @@
+/* common.c: pieces every objective shares: workspace carving, the L2 normalisation
+ * and its backward, the one-anchor softmax cross-entropy, and the stats reduction. */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#define WS_ALIGN 64
+
+void *ct_loss__take(ct_loss__ws *w, size_t count, size_t elem) {
+    size_t bytes, start = w->used;
+    if (ct_size_mul(count, elem, &bytes) || ct_size_add(bytes, WS_ALIGN - 1, &bytes) ||
+        ct_size_add(w->used, bytes & ~(size_t)(WS_ALIGN - 1), &w->used)) {
+        w->overflow = 1;
+        return NULL;
+    }
+    return w->base ? w->base + start : NULL;
+}
+
+size_t ct_loss__ws_size(const ct_loss__ws *w) {
+    return w->overflow ? SIZE_MAX : (w->used ? w->used : WS_ALIGN);
+}
+
+ct_status ct_loss__ws_acquire(void **ws, size_t ws_bytes, size_t need, void **owned,
+                              const char *fn) {
+    *owned = NULL;
+    if (need == SIZE_MAX) return ct_error(CT_ERR_NOMEM, "%s: workspace size overflows", fn);
+    if (*ws) {
+        if (ws_bytes < need)
+            return ct_error(CT_ERR_ARG, "%s: workspace of %zu bytes is too small, need %zu", fn,
+                            ws_bytes, need);
+        if ((uintptr_t)*ws % WS_ALIGN)
+            return ct_error(CT_ERR_ARG, "%s: workspace must be 64-byte aligned (use ct_alloc)", fn);
+        return CT_OK;
+    }
+    *owned = ct_alloc(need);
+    if (!*owned) return CT_ERR_NOMEM;
+    *ws = *owned;
+    return CT_OK;
+}
+
+ct_status ct_loss__check_tau(float tau, const char *fn) {
+    if (!(tau > 0.0f) || !isfinite(tau))
+        return ct_error(CT_ERR_ARG, "%s: temperature must be finite and > 0, got %g", fn, tau);
+    return CT_OK;
+}
+
+void ct_loss__normalize(float *u, float *norm, const float *z, int64_t rows, int64_t d) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows; i++) {
+        const float *zi = z + i * d;
+        double ss = 0.0;
+        for (int64_t k = 0; k < d; k++) ss += (double)zi[k] * zi[k];
+        double nrm = sqrt(ss);
+        norm[i] = (float)nrm;
+        float inv = (float)(1.0 / (nrm > CT_LOSS_EPS ? nrm : CT_LOSS_EPS));
+        for (int64_t k = 0; k < d; k++) u[i * d + k] = zi[k] * inv;
+    }
+}
+
+void ct_loss__normalize_backward(float *dz, const float *du, const float *u, const float *norm,
+                                 int64_t rows, int64_t d) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows; i++) {
+        const float *ui = u + i * d, *gi = du + i * d;
+        float *o = dz + i * d;
+        if (!((double)norm[i] > CT_LOSS_EPS)) {
+            /* clamped: u = z / eps is linear in z, no projection */
+            for (int64_t k = 0; k < d; k++) o[k] = (float)(gi[k] / CT_LOSS_EPS);
+            continue;
+        }
+        double dot = 0.0;
+        for (int64_t k = 0; k < d; k++) dot += (double)ui[k] * gi[k];
+        float inv = (float)(1.0 / norm[i]), fd = (float)dot;
+        for (int64_t k = 0; k < d; k++) o[k] = (gi[k] - ui[k] * fd) * inv;
+    }
+}
+
+static inline int is_pos(int64_t j, int64_t self, int64_t target, const int64_t *col_label,
+                         int64_t my_label) {
+    return target >= 0 ? j == target : (j != self && col_label[j] == my_label);
+}
+
+void ct_loss__row_ce(float *row, int64_t cols, int64_t self, int64_t target,
+                     const int64_t *col_label, int64_t my_label, float per_cos, float w,
+                     int want_unif, ct_loss__row *o) {
+    /* pass 1: max, positive/negative sums and best scores */
+    float m = -INFINITY, best_pos = -INFINITY, best_neg = -INFINITY;
+    double pos_sum = 0.0, neg_sum = 0.0;
+    int64_t pos_n = 0, neg_n = 0;
+    for (int64_t j = 0; j < cols; j++) {
+        if (j == self) continue;
+        float x = row[j];
+        if (x > m) m = x;
+        if (is_pos(j, self, target, col_label, my_label)) {
+            pos_sum += x; pos_n++;
+            if (x > best_pos) best_pos = x;
+        } else {
+            neg_sum += x; neg_n++;
+            if (x > best_neg) best_neg = x;
+        }
+    }
+    /* pass 2: exponentials (shifted by the max: never overflow) summed in double */
+    double sum = 0.0, ex = 0.0, unif = 0.0;
+    float inv_pc = 1.0f / per_cos;
+    for (int64_t j = 0; j < cols; j++) {
+        if (j == self) { row[j] = 0.0f; continue; }
+        float x = row[j];
+        float e = expf(x - m);
+        sum += e;
+        ex += (double)e * x;
+        /* cos in [-1, 1], so exp(4(cos-1)) lies in [e^-8, 1]: no shift needed */
+        if (want_unif) unif += expf(4.0f * (x * inv_pc - 1.0f));
+        row[j] = e;
+    }
+    o->pos_sum = pos_sum / per_cos;
+    o->neg_sum = neg_sum / per_cos;
+    o->pos_n = pos_n;
+    o->neg_n = neg_n;
+    o->unif = unif;
+    o->has_pos = pos_n > 0;
+    o->correct = pos_n > 0 && best_pos > best_neg;
+    if (pos_n == 0 || !(sum > 0.0)) {
+        /* no positive: the anchor's loss is identically 0, so is its gradient */
+        for (int64_t j = 0; j < cols; j++) row[j] = 0.0f;
+        o->loss = pos_n == 0 ? 0.0 : NAN;
+        o->gx = 0.0;
+        return;
+    }
+    double lse = m + log(sum), mean_pos = pos_sum / (double)pos_n;
+    o->loss = lse - mean_pos;
+    o->gx = w * (ex / sum - mean_pos);
+    /* pass 3: w * (softmax - positive share) */
+    float ws = (float)(w / sum), wp = (float)(w / (double)pos_n);
+    for (int64_t j = 0; j < cols; j++) {
+        if (j == self) continue;
+        float g = row[j] * ws;
+        if (is_pos(j, self, target, col_label, my_label)) g -= wp;
+        row[j] = g;
+    }
+}
+
+void ct_loss__reduce(ct_loss_stats *st, const ct_loss__row *rows, int64_t n, double w,
+                     double unif_pairs) {
+    double loss = 0, pos = 0, neg = 0, unif = 0;
+    int64_t pos_n = 0, neg_n = 0, correct = 0, anchors = 0;
+    for (int64_t i = 0; i < n; i++) {
+        loss += rows[i].loss;
+        pos += rows[i].pos_sum; pos_n += rows[i].pos_n;
+        neg += rows[i].neg_sum; neg_n += rows[i].neg_n;
+        unif += rows[i].unif;
+        correct += rows[i].correct;
+        anchors += rows[i].has_pos;
+    }
+    memset(st, 0, sizeof *st);
+    st->loss = loss * w;
+    st->top1 = anchors ? (double)correct / (double)anchors : 0.0;
+    st->pos_sim = pos_n ? pos / (double)pos_n : 0.0;
+    st->neg_sim = neg_n ? neg / (double)neg_n : 0.0;
+    st->align = 2.0 - 2.0 * st->pos_sim;
+    st->uniform = unif_pairs > 0 ? log(unif / unif_pairs) : 0.0;
+    st->active = 1.0;
+    st->count = n;
+}

@@ -1,0 +1,63 @@
+/* internal.h: helpers shared by the files of src/loss; not part of the public API.
+ * Names carry the ct_loss__ prefix so they cannot clash with public ones. */
+#ifndef CONTRAST_LOSS_INTERNAL_H
+#define CONTRAST_LOSS_INTERNAL_H
+
+#include "contrast/loss.h"
+
+/* Workspace carving. The same layout code runs twice: with base == NULL it only
+ * measures (for *_workspace_size), with a base it hands out 64-aligned pieces. */
+typedef struct {
+    char *base;
+    size_t used;
+    int overflow;
+} ct_loss__ws;
+
+void *ct_loss__take(ct_loss__ws *w, size_t count, size_t elem);
+/* Bytes a layout measured, SIZE_MAX when it overflowed. */
+size_t ct_loss__ws_size(const ct_loss__ws *w);
+
+/* Checks that a caller workspace is big enough, or allocates one when ws == NULL
+ * (*owned then gets the pointer to free). */
+ct_status ct_loss__ws_acquire(void **ws, size_t ws_bytes, size_t need, void **owned,
+                              const char *fn);
+
+/* u = z / max(||z||, CT_LOSS_EPS) row by row; norm[i] = ||z_i|| (before the clamp).
+ *   u: (rows, d)   norm: (rows)   z: (rows, d) */
+void ct_loss__normalize(float *u, float *norm, const float *z, int64_t rows, int64_t d);
+/* dz = d(normalise)^T du:  (du - u (u.du)) / ||z||, or du / eps where the clamp held.
+ *   dz: (rows, d), overwritten   du, u: (rows, d)   norm: (rows) */
+void ct_loss__normalize_backward(float *dz, const float *du, const float *u, const float *norm,
+                                 int64_t rows, int64_t d);
+
+/* One anchor's softmax cross-entropy over a row of logits.
+ * Positives: column `target` when target >= 0, else every column j != self with
+ * col_label[j] == my_label. Column `self` (or -1) is left out of the softmax.
+ * The loss is lse - mean(positive logits); the row is overwritten with
+ * w * (softmax - [positive]/|P|) (0 at self), i.e. w * dloss/dlogit.
+ * `per_cos` is logits per unit cosine (1/tau or the CLIP scale), for the stats;
+ * when want_unif, also sums exp(4 (cos - 1)) over columns (uniformity with t = 2). */
+typedef struct {
+    double loss;     /* this anchor's loss, unweighted; 0 without a positive         */
+    double gx;       /* sum_j grad_j * logit_j (for the gradient of a logit scale)   */
+    double pos_sum;  /* sums of cosine similarities                                  */
+    double neg_sum;
+    double unif;     /* sum over columns of exp(4(cos - 1))                          */
+    int64_t pos_n, neg_n;
+    int correct;     /* best positive beats every negative                           */
+    int has_pos;
+} ct_loss__row;
+
+void ct_loss__row_ce(float *row, int64_t cols, int64_t self, int64_t target,
+                     const int64_t *col_label, int64_t my_label, float per_cos, float w,
+                     int want_unif, ct_loss__row *o);
+
+/* Sums rows[0..n) in order into stats (loss weighted by w); uniformity over
+ * unif_pairs pairs when > 0. */
+void ct_loss__reduce(ct_loss_stats *st, const ct_loss__row *rows, int64_t n, double w,
+                     double unif_pairs);
+
+/* Argument checks shared by the cosine losses. */
+ct_status ct_loss__check_tau(float tau, const char *fn);
+
+#endif
