@@ -81,7 +81,7 @@ typedef struct {
 /* kNN (and with probe != 0 the linear probe) of train-split features against the
  * test split. raw != 0 evaluates normalised pixels instead of a model (m unused). */
 ct_status ct_evaluate(ct_eval_result *r, ct_model *m, const char *data, int64_t limit, int k, float T,
-                      int probe, int raw, uint64_t seed);
+                      int probe, int raw);
 
 #ifdef __cplusplus
 }

@@ -12,7 +12,6 @@ int cmd_eval(int argc, char **argv) {
     int k = 200, probe = 0, json = 0, raw = 0, threads = 0;
     float T = 0.1f;
     int64_t limit = 0;
-    uint64_t seed = 0;
     cli_opt opts[] = {
         {"--checkpoint", OPT_STR, ckpt, sizeof ckpt, 0, 0, "checkpoint.safetensors written by contrast train"},
         {"--data", OPT_STR, data, sizeof data, 0, 0, "dataset (train split = memory bank, test split = queries)"},
@@ -21,7 +20,6 @@ int cmd_eval(int argc, char **argv) {
         {"--probe", OPT_FLAG, &probe, 0, 0, 0, "also train and report a linear probe"},
         {"--raw", OPT_FLAG, &raw, 0, 0, 0, "evaluate normalised raw pixels instead of a checkpoint"},
         {"--limit", OPT_I64, &limit, 0, 0, 1e12, "use the first N training images (0: all)"},
-        {"--seed", OPT_U64, &seed, 0, 0, 9e18, "linear probe seed"},
         {"--threads", OPT_INT, &threads, 0, 0, 1024, "compute threads (0: all cores)"},
         {"--json", OPT_FLAG, &json, 0, 0, 0, "print one JSON object"},
     };
@@ -38,7 +36,7 @@ int cmd_eval(int argc, char **argv) {
     memset(&m, 0, sizeof m);
     if (!raw && ct_checkpoint_load_model(&m, ckpt)) return cli_fail("eval");
     ct_eval_result r;
-    ct_status st = ct_evaluate(&r, &m, data, limit, k, T, probe, raw, seed);
+    ct_status st = ct_evaluate(&r, &m, data, limit, k, T, probe, raw);
     if (!raw) ct_model_free(&m);
     if (st) return cli_fail("eval");
     if (json) {

@@ -347,7 +347,7 @@ static ct_status raw_features(float **out, int64_t *dim, const ct_dataset *ds) {
 }
 
 static ct_status eval_features(ct_eval_result *r, const float *ftr, const ct_dataset *tr, const float *fte,
-                               const ct_dataset *te, int64_t D, int k, float T, int probe, uint64_t seed) {
+                               const ct_dataset *te, int64_t D, int k, float T, int probe) {
     r->knn_top1 = r->knn_top5 = r->probe_top1 = -1;
     r->n_train = tr->n;
     r->n_test = te->n;
@@ -355,11 +355,14 @@ static ct_status eval_features(ct_eval_result *r, const float *ftr, const ct_dat
     int nc = tr->num_classes > te->num_classes ? tr->num_classes : te->num_classes;
     ct_status st = ct_knn_eval(ftr, tr->labels, tr->n, fte, te->labels, te->n, D, nc, k, T, &r->knn_top1, &r->knn_top5);
     if (st || !probe) return st;
-    return ct_linear_probe(ftr, tr->labels, tr->n, fte, te->labels, te->n, D, nc, seed, &r->probe_top1);
+    ct_probe_result pr;
+    st = ct_linear_probe(ftr, tr->labels, tr->n, fte, te->labels, te->n, D, nc, NULL, &pr);
+    if (!st) r->probe_top1 = pr.test_top1;
+    return st;
 }
 
 ct_status ct_evaluate(ct_eval_result *r, ct_model *m, const char *data, int64_t limit, int k, float T, int probe,
-                      int raw, uint64_t seed) {
+                      int raw) {
     ct_dataset tr, te;
     memset(&tr, 0, sizeof tr);
     memset(&te, 0, sizeof te);
@@ -377,7 +380,7 @@ ct_status ct_evaluate(ct_eval_result *r, ct_model *m, const char *data, int64_t 
             if (!st) st = ct_extract_features(&fte, &D, m, &te, 0, 512);
         }
     }
-    if (!st) st = eval_features(r, ftr, &tr, fte, &te, D, k, T, probe, seed);
+    if (!st) st = eval_features(r, ftr, &tr, fte, &te, D, k, T, probe);
     ct_free(ftr);
     ct_free(fte);
     ct_dataset_free(&tr);
@@ -452,7 +455,7 @@ static ct_status monitor(run_state *r, const ct_train_config *c, int probe, ct_e
     int64_t D;
     ct_status st = ct_extract_features(&ftr, &D, &r->m, &r->train, 0, 512);
     if (!st) st = ct_extract_features(&fte, &D, &r->m, &r->test, 0, 512);
-    if (!st) st = eval_features(er, ftr, &r->train, fte, &r->test, D, c->knn_k, c->knn_t, probe, c->seed);
+    if (!st) st = eval_features(er, ftr, &r->train, fte, &r->test, D, c->knn_k, c->knn_t, probe);
     ct_free(ftr);
     ct_free(fte);
     /* the arena now may be sized for the eval batch; training re-prepares as needed */
