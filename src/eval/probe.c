@@ -22,7 +22,7 @@
 void ct_probe_config_default(ct_probe_config *cfg) {
     cfg->C = 1.0;
     cfg->max_iter = 500;
-    cfg->tol = 1e-6;
+    cfg->tol = 1e-5;
     cfg->history = 10;
 }
 
@@ -36,6 +36,7 @@ typedef struct {
     float *L;           /* (N, C) logits, then dL/dlogits * N */
     float *GW;          /* (D, C) */
     double *rowloss;    /* (N) */
+    int evals;
 } problem;
 
 /* f(theta) and its gradient; theta = [W (D*C, row-major), b (C)]. */
@@ -43,6 +44,7 @@ static double evaluate(problem *p, const double *theta, double *grad) {
     int64_t N = p->N, D = p->D;
     int C = p->C;
     const double *b = theta + D * C;
+    p->evals++;
     for (int64_t i = 0; i < D * C; i++) p->Wf[i] = (float)theta[i];
     ct_gemm(0, 0, N, C, D, 1.0f, p->X, D, p->Wf, C, 0.0f, p->L, C);
 #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN)
@@ -123,7 +125,7 @@ static double lbfgs(problem *p, double *theta, int64_t P, const ct_probe_config 
         double t = npairs == 0 ? fmin(1.0, 1.0 / sqrt(dot(d, d, P))) : 1.0;
         double fn = f;
         int ok = 0;
-        for (int ls = 0; ls < 40; ls++) {
+        for (int ls = 0; ls < 20; ls++) {
             for (int64_t i = 0; i < P; i++) xn[i] = theta[i] + t * d[i];
             fn = evaluate(p, xn, gn);
             if (fn <= f + 1e-4 * t * gd) { ok = 1; break; }
@@ -143,7 +145,10 @@ static double lbfgs(problem *p, double *theta, int64_t P, const ct_probe_config 
         memcpy(g, gn, (size_t)P * sizeof(double));
         double df = f - fn;
         f = fn;
-        if (df <= 1e-12 * fmax(1.0, fabs(f))) { it++; break; }
+        /* The logits are float, so f carries ~1e-9 relative noise and the gradient
+         * ~1e-6 absolute: progress below that is noise, and chasing it only costs
+         * line-search evaluations without changing any prediction. */
+        if (df <= 1e-9 * fmax(1.0, fabs(f))) { it++; break; }
     }
     *iters = it;
     return f;
@@ -229,10 +234,11 @@ ct_status ct_linear_probe(const float *train_feat, const int32_t *train_labels, 
     standardise(Xtr, train_feat, ntr, D, mean, inv);
     standardise(Xte, test_feat, nte, D, mean, inv);
 
-    problem p = {Xtr, train_labels, ntr, D, C, 1.0 / (cfg.C * (double)ntr), Wf, L, GW, rowloss};
+    problem p = {Xtr, train_labels, ntr, D, C, 1.0 / (cfg.C * (double)ntr), Wf, L, GW, rowloss, 0};
     int iters = 0;
     out->loss = lbfgs(&p, theta, P, &cfg, work, &iters);
     out->iters = iters;
+    out->evals = p.evals;
     for (int64_t i = 0; i < D * C; i++) Wf[i] = (float)theta[i];
     out->train_top1 = accuracy(Xtr, train_labels, ntr, D, C, Wf, theta + D * C, L);
     out->test_top1 = accuracy(Xte, test_labels, nte, D, C, Wf, theta + D * C, L);
