@@ -44,6 +44,10 @@ static void test_knn_hand(void) {
     CHECK_OK(ct_knn_eval(&tr[0][0], ytr, 5, &te[0][0], yte, 1, 2, 2, 1000, 1.0f, &t1, NULL));
     /* all 5: class 0: e^1 + e^0 + e^-1 = 4.09 > class 1: 4.05 -> right */
     CHECK(t1 == 1.0, "k clamped to 5: top1 %g", t1);
+    /* a tiny temperature must not overflow: exp(1/1e-3) is inf in double, the
+     * nearest neighbour must simply dominate */
+    CHECK_OK(ct_knn_eval(&tr[0][0], ytr, 5, &te[0][0], yte, 1, 2, 2, 3, 1e-3f, &t1, NULL));
+    CHECK(t1 == 1.0, "T=1e-3: top1 %g (want 1)", t1);
     int32_t bad[1] = {2};
     CHECK(ct_knn_eval(&tr[0][0], ytr, 5, &te[0][0], bad, 1, 2, 2, 3, 0.1f, &t1, NULL) == CT_ERR_ARG,
           "label out of range refused");

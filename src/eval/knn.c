@@ -197,7 +197,9 @@ ct_status ct_knn_eval(const float *train_feat, const int32_t *train_labels, int6
             const float *hs = w.hs + i * k;
             const int64_t *hi = w.hi + i * k;
             memset(v, 0, (size_t)num_classes * sizeof(double));
-            for (int j = 0; j < w.hm[i]; j++) v[train_labels[hi[j]]] += exp((double)hs[j] / T);
+            /* weights relative to the best neighbour: exp((s - s0)/T) ranks classes as
+             * exp(s/T) does, but cannot overflow for a small T */
+            for (int j = 0; j < w.hm[i]; j++) v[train_labels[hi[j]]] += exp(((double)hs[j] - hs[0]) / T);
             int y = test_labels[r0 + i];
             /* rank of the true class: classes ahead of it in (votes desc, index asc) */
             int ahead = 0;
