@@ -46,8 +46,10 @@ static void test_knn_hand(void) {
     CHECK(t1 == 1.0, "k clamped to 5: top1 %g", t1);
     /* a tiny temperature must not overflow: exp(1/1e-3) is inf in double, the
      * nearest neighbour must simply dominate */
-    CHECK_OK(ct_knn_eval(&tr[0][0], ytr, 5, &te[0][0], yte, 1, 2, 2, 3, 1e-3f, &t1, NULL));
-    CHECK(t1 == 1.0, "T=1e-3: top1 %g (want 1)", t1);
+    float te2[2] = {1.6f, 1.2f}; /* nearest: row 1 (sim 1, class 1), row 2 (0.96, class 1), row 0 (0.8) */
+    int32_t yte2[1] = {1};
+    CHECK_OK(ct_knn_eval(&tr[0][0], ytr, 5, te2, yte2, 1, 2, 2, 3, 1e-3f, &t1, NULL));
+    CHECK(t1 == 1.0, "T=1e-3: top1 %g (want 1; inf == inf votes would tie to class 0)", t1);
     int32_t bad[1] = {2};
     CHECK(ct_knn_eval(&tr[0][0], ytr, 5, &te[0][0], bad, 1, 2, 2, 3, 0.1f, &t1, NULL) == CT_ERR_ARG,
           "label out of range refused");
