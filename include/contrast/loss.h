@@ -40,6 +40,7 @@ extern "C" {
 
 #define CT_LOSS_EPS 1e-12        /* norm clamp of the L2 normalisation (F.normalize's default) */
 #define CT_LOSS_BLOCK 256        /* rows of the similarity matrix held at once                 */
+#define CT_LOSS_MIN_TAU 1e-4     /* smallest temperature accepted (logits stay below 1e4)       */
 #define CT_CLIP_MAX_SCALE 100.0f /* CLIP's logit scale exp(s) is clamped at this value         */
 
 /* Filled by every loss call (pass NULL to skip). Cosine similarities are of the
@@ -60,7 +61,7 @@ size_t ct_ntxent_workspace_size(int64_t n, int64_t d);
 /* NT-Xent over 2n embeddings: rows [0,n) are view 1, [n,2n) view 2; row i's positive
  * is i+n (mod 2n), the other 2n-2 rows are its negatives; logits cos/tau; mean over
  * all 2n anchors.
- *   dz: (2n, d) or NULL   z: (2n, d)   n >= 1, d >= 1, tau > 0. */
+ *   dz: (2n, d) or NULL   z: (2n, d)   n >= 1, d >= 1, tau >= CT_LOSS_MIN_TAU. */
 ct_status ct_ntxent_loss(ct_loss_stats *st, float *dz, const float *z, int64_t n, int64_t d,
                          float tau, void *ws, size_t ws_bytes);
 
