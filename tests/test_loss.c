@@ -286,12 +286,13 @@ static void test_fixture_reader(const char *path) {
     free(buf);
 }
 
-/* Tolerances against PyTorch (float32 here, float64 there): losses to 1e-5 relative,
- * gradients to 2e-6 + 2e-4 |ref| (entries are O(1e-2); float rounding is O(1e-7)). */
-#define T_LOSS_ATOL 1e-5
-#define T_LOSS_RTOL 1e-5
-#define T_GRAD_ATOL 2e-6
-#define T_GRAD_RTOL 2e-4
+/* Tolerances against PyTorch (float32 here, float64 there). Observed worst: losses
+ * 2.4e-7 on 3.47, gradients 5e-8 on O(0.1) entries and 5e-6 on CLIP's O(4) entries at
+ * logit scale 100, i.e. about 1e-6 relative: we allow a few times that. */
+#define T_LOSS_ATOL 1e-6
+#define T_LOSS_RTOL 1e-6
+#define T_GRAD_ATOL 1e-6
+#define T_GRAD_RTOL 2e-5
 
 static void check_loss(const char *what, double got, const float *ref) {
     float g = (float)got;
@@ -402,7 +403,7 @@ static void test_vs_torch(fx_file *fx) {
                 CHECK_OK(ct_triplet_loss(&st, g, x, lab, 10, 4, *m, tc[c].mining, tc[c].sq, NULL, 0));
                 snprintf(what, sizeof what, "%s loss vs torch", tc[c].tag); check_loss(what, st.loss, L);
                 snprintf(what, sizeof what, "%s dx vs torch", tc[c].tag);
-                check_close(what, g, dx, 40, 1e-5, 1e-4);
+                check_close(what, g, dx, 40, T_GRAD_ATOL, T_GRAD_RTOL);
             }
         }
     }
@@ -421,10 +422,10 @@ static void test_vs_torch(fx_file *fx) {
 
 /* Finite differences: eps 1e-3 on float inputs against the double references above.
  * The float rounding of x +- eps moves the step by up to 6e-8, i.e. 6e-5 relative,
- * and truncation is O(eps^2): tolerance 1e-5 + 2e-3 |numeric|. */
+ * and truncation is O(eps^2): observed worst 5e-5 relative; tolerance 1e-5 + 3e-4 |num|. */
 #define G_EPS 1e-3f
 #define G_ATOL 1e-5
-#define G_RTOL 2e-3
+#define G_RTOL 3e-4
 
 static void test_gradcheck(void) {
     ct_loss_stats st;
@@ -530,7 +531,7 @@ static void test_large_batch(void) {
     double t2 = omp_get_wtime();
     printf("ntxent N=%lld d=%lld tau=%g: %.3f s (double reference %.3f s), loss %.7f ref %.7f, top1 %.3f\n",
            (long long)n, (long long)d, tau, t1 - t0, t2 - t1, st.loss, ref, st.top1);
-    CHECK(fabs(st.loss - ref) <= 1e-5 * fabs(ref), "large-batch loss %.9g vs double %.9g", st.loss, ref);
+    CHECK(fabs(st.loss - ref) <= 2e-6 * fabs(ref), "large-batch loss %.9g vs double %.9g", st.loss, ref);
     CHECK(st.top1 > 0.5 && st.top1 < 1.0, "the test batch should be neither trivial nor hopeless: top1 %g", st.top1);
     dnormalize(u, nrm, z, rows, d);
     float got[64 * 16], want[64 * 16];
@@ -553,8 +554,9 @@ static void test_large_batch(void) {
             gmax = fmax(gmax, fabs(want[c * d + t]));
         }
     }
-    /* atol relative to the largest entry: sums over 8192 float terms */
-    check_close("large-batch dz vs double", got, want, (size_t)(nchk * d), 1e-4 * gmax, 1e-3);
+    /* sums over 8192 float terms: observed 1e-6 relative; allow 1e-4 relative plus 1e-5
+     * of the largest entry (for entries that nearly cancel) */
+    check_close("large-batch dz vs double", got, want, (size_t)(nchk * d), 1e-5 * gmax, 1e-4);
     int finite = 1;
     for (int64_t i = 0; i < rows * d; i++) finite &= isfinite(g[i]);
     CHECK(finite, "large-batch gradient must be finite");
