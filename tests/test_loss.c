@@ -657,6 +657,29 @@ static void test_properties(void) {
         CHECK_OK(ct_triplet_loss(&st2, g2, x, lab, 60, 5, 0.3f, CT_MINE_ALL, 0, NULL, 0));
         CHECK(st.loss == st2.loss && !memcmp(g1, g2, sizeof g1), "triplet must not depend on the thread count");
         CHECK(st.active > 0 && st.active <= 1, "active fraction %g", st.active);
+        /* a near-duplicate negative far from the origin: |x|^2 ~ 1e3, d^2 ~ 3e-5, where the
+         * GEMM expansion |a|^2 + |b|^2 - 2ab has cancelled away every digit */
+        {
+            float xf[27];
+            int32_t lf[9] = {0, 1, 2, 0, 1, 2, 0, 1, 1};
+            fill_uniform(xf, 27, 95, 10, 30);
+            for (int t = 0; t < 3; t++) xf[3 + t] = xf[t] + 3e-3f;
+            CHECK_OK(ct_triplet_loss(&st, NULL, xf, lf, 9, 3, 0.4f, CT_MINE_HARD, 0, NULL, 0));
+            double ref = ref_triplet(xf, lf, 9, 3, 0.4, CT_MINE_HARD, 0);
+            CHECK(fabs(st.loss - ref) <= 1e-6 * fabs(ref), "near-duplicate rows: loss %.9g vs double %.9g",
+                  st.loss, ref);
+        }
+        /* duplicated rows (distance 0 between positives and between negatives) */
+        memcpy(x + 7 * 5, x, 5 * 4);         /* row 7 = row 0, same label */
+        memcpy(x + 1 * 5, x + 2 * 5, 5 * 4); /* row 1 = row 2, labels 1 and 2 */
+        for (int mi = 0; mi < 3; mi++) {
+            CHECK_OK(ct_triplet_loss(&st, g1, x, lab, 60, 5, 0.3f, (ct_mining)mi, 0, NULL, 0));
+            double ref = ref_triplet(x, lab, 60, 5, 0.3, (ct_mining)mi, 0);
+            int fin = 1;
+            for (int i = 0; i < 300; i++) fin &= isfinite(g1[i]) && fabs(g1[i]) < 10;
+            CHECK(fin && fabs(st.loss - ref) < 1e-5, "duplicate rows, mining %d: loss %.8g vs %.8g, finite bounded grads",
+                  mi, st.loss, ref);
+        }
     }
 }
 
