@@ -22,7 +22,7 @@
  *   - Numerics: every softmax is a log-sum-exp with the row maximum subtracted, sums
  *     of exponentials are taken in double; similarity matrices come from ct_gemm in
  *     row blocks of CT_LOSS_BLOCK rows, so scratch is O(block * columns), not O(N^2),
- *     except for CLIP's and triplet's N x N matrices (N = batch).
+ *     except for the triplet loss's N x N distance matrix (N = batch).
  *   - Threads: OpenMP over rows; every reduction runs in a fixed order, so results are
  *     bit-identical at any thread count.
  *   - Returns CT_ERR_ARG for bad shapes/temperatures, CT_ERR_NUMERIC when the loss is
