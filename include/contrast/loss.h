@@ -20,7 +20,7 @@
  *     A zero vector gives u = 0: finite loss and a finite (large, 1/eps-scaled)
  *     gradient, exactly as PyTorch.
  *   - Numerics: every softmax is a log-sum-exp with the row maximum subtracted, sums
- *     of exponentials are taken in double; similarity matrices come from ct_gemm in
+ *     of exponentials are in float per 256 columns, then double; similarity matrices come from ct_gemm in
  *     row blocks of CT_LOSS_BLOCK rows, so scratch is O(block * columns), not O(N^2),
  *     except for the triplet loss's N x N distance matrix (N = batch).
  *   - Threads: OpenMP over rows; every reduction runs in a fixed order, so results are
