@@ -19,10 +19,11 @@
  *     torch.nn.functional.normalize) and back-propagate through the normalisation.
  *     A zero vector gives u = 0: finite loss and a finite (large, 1/eps-scaled)
  *     gradient, exactly as PyTorch.
- *   - Numerics: every softmax is a log-sum-exp with the row maximum subtracted, sums
- *     of exponentials are in float per 256 columns, then double; similarity matrices come from ct_gemm in
- *     row blocks of CT_LOSS_BLOCK rows, so scratch is O(block * columns), not O(N^2),
- *     except for the triplet loss's N x N distance matrix (N = batch).
+ *   - Numerics: every softmax is a log-sum-exp with the row maximum subtracted; sums
+ *     of exponentials run in float per 256 columns, then in double. Similarity
+ *     matrices come from ct_gemm in row blocks of CT_LOSS_BLOCK rows, so scratch is
+ *     O(block * columns), not O(N^2), except for the triplet loss's N x N distance
+ *     matrix (N = batch).
  *   - Threads: OpenMP over rows; every reduction runs in a fixed order, so results are
  *     bit-identical at any thread count.
  *   - Returns CT_ERR_ARG for bad shapes/temperatures, CT_ERR_NUMERIC when the loss is
