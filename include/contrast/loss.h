@@ -10,8 +10,8 @@
  *   - Gradient outputs are OVERWRITTEN, not accumulated (unlike the nn backward ops).
  *     Any gradient pointer may be NULL: that gradient is then not computed.
  *   - Scratch: functions that need it take (ws, ws_bytes) sized by the matching
- *     *_workspace_size(...) call, so a trainer allocates once and nothing is allocated
- *     per step. Passing ws == NULL makes the call allocate and free its own scratch
+ *     *_workspace_size(...) call and 64-byte aligned (ct_alloc), so a trainer allocates
+ *     once and nothing is allocated per step. Passing ws == NULL makes the call allocate and free its own scratch
  *     (convenient for tests and evaluation; not meant for the training loop).
  *     A workspace that is too small is a CT_ERR_ARG, never an overrun.
  *     *_workspace_size returns bytes, or SIZE_MAX when the size overflows.
