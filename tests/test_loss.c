@@ -9,6 +9,7 @@
  *     determinism, zero vectors, workspace sizing, the MoCo queue and momentum update,
  *     pair construction. */
 #include "harness.h"
+#include "../src/loss/internal.h" /* ct_loss__exp, the row kernel's exp */
 
 #include <omp.h>
 #include <stdint.h>
@@ -117,22 +118,26 @@ static double ref_selfsim(const float *z, const int32_t *labels, int64_t n, int6
     int64_t rows = n * views;
     double *u = malloc((size_t)(rows * d) * sizeof(double)), total = 0;
     dnormalize(u, NULL, z, rows, d);
-#pragma omp parallel for reduction(+ : total) schedule(static)
-    for (int64_t i = 0; i < rows; i++) {
-        int64_t li = labels ? labels[i % n] : i % n;
-        double m = -INFINITY, ps = 0;
-        int64_t np = 0;
-        for (int64_t j = 0; j < rows; j++) {
-            if (j == i) continue;
-            double s = ddot(u + i * d, u + j * d, d) / tau;
-            if (s > m) m = s;
-            if ((labels ? labels[j % n] : j % n) == li) { ps += s; np++; }
+#pragma omp parallel reduction(+ : total)
+    {
+        double *srow = malloc((size_t)rows * sizeof(double));
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < rows; i++) {
+            int64_t li = labels ? labels[i % n] : i % n;
+            double m = -INFINITY, ps = 0, se = 0;
+            int64_t np = 0;
+            for (int64_t j = 0; j < rows; j++) {
+                if (j == i) continue;
+                double s = srow[j] = ddot(u + i * d, u + j * d, d) / tau;
+                if (s > m) m = s;
+                if ((labels ? labels[j % n] : j % n) == li) { ps += s; np++; }
+            }
+            for (int64_t j = 0; j < rows; j++)
+                if (j != i) se += exp(srow[j] - m);
+            if (lse_out) lse_out[i] = m + log(se);
+            if (np) total += m + log(se) - ps / np;
         }
-        double se = 0;
-        for (int64_t j = 0; j < rows; j++)
-            if (j != i) se += exp(ddot(u + i * d, u + j * d, d) / tau - m);
-        if (lse_out) lse_out[i] = m + log(se);
-        if (np) total += m + log(se) - ps / np;
+        free(srow);
     }
     free(u);
     return total / rows;
@@ -270,7 +275,8 @@ static void test_fixture_reader(const char *path) {
     char tmp[64];
     snprintf(tmp, sizeof tmp, "/tmp/ct_loss_trunc_%d.bin", (int)getpid());
     FILE *g = fopen(tmp, "wb");
-    fwrite(buf, 1, len - 7, g);
+    CHECK(len > 100, "%s: only %zu bytes", path, len);
+    fwrite(buf, 1, len > 7 ? len - 7 : 0, g);
     fclose(g);
     fx_file fx;
     char msg[256] = "";
@@ -281,12 +287,13 @@ static void test_fixture_reader(const char *path) {
     free(buf);
 }
 
-/* Tolerances against PyTorch (float32 here, float64 there): losses to 1e-5 relative,
- * gradients to 2e-6 + 2e-4 |ref| (entries are O(1e-2); float rounding is O(1e-7)). */
-#define T_LOSS_ATOL 1e-5
-#define T_LOSS_RTOL 1e-5
-#define T_GRAD_ATOL 2e-6
-#define T_GRAD_RTOL 2e-4
+/* Tolerances against PyTorch (float32 here, float64 there). Observed worst: losses
+ * 2.4e-7 on 3.47, gradients 5e-8 on O(0.1) entries and 5e-6 on CLIP's O(4) entries at
+ * logit scale 100, i.e. about 1e-6 relative: we allow a few times that. */
+#define T_LOSS_ATOL 1e-6
+#define T_LOSS_RTOL 1e-6
+#define T_GRAD_ATOL 1e-6
+#define T_GRAD_RTOL 2e-5
 
 static void check_loss(const char *what, double got, const float *ref) {
     float g = (float)got;
@@ -397,7 +404,7 @@ static void test_vs_torch(fx_file *fx) {
                 CHECK_OK(ct_triplet_loss(&st, g, x, lab, 10, 4, *m, tc[c].mining, tc[c].sq, NULL, 0));
                 snprintf(what, sizeof what, "%s loss vs torch", tc[c].tag); check_loss(what, st.loss, L);
                 snprintf(what, sizeof what, "%s dx vs torch", tc[c].tag);
-                check_close(what, g, dx, 40, 1e-5, 1e-4);
+                check_close(what, g, dx, 40, T_GRAD_ATOL, T_GRAD_RTOL);
             }
         }
     }
@@ -416,10 +423,10 @@ static void test_vs_torch(fx_file *fx) {
 
 /* Finite differences: eps 1e-3 on float inputs against the double references above.
  * The float rounding of x +- eps moves the step by up to 6e-8, i.e. 6e-5 relative,
- * and truncation is O(eps^2): tolerance 1e-5 + 2e-3 |numeric|. */
+ * and truncation is O(eps^2): observed worst 5e-5 relative; tolerance 1e-5 + 3e-4 |num|. */
 #define G_EPS 1e-3f
 #define G_ATOL 1e-5
-#define G_RTOL 2e-3
+#define G_RTOL 3e-4
 
 static void test_gradcheck(void) {
     ct_loss_stats st;
@@ -512,7 +519,7 @@ static void test_large_batch(void) {
     const double tau = 0.05;
     float *z = malloc((size_t)(rows * d) * 4), *g = malloc((size_t)(rows * d) * 4);
     fill_uniform(z, (size_t)(n * d), 61, -1, 1);
-    fill_uniform(z + n * d, (size_t)(n * d), 62, -0.3f, 0.3f);
+    fill_uniform(z + n * d, (size_t)(n * d), 62, -0.6f, 0.6f);
     for (int64_t i = 0; i < n * d; i++) z[n * d + i] += z[i];
     size_t wsb = ct_ntxent_workspace_size(n, d);
     void *ws = ct_alloc(wsb);
@@ -525,7 +532,7 @@ static void test_large_batch(void) {
     double t2 = omp_get_wtime();
     printf("ntxent N=%lld d=%lld tau=%g: %.3f s (double reference %.3f s), loss %.7f ref %.7f, top1 %.3f\n",
            (long long)n, (long long)d, tau, t1 - t0, t2 - t1, st.loss, ref, st.top1);
-    CHECK(fabs(st.loss - ref) <= 1e-5 * fabs(ref), "large-batch loss %.9g vs double %.9g", st.loss, ref);
+    CHECK(fabs(st.loss - ref) <= 2e-6 * fabs(ref), "large-batch loss %.9g vs double %.9g", st.loss, ref);
     CHECK(st.top1 > 0.5 && st.top1 < 1.0, "the test batch should be neither trivial nor hopeless: top1 %g", st.top1);
     dnormalize(u, nrm, z, rows, d);
     float got[64 * 16], want[64 * 16];
@@ -548,12 +555,28 @@ static void test_large_batch(void) {
             gmax = fmax(gmax, fabs(want[c * d + t]));
         }
     }
-    /* atol relative to the largest entry: sums over 8192 float terms */
-    check_close("large-batch dz vs double", got, want, (size_t)(nchk * d), 1e-4 * gmax, 1e-3);
+    /* sums over 8192 float terms: observed 1e-6 relative; allow 1e-4 relative plus 1e-5
+     * of the largest entry (for entries that nearly cancel) */
+    check_close("large-batch dz vs double", got, want, (size_t)(nchk * d), 1e-5 * gmax, 1e-4);
     int finite = 1;
     for (int64_t i = 0; i < rows * d; i++) finite &= isfinite(g[i]);
     CHECK(finite, "large-batch gradient must be finite");
     free(z); free(g); ct_free(ws); free(lse); free(u); free(nrm);
+}
+
+/* The vectorisable exp of the row kernel against exp() in double. */
+static void test_exp(void) {
+    double worst = 0;
+    float wx = 0;
+    for (int i = 0; i <= 1750000; i++) {
+        float x = -87.0f + 1e-4f * (float)i;
+        double rel = fabs((double)ct_loss__exp(x) / exp((double)x) - 1.0);
+        if (rel > worst) { worst = rel; wx = x; }
+    }
+    CHECK(worst < 2.5e-7, "exp: worst relative error %.3g at x = %.7g (bound 2 ulp)", worst, wx);
+    CHECK(ct_loss__exp(-200.0f) == 0.0f && ct_loss__exp(-1e6f) == 0.0f, "exp underflows to 0");
+    CHECK(isnan(ct_loss__exp(NAN)), "exp(NaN) is NaN");
+    CHECK(ct_loss__exp(0.0f) == 1.0f, "exp(0) = 1");
 }
 
 static void test_properties(void) {
@@ -635,6 +658,29 @@ static void test_properties(void) {
         CHECK_OK(ct_triplet_loss(&st2, g2, x, lab, 60, 5, 0.3f, CT_MINE_ALL, 0, NULL, 0));
         CHECK(st.loss == st2.loss && !memcmp(g1, g2, sizeof g1), "triplet must not depend on the thread count");
         CHECK(st.active > 0 && st.active <= 1, "active fraction %g", st.active);
+        /* a near-duplicate negative far from the origin: |x|^2 ~ 1e3, d^2 ~ 3e-5, where the
+         * GEMM expansion |a|^2 + |b|^2 - 2ab has cancelled away every digit */
+        {
+            float xf[27];
+            int32_t lf[9] = {0, 1, 2, 0, 1, 2, 0, 1, 1};
+            fill_uniform(xf, 27, 95, 10, 30);
+            for (int t = 0; t < 3; t++) xf[3 + t] = xf[t] + 3e-3f;
+            CHECK_OK(ct_triplet_loss(&st, NULL, xf, lf, 9, 3, 0.4f, CT_MINE_HARD, 0, NULL, 0));
+            double ref = ref_triplet(xf, lf, 9, 3, 0.4, CT_MINE_HARD, 0);
+            CHECK(fabs(st.loss - ref) <= 1e-6 * fabs(ref), "near-duplicate rows: loss %.9g vs double %.9g",
+                  st.loss, ref);
+        }
+        /* duplicated rows (distance 0 between positives and between negatives) */
+        memcpy(x + 7 * 5, x, 5 * 4);         /* row 7 = row 0, same label */
+        memcpy(x + 1 * 5, x + 2 * 5, 5 * 4); /* row 1 = row 2, labels 1 and 2 */
+        for (int mi = 0; mi < 3; mi++) {
+            CHECK_OK(ct_triplet_loss(&st, g1, x, lab, 60, 5, 0.3f, (ct_mining)mi, 0, NULL, 0));
+            double ref = ref_triplet(x, lab, 60, 5, 0.3, (ct_mining)mi, 0);
+            int fin = 1;
+            for (int i = 0; i < 300; i++) fin &= isfinite(g1[i]) && fabs(g1[i]) < 10;
+            CHECK(fin && fabs(st.loss - ref) < 1e-5, "duplicate rows, mining %d: loss %.8g vs %.8g, finite bounded grads",
+                  mi, st.loss, ref);
+        }
     }
 }
 
@@ -698,16 +744,17 @@ static void test_pairs(void) {
         ok &= all[i].a < all[i].b && all[i].same == (lab[all[i].a] == lab[all[i].b]);
         same += all[i].same;
     }
-    CHECK(ok && same == 13, "pairs are i<j with correct flags (%lld same)", (long long)same);
+    CHECK(ok && same == 15, "pairs are i<j with correct flags (%lld same)", (long long)same);
     int64_t nb = ct_pairs_balanced(bal, lab, 12, 0, 9), nb2 = ct_pairs_balanced(bal2, lab, 12, 0, 9);
     int64_t s2 = 0;
-    ok = nb == 26 && nb2 == nb && !memcmp(bal, bal2, nb * sizeof(ct_pair));
+    ok = nb == 30 && nb2 == nb;
     for (int64_t i = 0; i < nb; i++) {
+        ok &= bal[i].a == bal2[i].a && bal[i].b == bal2[i].b && bal[i].same == bal2[i].same;
         s2 += bal[i].same;
         ok &= bal[i].same == (lab[bal[i].a] == lab[bal[i].b]);
         if (i) ok &= bal[i - 1].a < bal[i].a || (bal[i - 1].a == bal[i].a && bal[i - 1].b < bal[i].b);
     }
-    CHECK(ok && s2 == 13, "balanced: 13 + 13 distinct pairs, deterministic (got %lld, %lld same)", (long long)nb,
+    CHECK(ok && s2 == 15, "balanced: 15 + 15 distinct pairs, deterministic (got %lld, %lld same)", (long long)nb,
           (long long)s2);
     int64_t nc = ct_pairs_balanced(bal2, lab, 12, 8, 10);
     CHECK(nc == 8, "capped at max_pairs: %lld", (long long)nc);
@@ -724,6 +771,7 @@ int main(void) {
     if (ok) test_vs_torch(&fx);
     fx_free(&fx);
     test_gradcheck();
+    test_exp();
     test_large_batch();
     test_properties();
     test_moco();

@@ -10,8 +10,8 @@
  *   - Gradient outputs are OVERWRITTEN, not accumulated (unlike the nn backward ops).
  *     Any gradient pointer may be NULL: that gradient is then not computed.
  *   - Scratch: functions that need it take (ws, ws_bytes) sized by the matching
- *     *_workspace_size(...) call, so a trainer allocates once and nothing is allocated
- *     per step. Passing ws == NULL makes the call allocate and free its own scratch
+ *     *_workspace_size(...) call and 64-byte aligned (ct_alloc), so a trainer allocates
+ *     once and nothing is allocated per step. Passing ws == NULL makes the call allocate and free its own scratch
  *     (convenient for tests and evaluation; not meant for the training loop).
  *     A workspace that is too small is a CT_ERR_ARG, never an overrun.
  *     *_workspace_size returns bytes, or SIZE_MAX when the size overflows.
@@ -19,10 +19,11 @@
  *     torch.nn.functional.normalize) and back-propagate through the normalisation.
  *     A zero vector gives u = 0: finite loss and a finite (large, 1/eps-scaled)
  *     gradient, exactly as PyTorch.
- *   - Numerics: every softmax is a log-sum-exp with the row maximum subtracted, sums
- *     of exponentials are taken in double; similarity matrices come from ct_gemm in
- *     row blocks of CT_LOSS_BLOCK rows, so scratch is O(block * columns), not O(N^2),
- *     except for CLIP's and triplet's N x N matrices (N = batch).
+ *   - Numerics: every softmax is a log-sum-exp with the row maximum subtracted; sums
+ *     of exponentials run in float per 256 columns, then in double. Similarity
+ *     matrices come from ct_gemm in row blocks of CT_LOSS_BLOCK rows, so scratch is
+ *     O(block * columns), not O(N^2), except for the triplet loss's N x N distance
+ *     matrix (N = batch).
  *   - Threads: OpenMP over rows; every reduction runs in a fixed order, so results are
  *     bit-identical at any thread count.
  *   - Returns CT_ERR_ARG for bad shapes/temperatures, CT_ERR_NUMERIC when the loss is
@@ -40,6 +41,7 @@ extern "C" {
 
 #define CT_LOSS_EPS 1e-12        /* norm clamp of the L2 normalisation (F.normalize's default) */
 #define CT_LOSS_BLOCK 256        /* rows of the similarity matrix held at once                 */
+#define CT_LOSS_MIN_TAU 1e-4     /* smallest temperature accepted (logits stay below 1e4)       */
 #define CT_CLIP_MAX_SCALE 100.0f /* CLIP's logit scale exp(s) is clamped at this value         */
 
 /* Filled by every loss call (pass NULL to skip). Cosine similarities are of the
@@ -60,7 +62,7 @@ size_t ct_ntxent_workspace_size(int64_t n, int64_t d);
 /* NT-Xent over 2n embeddings: rows [0,n) are view 1, [n,2n) view 2; row i's positive
  * is i+n (mod 2n), the other 2n-2 rows are its negatives; logits cos/tau; mean over
  * all 2n anchors.
- *   dz: (2n, d) or NULL   z: (2n, d)   n >= 1, d >= 1, tau > 0. */
+ *   dz: (2n, d) or NULL   z: (2n, d)   n >= 1, d >= 1, tau >= CT_LOSS_MIN_TAU. */
 ct_status ct_ntxent_loss(ct_loss_stats *st, float *dz, const float *z, int64_t n, int64_t d,
                          float tau, void *ws, size_t ws_bytes);
 

@@ -40,8 +40,9 @@ ct_status ct_loss__ws_acquire(void **ws, size_t ws_bytes, size_t need, void **ow
 }
 
 ct_status ct_loss__check_tau(float tau, const char *fn) {
-    if (!(tau > 0.0f) || !isfinite(tau))
-        return ct_error(CT_ERR_ARG, "%s: temperature must be finite and > 0, got %g", fn, tau);
+    if (!(tau >= CT_LOSS_MIN_TAU) || !isfinite(tau))
+        return ct_error(CT_ERR_ARG, "%s: temperature must be finite and >= %g, got %g", fn,
+                        CT_LOSS_MIN_TAU, tau);
     return CT_OK;
 }
 
@@ -76,43 +77,112 @@ void ct_loss__normalize_backward(float *dz, const float *du, const float *u, con
     }
 }
 
-static inline int is_pos(int64_t j, int64_t self, int64_t target, const int64_t *col_label,
-                         int64_t my_label) {
-    return target >= 0 ? j == target : (j != self && col_label[j] == my_label);
+/* Splits [0, cols) minus the columns a and b (-1: none) into at most 3 spans. */
+static int spans_without(int64_t cols, int64_t a, int64_t b, int64_t lo[3], int64_t hi[3]) {
+    if (a > b) { int64_t t = a; a = b; b = t; }
+    int64_t cut[2];
+    int nc = 0, k = 0;
+    if (a >= 0) cut[nc++] = a;
+    if (b >= 0 && b != a) cut[nc++] = b;
+    int64_t start = 0;
+    for (int i = 0; i < nc; i++) {
+        lo[k] = start; hi[k] = cut[i]; k++;
+        start = cut[i] + 1;
+    }
+    lo[k] = start; hi[k] = cols; k++;
+    return k;
+}
+
+/* The span loops sum in float over chunks of CHUNK columns (full-width vectors) and
+ * add each chunk's sum to a double: a chunk's rounding error stays near 1e-7 relative,
+ * and the fixed chunking keeps the result independent of threads. */
+#define CHUNK 256
+
+/* max and sum of row[lo, hi) */
+static void span_max_sum(const float *row, int64_t lo, int64_t hi, float *mx, double *sum) {
+    float m = *mx;
+    for (int64_t c0 = lo; c0 < hi; c0 += CHUNK) {
+        int64_t c1 = hi - c0 < CHUNK ? hi : c0 + CHUNK;
+        float s = 0.0f;
+#pragma omp simd reduction(max : m) reduction(+ : s)
+        for (int64_t j = c0; j < c1; j++) {
+            m = row[j] > m ? row[j] : m;
+            s += row[j];
+        }
+        *sum += s;
+    }
+    *mx = m;
+}
+
+/* row[j] = exp(row[j] - m) over [lo, hi); sums e, e * x and, when unif_scale > 0,
+ * exp(4 (x * unif_scale - 1)) (cos = x * unif_scale lies in [-1, 1], so that term
+ * lies in [e^-8, 1] and needs no shift). */
+static void span_exp(float *row, int64_t lo, int64_t hi, float m, float unif_scale, double *sum,
+                     double *ex, double *unif) {
+    for (int64_t c0 = lo; c0 < hi; c0 += CHUNK) {
+        int64_t c1 = hi - c0 < CHUNK ? hi : c0 + CHUNK;
+        float s = 0.0f, sx = 0.0f, su = 0.0f;
+        if (unif_scale > 0.0f) {
+#pragma omp simd reduction(+ : s, sx, su)
+            for (int64_t j = c0; j < c1; j++) {
+                float x = row[j], e = ct_loss__exp(x - m);
+                s += e;
+                sx += e * x;
+                su += ct_loss__exp(4.0f * (x * unif_scale - 1.0f));
+                row[j] = e;
+            }
+        } else {
+#pragma omp simd reduction(+ : s, sx)
+            for (int64_t j = c0; j < c1; j++) {
+                float x = row[j], e = ct_loss__exp(x - m);
+                s += e;
+                sx += e * x;
+                row[j] = e;
+            }
+        }
+        *sum += s;
+        *ex += sx;
+        *unif += su;
+    }
 }
 
 void ct_loss__row_ce(float *row, int64_t cols, int64_t self, int64_t target,
                      const int64_t *col_label, int64_t my_label, float per_cos, float w,
                      int want_unif, ct_loss__row *o) {
+    int64_t lo[3], hi[3];
     /* pass 1: max, positive/negative sums and best scores */
-    float m = -INFINITY, best_pos = -INFINITY, best_neg = -INFINITY;
+    float m, best_pos = -INFINITY, best_neg = -INFINITY;
     double pos_sum = 0.0, neg_sum = 0.0;
     int64_t pos_n = 0, neg_n = 0;
-    for (int64_t j = 0; j < cols; j++) {
-        if (j == self) continue;
-        float x = row[j];
-        if (x > m) m = x;
-        if (is_pos(j, self, target, col_label, my_label)) {
-            pos_sum += x; pos_n++;
-            if (x > best_pos) best_pos = x;
-        } else {
-            neg_sum += x; neg_n++;
-            if (x > best_neg) best_neg = x;
+    if (target >= 0) {
+        int k = spans_without(cols, self, target, lo, hi);
+        for (int s = 0; s < k; s++) {
+            span_max_sum(row, lo[s], hi[s], &best_neg, &neg_sum);
+            neg_n += hi[s] - lo[s];
+        }
+        best_pos = row[target];
+        pos_sum = best_pos;
+        pos_n = 1;
+    } else {
+        for (int64_t j = 0; j < cols; j++) {
+            if (j == self) continue;
+            float x = row[j];
+            if (col_label[j] == my_label) {
+                pos_sum += x; pos_n++;
+                if (x > best_pos) best_pos = x;
+            } else {
+                neg_sum += x; neg_n++;
+                if (x > best_neg) best_neg = x;
+            }
         }
     }
-    /* pass 2: exponentials (shifted by the max: never overflow) summed in double */
+    m = best_pos > best_neg ? best_pos : best_neg;
+    /* pass 2: exponentials shifted by the max (never overflow), summed in double */
     double sum = 0.0, ex = 0.0, unif = 0.0;
-    float inv_pc = 1.0f / per_cos;
-    for (int64_t j = 0; j < cols; j++) {
-        if (j == self) { row[j] = 0.0f; continue; }
-        float x = row[j];
-        float e = expf(x - m);
-        sum += e;
-        ex += (double)e * x;
-        /* cos in [-1, 1], so exp(4(cos-1)) lies in [e^-8, 1]: no shift needed */
-        if (want_unif) unif += expf(4.0f * (x * inv_pc - 1.0f));
-        row[j] = e;
-    }
+    int k = spans_without(cols, self, -1, lo, hi);
+    for (int s = 0; s < k; s++)
+        span_exp(row, lo[s], hi[s], m, want_unif ? 1.0f / per_cos : 0.0f, &sum, &ex, &unif);
+    if (self >= 0) row[self] = 0.0f;
     o->pos_sum = pos_sum / per_cos;
     o->neg_sum = neg_sum / per_cos;
     o->pos_n = pos_n;
@@ -120,7 +190,7 @@ void ct_loss__row_ce(float *row, int64_t cols, int64_t self, int64_t target,
     o->unif = unif;
     o->has_pos = pos_n > 0;
     o->correct = pos_n > 0 && best_pos > best_neg;
-    if (pos_n == 0 || !(sum > 0.0)) {
+    if (pos_n == 0 || !(sum > 0.0) || !isfinite(m)) {
         /* no positive: the anchor's loss is identically 0, so is its gradient */
         for (int64_t j = 0; j < cols; j++) row[j] = 0.0f;
         o->loss = pos_n == 0 ? 0.0 : NAN;
@@ -130,13 +200,15 @@ void ct_loss__row_ce(float *row, int64_t cols, int64_t self, int64_t target,
     double lse = m + log(sum), mean_pos = pos_sum / (double)pos_n;
     o->loss = lse - mean_pos;
     o->gx = w * (ex / sum - mean_pos);
-    /* pass 3: w * (softmax - positive share) */
+    /* pass 3: w * softmax - w * [positive] / |P| */
     float ws = (float)(w / sum), wp = (float)(w / (double)pos_n);
-    for (int64_t j = 0; j < cols; j++) {
-        if (j == self) continue;
-        float g = row[j] * ws;
-        if (is_pos(j, self, target, col_label, my_label)) g -= wp;
-        row[j] = g;
+#pragma omp simd
+    for (int64_t j = 0; j < cols; j++) row[j] *= ws;
+    if (target >= 0) {
+        row[target] -= wp;
+    } else {
+        for (int64_t j = 0; j < cols; j++)
+            if (j != self && col_label[j] == my_label) row[j] -= wp;
     }
 }
 

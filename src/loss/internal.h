@@ -5,6 +5,36 @@
 
 #include "contrast/loss.h"
 
+#include <math.h>
+#include <string.h>
+
+/* exp(x) written so that the loops around it vectorise (glibc's expf does not
+ * without -ffast-math, and float compares block if-conversion under the default
+ * -ftrapping-math, so every select here is on integers):
+ *   n = round(x / ln2) via the 1.5 * 2^23 trick (adding it leaves n in the low
+ *   mantissa bits), r = x - n ln2 in two parts (Cephes), e^r by Cephes' degree-6
+ *   polynomial, 2^n built in the exponent bits.
+ * Relative error below 2 ulp for x in [-87, 88]; results below 2^-126 are flushed to
+ * 0; NaN stays NaN. Valid for |x| < 2^21 (our arguments are differences of logits,
+ * bounded by 2/tau with tau >= CT_LOSS_MIN_TAU). Checked against exp() in test_loss. */
+static inline float ct_loss__exp(float x) {
+    union { float f; int32_t i; } t = {.f = x * 1.44269504088896341f + 12582912.0f};
+    float n = t.f - 12582912.0f;
+    int32_t ni = (t.i & 0x7fffff) - 0x400000;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * r * r + r + 1.0f;
+    ni = ni < 127 ? ni : 127;
+    ni = ni > -127 ? ni : -127; /* -127 gives the bit pattern of 0.0f */
+    union { int32_t i; float f; } scale = {.i = (ni + 127) << 23};
+    return y * scale.f;
+}
+
 /* Workspace carving. The same layout code runs twice: with base == NULL it only
  * measures (for *_workspace_size), with a base it hands out 64-aligned pieces. */
 typedef struct {

@@ -185,10 +185,20 @@ ct_status ct_triplet_loss(ct_loss_stats *st, float *dx, const float *x, const in
         }
         p.apos[i] = apos; p.aneg[i] = aneg; p.aposn[i] = pn; p.anegn[i] = nn;
     }
+    /* Where the expansion cancels (close points: d^2 small against the norms) the GEMM
+     * form has lost most digits, so such pairs are recomputed directly, in double;
+     * identical rows then get exactly 0. */
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < n; j++) {
-            double d2 = i == j ? 0.0 : fmax(p.sq[i] + p.sq[j] - 2.0 * D[i * n + j], 0.0);
+            double d2 = i == j ? 0.0 : p.sq[i] + p.sq[j] - 2.0 * D[i * n + j];
+            if (i != j && d2 < 1e-3 * (p.sq[i] + p.sq[j])) {
+                d2 = 0.0;
+                for (int64_t t = 0; t < d; t++) {
+                    double diff = (double)x[i * d + t] - x[j * d + t];
+                    d2 += diff * diff;
+                }
+            }
             D[i * n + j] = (float)(squared ? d2 : sqrt(d2));
         }
     memset(W, 0, (size_t)n * (size_t)n * sizeof(float));
@@ -282,8 +292,9 @@ ct_status ct_triplet_loss(ct_loss_stats *st, float *dx, const float *x, const in
                 double c = 0.0;
                 if (j != i) {
                     double wsum = (double)W[i * n + j] + W[j * n + i];
-                    if (wsum != 0.0)
-                        c = scale * wsum * (squared ? 2.0 : 1.0 / fmax(D[i * n + j], CT_LOSS_EPS));
+                    /* identical rows (distance exactly 0): subgradient 0 */
+                    if (wsum != 0.0 && (squared || D[i * n + j] > 0.0f))
+                        c = scale * wsum * (squared ? 2.0 : 1.0 / D[i * n + j]);
                 }
                 W[i * n + j] = W[j * n + i] = (float)c;
             }

@@ -2,7 +2,8 @@
  *
  * Both are a softmax over one row of the rows x rows cosine-similarity matrix of a
  * multi-view batch, self excluded, with the positives given by labels (NT-Xent: the
- * sample index, so the only positive is the other view). The matrix is produced by
+ * sample index, so the only positive is the other view; that case takes the
+ * single-target path of the row kernel, which vectorises). The matrix is produced by
  * ct_gemm CT_LOSS_BLOCK rows at a time; each block's logits are turned in place into
  * dL/dlogits and multiplied back at once, so scratch is O(block * rows):
  *   S = U U^T / tau   =>   dU = (G + G^T) U / tau, accumulated block by block. */
@@ -78,8 +79,8 @@ static ct_status selfsim(ct_loss_stats *st, float *dz, const float *z, const int
         ct_gemm(0, 1, b, rows, d, inv_t, p.u + r0 * d, d, p.u, d, 0.0f, p.blk, rows);
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < b; i++)
-            ct_loss__row_ce(p.blk + i * rows, rows, r0 + i, -1, p.lab, p.lab[r0 + i], inv_t, wrow,
-                            1, &p.rows[r0 + i]);
+            ct_loss__row_ce(p.blk + i * rows, rows, r0 + i, labels ? -1 : (r0 + i + n) % rows,
+                            p.lab, p.lab[r0 + i], inv_t, wrow, 1, &p.rows[r0 + i]);
         if (dz) {
             /* dU[block] += G U / tau ;  dU += G^T U[block] / tau */
             ct_gemm(0, 0, b, d, rows, inv_t, p.blk, rows, p.u, d, 1.0f, p.du + r0 * d, d);
