@@ -555,9 +555,9 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
                 /* queries from view 1, keys from view 2 through the momentum encoder */
                 if ((st = ct_model_forward(&r.m, b->x, b->n, 1, 1))) goto done;
                 if ((st = ct_model_forward(&r.key, b->x + (size_t)b->n * img, b->n, 1, 1))) goto done;
-                if ((st = ct_moco_loss(&ls, r.dz, ct_model_embedding(&r.m), ct_model_embedding(&r.key), &r.queue, b->n,
-                                       c->temperature, r.ws, r.ws_bytes)))
-                    goto done;
+                st = ct_moco_loss(&ls, r.dz, ct_model_embedding(&r.m), ct_model_embedding(&r.key), &r.queue, b->n,
+                                  c->temperature, r.ws, r.ws_bytes);
+                if (st && st != CT_ERR_NUMERIC) goto done;
             } else {
                 if ((st = ct_model_forward(&r.m, b->x, 2 * b->n, 1, 1))) goto done;
                 const float *z = ct_model_embedding(&r.m);
@@ -565,14 +565,14 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
                     st = ct_supcon_loss(&ls, r.dz, z, b->labels, b->n, 2, D, c->temperature, r.ws, r.ws_bytes);
                 else
                     st = ct_ntxent_loss(&ls, r.dz, z, b->n, D, c->temperature, r.ws, r.ws_bytes);
-                if (st) goto done;
+                if (st && st != CT_ERR_NUMERIC) goto done;
             }
-            if (!isfinite(ls.loss)) {
+            if (st == CT_ERR_NUMERIC || !isfinite(ls.loss)) {
                 if (c->progress == 1) fputc('\n', stderr);
                 st = ct_error(CT_ERR_NUMERIC,
                               "train: loss became %g at epoch %d step %lld (lr %g); stopped, the last good checkpoint "
                               "(%s) is kept; try a lower --lr",
-                              ls.loss, epoch + 1, (long long)cs.step, lr, cs.epoch > 0 || c->resume[0] ? ckpt : "none yet");
+                              st ? NAN : ls.loss, epoch + 1, (long long)cs.step, lr, cs.epoch > 0 || c->resume[0] ? ckpt : "none yet");
                 goto done;
             }
             ct_model_zero_grad(&r.m);

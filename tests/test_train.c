@@ -1,0 +1,255 @@
+/* test_train.c: the trainer end to end on a slice of Fashion-MNIST.
+ *   - a short SimCLR run learns: loss falls, contrastive top-1 rises, no collapse
+ *   - exact resume: stop after epoch 1, resume, and end bit-identical to an
+ *     uninterrupted run (same seed, same thread count)
+ *   - the checkpoint is valid safetensors and rebuilds the model alone
+ *   - MoCo and SupCon run and learn
+ *   - a non-finite loss stops the run with a message and keeps the last checkpoint
+ *   - the CLI: eval --json, embed .npy, bad options, --help */
+#include "harness.h"
+#include "contrast/train.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+/* dst = dir + "/checkpoint.safetensors" (dst holds 512 bytes, as the config's paths) */
+static void ckpt_path(char *dst, const char *dir) {
+    size_t n = strlen(dir);
+    if (n > 400) n = 400;
+    memcpy(dst, dir, n);
+    memcpy(dst + n, "/checkpoint.safetensors", 24);
+}
+
+static void base_config(ct_train_config *c, const char *sub) {
+    ct_train_config_default(c);
+    c->limit = 1024;
+    c->batch = 64;
+    c->epochs = 3;
+    c->eval_every = 0;
+    c->final_probe = 0;
+    c->knn_k = 20;
+    c->threads = 2;
+    c->progress = -1;
+    c->model.width = 8;
+    c->model.head_hidden = 64;
+    c->model.head_out = 32;
+    c->lr = 1.0f;
+    c->warmup_epochs = 1;
+    snprintf(c->out, sizeof c->out, "%s/%s", tmpdir, sub);
+}
+
+/* Reads metrics.jsonl's per-epoch "loss" and "top1" fields. */
+static int read_metrics(const char *dir, double *loss, double *top1, int cap) {
+    char path[1100], line[1024];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int n = 0;
+    while (n < cap && fgets(line, sizeof line, f)) {
+        char *l = strstr(line, "\"loss\": "), *t = strstr(line, "\"top1\": ");
+        if (!l || !t || strstr(line, "\"final\"")) continue;
+        loss[n] = atof(l + 8);
+        top1[n] = atof(t + 8);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static float *load_params(const char *dir, size_t *n) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
+    ct_model m;
+    if (ct_checkpoint_load_model(&m, path)) {
+        fprintf(stderr, "%s\n", ct_errmsg());
+        return NULL;
+    }
+    *n = m.nparam_floats + m.nbuf_floats;
+    float *p = malloc(*n * sizeof(float));
+    memcpy(p, m.param, m.nparam_floats * sizeof(float));
+    memcpy(p + m.nparam_floats, m.buf, m.nbuf_floats * sizeof(float));
+    ct_model_free(&m);
+    return p;
+}
+
+static void test_learns_and_resumes(void) {
+    ct_train_config c;
+    ct_train_result r;
+    base_config(&c, "full");
+    CHECK_OK(ct_train_run(&c, &r));
+    double loss[8], top1[8];
+    int n = read_metrics(c.out, loss, top1, 8);
+    CHECK(n == 3, "metrics.jsonl has one line per epoch (got %d)", n);
+    if (n == 3) {
+        CHECK(loss[2] < loss[0] - 0.3, "loss falls: %.3f -> %.3f", loss[0], loss[2]);
+        CHECK(top1[2] > 1.3 * top1[0], "contrastive top-1 rises by 30%%: %.3f -> %.3f", top1[0], top1[2]);
+    }
+    CHECK(r.knn_top1 > 0.55, "kNN on the learned features %.3f (chance 0.1): not collapsed", r.knn_top1);
+
+    /* interrupted after epoch 1, then resumed to the end */
+    ct_train_config a;
+    base_config(&a, "resumed");
+    a.stop_after = 1;
+    CHECK_OK(ct_train_run(&a, &r));
+    CHECK(r.epochs_done == 1, "stopped after epoch 1 (%d)", r.epochs_done);
+    a.stop_after = 0;
+    ckpt_path(a.resume, a.out);
+    CHECK_OK(ct_train_run(&a, &r));
+    CHECK(r.epochs_done == 3, "resumed to epoch 3 (%d)", r.epochs_done);
+    size_t n1 = 0, n2 = 0;
+    float *p1 = load_params(c.out, &n1), *p2 = load_params(a.out, &n2);
+    CHECK(p1 && p2 && n1 == n2 && memcmp(p1, p2, n1 * sizeof(float)) == 0,
+          "resumed run ends bit-identical to the uninterrupted one");
+    free(p1);
+    free(p2);
+
+    /* the checkpoint is safetensors: 8-byte little-endian length, then a JSON object */
+    char path[1100];
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", c.out);
+    FILE *f = fopen(path, "rb");
+    unsigned char len8[8] = {0};
+    char head[64] = {0};
+    CHECK(f && fread(len8, 1, 8, f) == 8 && fread(head, 1, 20, f) == 20, "read the header");
+    if (f) fclose(f);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
+    CHECK(hlen > 100 && hlen < 1000000 && head[0] == '{', "header length %llu, starts with '{'", (unsigned long long)hlen);
+    if (access("/usr/bin/python3", X_OK) == 0) {
+        char cmd[2000];
+        snprintf(cmd, sizeof cmd,
+                 "/usr/bin/python3 -c \"import json,struct,sys; b=open('%s','rb').read(); n=struct.unpack('<Q',b[:8])[0]; "
+                 "h=json.loads(b[8:8+n]); m=h['__metadata__']; assert m['format']=='contrast-checkpoint'; "
+                 "assert h['encoder.conv1.weight']['shape']==[8,1,3,3]; assert h['head.0.bias']['dtype']=='F32'\"",
+                 path);
+        CHECK(system(cmd) == 0, "Python's json reads the header, with PyTorch names and shapes");
+    }
+}
+
+static void test_other_methods(void) {
+    ct_train_config c;
+    ct_train_result r;
+    base_config(&c, "moco");
+    c.method = CT_METHOD_MOCO;
+    c.moco_k = 512;
+    c.epochs = 3;
+    CHECK_OK(ct_train_run(&c, &r));
+    /* MoCo's loss may rise early (the queue fills with better keys), so judge by kNN */
+    CHECK(r.knn_top1 > 0.5, "MoCo kNN %.3f", r.knn_top1);
+    /* MoCo resume restores the key encoder and the queue */
+    ct_train_config a;
+    base_config(&a, "moco-resumed");
+    a.method = CT_METHOD_MOCO;
+    a.moco_k = 512;
+    a.stop_after = 2;
+    CHECK_OK(ct_train_run(&a, &r));
+    a.stop_after = 0;
+    ckpt_path(a.resume, a.out);
+    CHECK_OK(ct_train_run(&a, &r));
+    size_t n1 = 0, n2 = 0;
+    float *p1 = load_params(c.out, &n1), *p2 = load_params(a.out, &n2);
+    CHECK(p1 && p2 && n1 == n2 && memcmp(p1, p2, n1 * sizeof(float)) == 0, "MoCo resume is exact");
+    free(p1);
+    free(p2);
+
+    base_config(&c, "supcon");
+    c.method = CT_METHOD_SUPCON;
+    c.epochs = 2;
+    CHECK_OK(ct_train_run(&c, &r));
+    CHECK(r.knn_top1 > 0.65, "SupCon (labels) kNN %.3f", r.knn_top1);
+}
+
+static void test_nan_stops(void) {
+    ct_train_config c;
+    ct_train_result r;
+    base_config(&c, "nan");
+    c.epochs = 2;
+    c.stop_after = 1;
+    CHECK_OK(ct_train_run(&c, &r));
+    char ckpt[512];
+    ckpt_path(ckpt, c.out);
+    size_t n0 = 0, n1 = 0;
+    float *before = load_params(c.out, &n0);
+    /* resume with a diverging SGD: lr * weight decay = 1e5 multiplies the conv weights
+     * by -1e5 each step, they overflow to infinity and the loss becomes NaN */
+    c.stop_after = 0;
+    memcpy(c.resume, ckpt, sizeof ckpt);
+    ct_optim_config_default(&c.optim, CT_OPTIM_SGD);
+    c.optim.weight_decay = 10;
+    c.lr = 1e4f;
+    c.warmup_epochs = 0;
+    ct_status st = ct_train_run(&c, &r);
+    CHECK(st == CT_ERR_NUMERIC, "non-finite loss stops the run (%s: %s)", ct_status_name(st), ct_errmsg());
+    CHECK(strstr(ct_errmsg(), "checkpoint") != NULL, "the message says the checkpoint is kept: %s", ct_errmsg());
+    float *after = load_params(c.out, &n1);
+    CHECK(before && after && n0 == n1 && memcmp(before, after, n0 * sizeof(float)) == 0,
+          "the last good checkpoint is untouched and loads");
+    free(before);
+    free(after);
+}
+
+static int run(const char *cmd) {
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static void test_cli(void) {
+    const char *bin = getenv("CONTRAST_BIN");
+    if (!bin) bin = "./contrast";
+    char cmd[2000], out[700];
+    snprintf(cmd, sizeof cmd, "%s --help > %s/help.txt", bin, tmpdir);
+    CHECK(run(cmd) == 0, "contrast --help");
+    snprintf(cmd, sizeof cmd, "%s train --help > %s/help.txt && grep -q -- '--eval-every' %s/help.txt && grep -q -- '--resume' %s/help.txt",
+             bin, tmpdir, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "train --help lists the options");
+    snprintf(cmd, sizeof cmd, "%s train --bogus 2> %s/err.txt; test $? -eq 2 && grep -q bogus %s/err.txt", bin, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "unknown option: exit 2 and named");
+    snprintf(cmd, sizeof cmd, "%s train --epochs -3 2> %s/err.txt; test $? -eq 2 && grep -q epochs %s/err.txt", bin, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "bad value: exit 2 and named");
+    snprintf(cmd, sizeof cmd, "%s train --method byol 2> /dev/null; test $? -eq 2", bin);
+    CHECK(run(cmd) == 0, "unknown method refused");
+    snprintf(cmd, sizeof cmd, "%s train --data mnist:/nonexistent --quiet --out %s/x 2> %s/err.txt; test $? -eq 1 && grep -q nonexistent %s/err.txt",
+             bin, tmpdir, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "missing dataset: exit 1 naming the path");
+
+    snprintf(out, sizeof out, "%s/full/checkpoint.safetensors", tmpdir);
+    snprintf(cmd, sizeof cmd, "%s eval --checkpoint %s --limit 2000 --k 20 --json > %s/eval.json && grep -q '\"knn_top1\": 0\\.[5-9]' %s/eval.json",
+             bin, out, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "eval --json prints knn_top1");
+    snprintf(cmd, sizeof cmd, "%s eval --checkpoint %s/nope.safetensors 2> %s/err.txt; test $? -eq 1 && grep -q nope %s/err.txt", bin,
+             tmpdir, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "eval of a missing checkpoint: exit 1 naming it");
+    snprintf(cmd, sizeof cmd, "%s embed --checkpoint %s --limit 100 --out %s/h.npy --labels %s/y.npy 2>/dev/null", bin, out,
+             tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "embed writes .npy");
+    char npy[600];
+    snprintf(npy, sizeof npy, "%s/h.npy", tmpdir);
+    float *x = NULL;
+    int64_t rows = 0, cols = 0;
+    CHECK_OK(ct_npy_read_f32(npy, &x, &rows, &cols));
+    CHECK(rows == 100 && cols == 64, "features are 100 x 64 (got %lld x %lld)", (long long)rows, (long long)cols);
+    ct_free(x);
+    snprintf(cmd, sizeof cmd, "%s embed --checkpoint %s --limit 100 --head --out %s/z.npy 2>/dev/null", bin, out, tmpdir);
+    CHECK(run(cmd) == 0, "embed --head");
+    snprintf(npy, sizeof npy, "%s/z.npy", tmpdir);
+    CHECK_OK(ct_npy_read_f32(npy, &x, &rows, &cols));
+    CHECK(rows == 100 && cols == 32, "head outputs are 100 x 32");
+    ct_free(x);
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/contrast-test-train-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_learns_and_resumes();
+    test_other_methods();
+    test_nan_stops();
+    test_cli();
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (g_fail == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    return test_done();
+}
