@@ -2,7 +2,9 @@
 # Runs every test binary, prints each one's result and the total as the last line.
 # Usage: tests/run.sh BUILD_DIR CONTRAST_BIN
 build=${1:-build}
-export CONTRAST_BIN=${2:-./contrast}
+bin=${2:-contrast}
+case "$bin" in */*) ;; *) bin="./$bin" ;; esac
+export CONTRAST_BIN="$bin"
 pass=0; fail=0; bad=""
 for t in "$build"/tests/test_*; do
     [ -x "$t" ] || continue
