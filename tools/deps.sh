@@ -3,7 +3,7 @@
 #   sh tools/deps.sh          build + test + main job
 #   sh tools/deps.sh torch    also PyTorch (reference fixtures, benchmarks)
 set -e
-pkgs="gcc make libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev dataset-fashion-mnist python3-numpy"
+pkgs="gcc make libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev dataset-fashion-mnist python3-numpy openmpi-bin libopenmpi-dev"
 [ "${1:-}" = torch ] && pkgs="$pkgs python3-torch"
 missing=""
 for p in $pkgs; do
