@@ -63,7 +63,7 @@ void ct_batchnorm_forward(float *y, float *mean, float *invstd, float *running_m
                           const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
                           float momentum, int training) {
     const double M = (double)N * (double)HW;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C * HW >= CT_PAR_MIN)
     for (int64_t c = 0; c < C; c++) {
         double mu, var;
         if (training) {
@@ -100,7 +100,7 @@ void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
                            const float *mean, const float *invstd, const float *gamma, int64_t N,
                            int64_t C, int64_t HW, int training) {
     const double M = (double)N * (double)HW;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C * HW >= CT_PAR_MIN)
     for (int64_t c = 0; c < C; c++) {
         const float m = mean[c], is = invstd[c];
         double sdy = 0.0, sdyx = 0.0;

@@ -31,7 +31,7 @@ ct_status ct_conv2d_shape_init(ct_conv2d_shape *s, int64_t N, int64_t C, int64_t
  * enough for the BLAS kernel to run near peak) instead of one sample's OH*OW.
  * The chunk size depends only on the per-sample shape, never on the thread
  * count, and is capped by the part size at run time (which only shrinks it). */
-#define CONV_COLS 1536
+#define CONV_COLS 1024
 static int64_t chunk_samples(const ct_conv2d_shape *s) {
     int64_t ohw = s->OH * s->OW, cs = CONV_COLS / ohw;
     return cs < 1 ? 1 : cs;
@@ -120,7 +120,7 @@ void ct_conv2d_forward(float *y, const float *x, const float *w, const float *b,
     const int64_t ckk = s->C * s->KH * s->KW, ohw = s->OH * s->OW, chw = s->C * s->H * s->W;
     const int64_t OC = s->OC, cs = part_chunk(s);
     const size_t pf = part_floats(s);
-#pragma omp parallel for schedule(static, 1)
+#pragma omp parallel for schedule(dynamic, 1)
     for (int p = 0; p < CT_NN_PARTS; p++) {
         int64_t n0, n1;
         part_range(s->N, p, &n0, &n1);
@@ -152,7 +152,7 @@ void ct_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
     const int64_t OC = s->OC, wn = OC * ckk, cs = part_chunk(s);
     const size_t pf = part_floats(s);
     if (db) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (s->N * OC * ohw >= CT_PAR_MIN)
         for (int64_t oc = 0; oc < OC; oc++) {
             double acc = 0.0;
             for (int64_t n = 0; n < s->N; n++) {
@@ -165,7 +165,7 @@ void ct_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
         }
     }
     if (!dx && !dw) return;
-#pragma omp parallel for schedule(static, 1)
+#pragma omp parallel for schedule(dynamic, 1)
     for (int p = 0; p < CT_NN_PARTS; p++) {
         int64_t n0, n1;
         part_range(s->N, p, &n0, &n1);
@@ -192,7 +192,7 @@ void ct_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
         }
     }
     if (dw) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (wn * CT_NN_PARTS >= CT_PAR_MIN)
         for (int64_t i = 0; i < wn; i++) {
             float acc = 0.0f;
             for (int p = 0; p < CT_NN_PARTS; p++) acc += ws[p * pf + (ckk + OC) * cs * ohw + i];
