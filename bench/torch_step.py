@@ -7,7 +7,7 @@ CNN and ResNet-18 (CIFAR stem) on 1x28x28, and prints one line per measurement:
     torch <model> <setting> train_img_s <x> infer_img_s <y> peak_rss_mib <z>
 
 An "image" is one training pair (two views), as in the trainer's img/s.
-Usage: python3 bench/torch_step.py [--threads N] [--steps S] [--models cnn,resnet18-32]
+Usage: python3 bench/torch_step.py [--threads N] [--steps S] [--warmup K] [--models cnn,resnet18-32]
 The thread setting is passed by bench/run.sh (torch.set_num_threads, with
 OPENBLAS_NUM_THREADS=1 in the environment for the "best" setting). Inputs are
 random, generated once; medians over the timed steps after warm-up."""
@@ -138,18 +138,18 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave the default)")
     ap.add_argument("--setting", default="default")
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--models", default="cnn,resnet18-32,resnet18-64")
+    ap.add_argument("--models", default="cnn", help="comma list of cnn, resnet18-32, resnet18-64")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     for spec in a.models.split(","):
         if spec == "cnn":
-            enc, steps = CNN(32), a.steps
+            enc = CNN(32)
         else:
-            width = int(spec.split("-")[1])
-            enc, steps = ResNet18(width), max(2, a.steps // (2 if width >= 64 else 1))
-        train, infer = bench(spec, Model(enc), a.batch, steps, warmup=1)
+            enc = ResNet18(int(spec.split("-")[1]))
+        train, infer = bench(spec, Model(enc), a.batch, a.steps, a.warmup)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         print(f"torch {spec} {a.setting} train_img_s {train:.1f} infer_img_s {infer:.1f} "
               f"peak_rss_mib {rss:.0f} threads {torch.get_num_threads()}", flush=True)
