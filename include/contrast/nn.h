@@ -19,6 +19,10 @@ extern "C" {
 
 /* Number of sample blocks the batch is split into for deterministic reductions. */
 #define CT_NN_PARTS 4
+/* Loops over fewer elements than this run on one thread: a parallel region costs
+ * a wake-up and a barrier, which on a busy machine can wait a whole scheduler
+ * time slice for a descheduled thread. Results never depend on it. */
+#define CT_PAR_MIN 65536
 
 /* ---- conv2d ----------------------------------------------------------------
  * y = conv(x, w) + b, square or rectangular kernel, stride, zero padding.
