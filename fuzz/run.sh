@@ -36,13 +36,15 @@ for t in $targets; do
     dict=""
     [ -f "fuzz/dict/$t.dict" ] && dict="-dict=fuzz/dict/$t.dict"
     log=build-fuzz/logs/$t.log
+    t0=$(date +%s)
     "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -close_fd_mask=1 \
         -print_final_stats=1 -artifact_prefix="build-fuzz/artifacts/$t-" $dict \
         "build-fuzz/corpus/$t" "fuzz/corpus/$t" >"$log" 2>&1
     rc=$?
+    took=$(($(date +%s) - t0))
     runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
     cov=$(grep -E '^#[0-9]+.*(DONE|cov:)' "$log" | tail -n 1 | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
-    printf 'fuzz_%-12s %ss  %s runs  cov %s  exit %d\n' "$t" "$secs" "${runs:-?}" "${cov:-?}" "$rc"
+    printf 'fuzz_%-12s %4ss  %8s runs  cov %5s  exit %d\n' "$t" "$took" "${runs:-?}" "${cov:-?}" "$rc"
     if [ $rc -ne 0 ]; then
         grep -E 'ERROR|SUMMARY|invariant|Test unit written|^    #[0-9]' "$log" | head -n 30
         failed="$failed $t"
