@@ -1,7 +1,8 @@
 /* make_corpus.c: writes the seed corpora of the fuzz targets (fuzz/corpus/<target>/):
  * a few small valid files of each format, made with the library's own writers,
  * libpng and libjpeg, and a real checkpoint from a tiny training run. Run by
- * fuzz/make_corpus.sh; the output is committed. Deterministic. */
+ * fuzz/make_corpus.sh; the output is committed. Deterministic, except the temporary
+ * dataset path the checkpoints record in their train.data metadata. */
 #include "contrast.h"
 #include "contrast/train.h"
 
