@@ -9,6 +9,7 @@
 #include <jpeglib.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -660,6 +661,16 @@ static void test_cli(void) {
     snprintf(cmd, sizeof cmd, "%s augment --data mnist:%s --out %s --blur 7 >%s 2>&1", bin, tpath("idx"),
              tpath("no.png"), tpath("cli.log"));
     CHECK(system(cmd) != 0, "a bad augmentation option gives a non-zero exit");
+    /* found by fuzz/fuzz_cli: a grid this size (3.3M x 98k pixels) was attempted with
+     * malloc; now refused up front with exit 2 and a message */
+    snprintf(cmd, sizeof cmd, "%s augment --data mnist:%s --out %s --size 1024 --zoom 32 --views 100 >%s 2>&1",
+             bin, tpath("idx"), tpath("no.png"), tpath("cli.log"));
+    rc = system(cmd);
+    f = fopen(tpath("cli.log"), "r");
+    len = f ? fread(log, 1, sizeof log - 1, f) : 0;
+    log[len] = '\0';
+    if (f) fclose(f);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2 && strstr(log, "too large"), "a huge grid is refused: %s", log);
 }
 
 int main(void) {
