@@ -36,8 +36,12 @@ for t in $targets; do
     dict=""
     [ -f "fuzz/dict/$t.dict" ] && dict="-dict=fuzz/dict/$t.dict"
     log=build-fuzz/logs/$t.log
+    # a hang is 10 s without progress; fuzz_cli's augment grids (up to the 32 Mpx cap)
+    # legitimately take up to ~30 s in this sanitised, instrumented build
+    tmo=10
+    [ "$t" = cli ] && tmo=60
     t0=$(date +%s)
-    "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -close_fd_mask=1 \
+    "$bin" -max_total_time="$secs" -timeout=$tmo -rss_limit_mb=2048 -malloc_limit_mb=1024 -close_fd_mask=1 \
         -print_final_stats=1 -artifact_prefix="build-fuzz/artifacts/$t-" $dict \
         "build-fuzz/corpus/$t" "fuzz/corpus/$t" >"$log" 2>&1
     rc=$?
