@@ -46,11 +46,11 @@ for t in $targets; do
         "build-fuzz/corpus/$t" "fuzz/corpus/$t" >"$log" 2>&1
     rc=$?
     took=$(($(date +%s) - t0))
-    runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
-    cov=$(grep -E '^#[0-9]+.*(DONE|cov:)' "$log" | tail -n 1 | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
+    runs=$(grep -a -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
+    cov=$(grep -a -E '^#[0-9]+.*(DONE|cov:)' "$log" | tail -n 1 | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
     printf 'fuzz_%-12s %4ss  %8s runs  cov %5s  exit %d\n' "$t" "$took" "${runs:-?}" "${cov:-?}" "$rc"
     if [ $rc -ne 0 ]; then
-        grep -E 'ERROR|SUMMARY|invariant|Test unit written|^    #[0-9]' "$log" | head -n 30
+        grep -a -E 'ERROR|SUMMARY|invariant|Test unit written|^    #[0-9]' "$log" | head -n 30
         failed="$failed $t"
     fi
 done
