@@ -5,6 +5,7 @@
 #   make bench      speed and memory against PyTorch on this CPU
 #   make SANITIZE=1 test   the same tests under ASan + UBSan (build-san/)
 #   make fuzz       libFuzzer targets (clang) in build-fuzz/; `make fuzz-ci` runs each briefly
+#   make MPI=0      build without Open MPI (default: with it when mpicc exists)
 #   make clean
 CC      ?= cc
 OPT     ?= -O2 -march=native
@@ -14,6 +15,17 @@ CFLAGS  := -std=c11 $(OPT) -g -Wall -Wextra -Wshadow -Wstrict-prototypes -fopenm
 LDLIBS  := -lopenblas -lpng -ljpeg -lz -lm
 LDFLAGS := -fopenmp $(EXTRA_LDFLAGS)
 BUILD   ?= build
+
+# Open MPI: MPI=auto (default) builds with it when mpicc is installed, MPI=1
+# requires it, MPI=0 builds without (a world of one process).
+MPI ?= auto
+ifeq ($(MPI),auto)
+  MPI := $(if $(shell command -v mpicc 2>/dev/null),1,0)
+endif
+ifeq ($(MPI),1)
+  CFLAGS  += -DCT_MPI $(shell mpicc --showme:compile)
+  LDLIBS  += $(shell mpicc --showme:link)
+endif
 
 ifeq ($(SANITIZE),1)
   BUILD   := build-san

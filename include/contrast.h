@@ -9,6 +9,8 @@
  *   contrast/optim.h  SGD, AdamW, LARS and schedules over flat buffers
  *   contrast/io.h     safetensors checkpoints, .npy, PNG
  *   contrast/eval.h   kNN, linear probe, retrieval, alignment/uniformity
+ *   contrast/dist.h   data-parallel collectives over Open MPI (a world of one without)
+ *   contrast/train.h  the trainer (SimCLR, MoCo, SupCon), checkpoints, evaluation of a model
  * Every function that can fail returns ct_status; nothing here exits the process. */
 #ifndef CONTRAST_H
 #define CONTRAST_H
@@ -21,5 +23,7 @@
 #include "contrast/optim.h"
 #include "contrast/io.h"
 #include "contrast/eval.h"
+#include "contrast/dist.h"
+#include "contrast/train.h"
 
 #endif

@@ -142,6 +142,11 @@ typedef struct {
  * calling thread. The batches are the same at any `threads`. */
 ct_status ct_loader_init(ct_loader *L, const ct_dataset *ds, const ct_augment *aug, int64_t batch,
                          int views, int drop_last, uint64_t seed, int threads);
+/* Data parallelism: this process receives slice `rank` of `size` equal slices of
+ * every batch (samples [rank*b, (rank+1)*b) of the global batch, b = batch/size),
+ * with the same order and augmentations as one process reading whole batches.
+ * Needs drop_last and batch % size == 0; call before the first start_epoch. */
+ct_status ct_loader_shard(ct_loader *L, int rank, int size);
 /* Begins epoch `epoch` (shuffle from the seed and epoch); abandons any batches left
  * over from the previous epoch. */
 ct_status ct_loader_start_epoch(ct_loader *L, int64_t epoch);

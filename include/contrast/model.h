@@ -76,6 +76,9 @@ typedef struct {
     float *param, *grad, *buf; /* flat buffers */
     int h_node, z_node;      /* encoder output (features) and head output (embedding) */
     ct_status build_status;  /* first error while building (sticky) */
+    ct_reduce_fn bn_reduce;  /* non-NULL: training BN uses statistics over all processes (SyncBN) */
+    void *bn_reduce_ctx;
+    double *bn_scratch;      /* (3 * max channels + 2) for SyncBN, in the arena */
     uint64_t dropout_step;   /* keys dropout masks together with cfg.seed; set by the trainer */
     /* activation arena */
     int64_t batch;           /* samples the arena holds (0 before prepare) */

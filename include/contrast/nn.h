@@ -19,6 +19,10 @@ extern "C" {
 
 /* Number of sample blocks the batch is split into for deterministic reductions. */
 #define CT_NN_PARTS 4
+/* Loops over fewer elements than this run on one thread: a parallel region costs
+ * a wake-up and a barrier, which on a busy machine can wait a whole scheduler
+ * time slice for a descheduled thread. Results never depend on it. */
+#define CT_PAR_MIN 65536
 
 /* ---- conv2d ----------------------------------------------------------------
  * y = conv(x, w) + b, square or rectangular kernel, stride, zero padding.
@@ -72,6 +76,19 @@ void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, /* accumulate
                            const float *dy, const float *x, const float *mean,
                            const float *invstd, const float *gamma, int64_t N, int64_t C,
                            int64_t HW, int training);
+
+/* SyncBatchNorm (training mode): statistics over the samples of every process.
+ * `reduce` sums a double buffer in place over all processes (a no-op for one);
+ * scratch holds 3*C + 2 doubles. dgamma/dbeta receive the local sums only (the
+ * gradient all-reduce adds the rest); dx uses the global ones. */
+typedef void (*ct_reduce_fn)(double *buf, size_t n, void *ctx);
+void ct_batchnorm_forward_sync(float *y, float *mean, float *invstd, float *running_mean, float *running_var,
+                               const float *x, const float *gamma, const float *beta, int64_t N, int64_t C,
+                               int64_t HW, float eps, float momentum, double *scratch, ct_reduce_fn reduce,
+                               void *ctx);
+void ct_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                                const float *mean, const float *invstd, const float *gamma, int64_t N, int64_t C,
+                                int64_t HW, double *scratch, ct_reduce_fn reduce, void *ctx);
 
 /* ---- linear: y = x W^T + b (PyTorch layout) ---------------------------------- */
 void ct_linear_forward(float *y,         /* (N, OUT) */

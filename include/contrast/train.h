@@ -11,6 +11,7 @@
 #define CONTRAST_TRAIN_H
 #include "contrast/core.h"
 #include "contrast/data.h"
+#include "contrast/dist.h"
 #include "contrast/model.h"
 #include "contrast/optim.h"
 
@@ -45,6 +46,8 @@ typedef struct {
     float moco_m;            /* MoCo momentum */
     int64_t moco_k;          /* MoCo queue size (0 = min(4096, dataset size)) */
     int stop_after;          /* stop after this many epochs in total, as if interrupted (0 = no) */
+    int sync_bn;             /* distributed: BatchNorm statistics over the global batch */
+    int dist_check;          /* distributed: verify parameters agree every N steps (0 = off) */
     int progress;            /* 1 progress bar, 0 one line per epoch, -1 silent */
     char out[512];           /* output directory */
     char resume[512];        /* checkpoint to resume from, "" = fresh */
@@ -60,7 +63,10 @@ typedef struct {
     double seconds;
 } ct_train_result;
 
-/* Trains as configured. On a non-finite loss it stops with CT_ERR_NUMERIC and keeps
+/* Trains as configured. Under mpirun (ct_dist_size() > 1) each process takes a
+ * 1/P slice of every global batch, the objective sees the embeddings of the whole
+ * global batch, gradients are summed with one all-reduce, and rank 0 alone writes
+ * files and progress. On a non-finite loss it stops with CT_ERR_NUMERIC and keeps
  * the last good checkpoint. */
 ct_status ct_train_run(const ct_train_config *c, ct_train_result *res);
 

@@ -43,6 +43,8 @@ int cmd_train(int argc, char **argv) {
         {"--stop-after", OPT_INT, &c.stop_after, 0, 0, 100000, "stop after N epochs as if interrupted (resume later)"},
         {"--out", OPT_STR, c.out, sizeof c.out, 0, 0, "output directory (default runs/<timestamp>)"},
         {"--resume", OPT_STR, c.resume, sizeof c.resume, 0, 0, "checkpoint to resume from"},
+        {"--sync-bn", OPT_FLAG, &c.sync_bn, 0, 0, 0, "under mpirun: BatchNorm statistics over the global batch"},
+        {"--dist-check", OPT_INT, &c.dist_check, 0, 0, 1 << 30, "under mpirun: check every N steps that all ranks hold the same parameters"},
         {"--quiet", OPT_FLAG, &quiet, 0, 0, 0, "no progress output"},
     };
     int rc = cli_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
@@ -78,8 +80,16 @@ int cmd_train(int argc, char **argv) {
         localtime_r(&t, &tmv);
         strftime(c.out, sizeof c.out, "runs/%Y%m%d-%H%M%S", &tmv);
     }
+    if (ct_dist_init(&argc, &argv)) return cli_fail("train");
     ct_train_result res;
-    if (ct_train_run(&c, &res)) return cli_fail("train");
+    if (ct_train_run(&c, &res)) {
+        int code = cli_fail("train");
+        ct_dist_abort(code); /* under mpirun: end every rank, not just this one */
+        return code;
+    }
+    int rank = ct_dist_rank();
+    ct_dist_finalize();
+    if (rank != 0) return 0;
     if (!quiet) {
         fprintf(stderr, "trained %d epochs (%lld steps) in %.1fs; outputs in %s\n", res.epochs_done,
                 (long long)res.steps, res.seconds, c.out);

@@ -29,6 +29,7 @@ struct ct_loader_state {
     uint64_t seed;
     int64_t epoch, *perm; /* perm: (n) this epoch's order */
     int drop_last, nthreads, nslots, started;
+    int shard_rank, shard_size; /* this process takes slice shard_rank of shard_size of every batch */
     size_t scratch_n;
     float *scratch0;      /* scratch for threads == 0 */
     slot *slots;
@@ -42,6 +43,10 @@ struct ct_loader_state {
 static void fill_batch(struct ct_loader_state *s, ct_batch *b, int64_t k, float *scratch) {
     const ct_dataset *ds = s->ds;
     int64_t n0 = k * s->batch, n = ds->n - n0 < s->batch ? ds->n - n0 : s->batch;
+    if (s->shard_size > 1) { /* every batch is full (drop_last), so the slices are equal */
+        n = s->batch / s->shard_size;
+        n0 += s->shard_rank * n;
+    }
     size_t per = (size_t)b->c * b->h * b->w;
     b->n = n;
     b->batch_no = k;
@@ -138,6 +143,7 @@ ct_status ct_loader_init(ct_loader *L, const ct_dataset *ds, const ct_augment *a
         free_state(s);
         return CT_ERR_NOMEM;
     }
+    s->shard_size = 1;
     L->batch = s->batch = batch;
     L->n_batches = s->n_batches = nb;
     L->views = s->views = views;
@@ -184,6 +190,18 @@ ct_status ct_loader_start_epoch(ct_loader *L, int64_t epoch) {
         pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
     }
+    return CT_OK;
+}
+
+ct_status ct_loader_shard(ct_loader *L, int rank, int size) {
+    struct ct_loader_state *s = L->s;
+    if (!s || s->started || s->next_take != 0)
+        return ct_error(CT_ERR_STATE, "loader: shard before the first epoch starts");
+    if (size < 1 || rank < 0 || rank >= size || s->batch % size != 0 || !s->drop_last)
+        return ct_error(CT_ERR_ARG, "loader: cannot split batches of %lld into %d slices (needs drop_last and a multiple)",
+                        (long long)s->batch, size);
+    s->shard_rank = rank;
+    s->shard_size = size;
     return CT_OK;
 }
 

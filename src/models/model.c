@@ -435,6 +435,12 @@ static size_t layout(ct_model *m, int64_t B, int carve) {
         }
     }
     TAKE(m->ws, ws ? ws : 1);
+    int64_t maxc = 1;
+    for (int i = 0; i < m->nnodes; i++)
+        if (m->nodes[i].c > maxc) maxc = m->nodes[i].c;
+    float *bs = NULL;
+    TAKE(bs, (size_t)(3 * maxc + 2) * 2); /* doubles */
+    if (carve) m->bn_scratch = (double *)bs;
 #undef TAKE
     if (carve)  /* flatten nodes alias their input */
         for (int i = 1; i < m->nnodes; i++) {
@@ -495,6 +501,12 @@ ct_status ct_model_forward(ct_model *m, const float *x, int64_t N, int training,
             ct_conv2d_forward(n->out, a->out, P(m, n->weight), P(m, n->bias), &s, m->ws);
         } break;
         case CT_NODE_BN:
+            if (training && m->bn_reduce) {
+                ct_batchnorm_forward_sync(n->out, n->save0, n->save1, BUF(m, n->rmean), BUF(m, n->rvar), a->out,
+                                          P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, n->eps, n->momentum,
+                                          m->bn_scratch, m->bn_reduce, m->bn_reduce_ctx);
+                break;
+            }
             ct_batchnorm_forward(n->out, n->save0, n->save1, BUF(m, n->rmean), BUF(m, n->rvar), a->out,
                                  P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, n->eps, n->momentum,
                                  training);
@@ -545,6 +557,12 @@ ct_status ct_model_backward(ct_model *m, const float *dtop) {
             ct_conv2d_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, P(m, n->weight), &s, m->ws);
         } break;
         case CT_NODE_BN:
+            if (m->last_training && m->bn_reduce) {
+                ct_batchnorm_backward_sync(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, n->save0, n->save1,
+                                           P(m, n->weight), N, n->c, n->h * n->w, m->bn_scratch, m->bn_reduce,
+                                           m->bn_reduce_ctx);
+                break;
+            }
             ct_batchnorm_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, n->save0, n->save1,
                                   P(m, n->weight), N, n->c, n->h * n->w, m->last_training);
             break;

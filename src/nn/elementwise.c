@@ -1,19 +1,24 @@
 /* elementwise.c: ReLU, residual add, dropout. */
 #include "contrast/nn.h"
 
+/* "parallel for simd": GCC's -O2 cost model will not vectorise loops that need
+ * alias checks; these loops have no cross-iteration dependence. */
 void ct_relu_forward(float *y, const float *x, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= CT_PAR_MIN)
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 void ct_relu_backward(float *dx, const float *dy, const float *y, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
-        if (y[i] > 0.0f) dx[i] += dy[i];
+    /* both loads unconditional, so the select vectorises (a branch mispredicts half the time) */
+#pragma omp parallel for simd schedule(static) if (n >= CT_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float g = dy[i], v = y[i];
+        dx[i] += v > 0.0f ? g : 0.0f;
+    }
 }
 
 void ct_add_forward(float *y, const float *a, const float *b, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= CT_PAR_MIN)
     for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
 
@@ -21,7 +26,7 @@ void ct_dropout_forward(float *y, float *mask, const float *x, size_t n, float p
     const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     /* one generator per block of 1024 elements, keyed by the block index */
     const size_t blk = 1024, nb = (n + blk - 1) / blk;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= CT_PAR_MIN)
     for (size_t b = 0; b < nb; b++) {
         ct_rng r = ct_rng_make(ct_rng_key(key, b, 0, 0));
         size_t end = (b + 1) * blk < n ? (b + 1) * blk : n;
@@ -33,6 +38,6 @@ void ct_dropout_forward(float *y, float *mask, const float *x, size_t n, float p
 }
 
 void ct_dropout_backward(float *dx, const float *dy, const float *mask, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= CT_PAR_MIN)
     for (size_t i = 0; i < n; i++) dx[i] += dy[i] * mask[i];
 }

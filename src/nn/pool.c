@@ -8,10 +8,45 @@ int64_t ct_pool_out(int64_t H, int64_t k, int64_t stride, int64_t pad) {
     return (H + 2 * pad - k) / stride + 1;
 }
 
+/* The common 2x2, stride 2, unpadded pool without bounds checks or branches:
+ * same scan order and tie rule as the general loop (the first maximum wins). */
+static void maxpool2x2(float *y, int32_t *argmax, const float *x, int64_t NC, int64_t H, int64_t W) {
+    const int64_t OH = H / 2, OW = W / 2;
+#pragma omp parallel for schedule(static) if (NC * H * W >= CT_PAR_MIN)
+    for (int64_t nc = 0; nc < NC; nc++) {
+        const float *xp = x + nc * H * W;
+        float *yp = y + nc * OH * OW;
+        int32_t *ap = argmax + nc * OH * OW;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+            const int32_t base = (int32_t)(2 * oh * W);
+#pragma omp simd
+            for (int64_t ow = 0; ow < OW; ow++) {
+                float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+                int32_t i = base + (int32_t)(2 * ow);
+                float best = a;
+                int32_t bi = i;
+                bi = b > best ? i + 1 : bi;
+                best = b > best ? b : best;
+                bi = c > best ? i + (int32_t)W : bi;
+                best = c > best ? c : best;
+                bi = d > best ? i + (int32_t)W + 1 : bi;
+                best = d > best ? d : best;
+                yp[oh * OW + ow] = best;
+                ap[oh * OW + ow] = bi;
+            }
+        }
+    }
+}
+
 void ct_maxpool_forward(float *y, int32_t *argmax, const float *x, int64_t N, int64_t C, int64_t H,
                         int64_t W, int64_t k, int64_t stride, int64_t pad) {
     const int64_t OH = ct_pool_out(H, k, stride, pad), OW = ct_pool_out(W, k, stride, pad);
-#pragma omp parallel for schedule(static)
+    if (k == 2 && stride == 2 && pad == 0) {
+        maxpool2x2(y, argmax, x, N * C, H, W);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (N * C * H * W >= CT_PAR_MIN)
     for (int64_t nc = 0; nc < N * C; nc++) {
         const float *xp = x + nc * H * W;
         float *yp = y + nc * OH * OW;
@@ -38,7 +73,7 @@ void ct_maxpool_forward(float *y, int32_t *argmax, const float *x, int64_t N, in
 
 void ct_maxpool_backward(float *dx, const float *dy, const int32_t *argmax, int64_t N, int64_t C,
                          int64_t OH, int64_t OW, int64_t H, int64_t W) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C * OH * OW >= CT_PAR_MIN)
     for (int64_t nc = 0; nc < N * C; nc++) {
         float *dxp = dx + nc * H * W;
         const float *dyp = dy + nc * OH * OW;
@@ -51,7 +86,7 @@ void ct_avgpool_forward(float *y, const float *x, int64_t N, int64_t C, int64_t 
                         int64_t k, int64_t stride, int64_t pad) {
     const int64_t OH = ct_pool_out(H, k, stride, pad), OW = ct_pool_out(W, k, stride, pad);
     const float inv = 1.0f / (float)(k * k);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C * H * W >= CT_PAR_MIN)
     for (int64_t nc = 0; nc < N * C; nc++) {
         const float *xp = x + nc * H * W;
         float *yp = y + nc * OH * OW;
@@ -75,7 +110,7 @@ void ct_avgpool_backward(float *dx, const float *dy, int64_t N, int64_t C, int64
                          int64_t k, int64_t stride, int64_t pad) {
     const int64_t OH = ct_pool_out(H, k, stride, pad), OW = ct_pool_out(W, k, stride, pad);
     const float inv = 1.0f / (float)(k * k);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C * H * W >= CT_PAR_MIN)
     for (int64_t nc = 0; nc < N * C; nc++) {
         float *dxp = dx + nc * H * W;
         const float *dyp = dy + nc * OH * OW;
@@ -95,7 +130,7 @@ void ct_avgpool_backward(float *dx, const float *dy, int64_t N, int64_t C, int64
 }
 
 void ct_gap_forward(float *y, const float *x, int64_t N, int64_t C, int64_t HW) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C * HW >= CT_PAR_MIN)
     for (int64_t nc = 0; nc < N * C; nc++) {
         const float *xp = x + nc * HW;
         float s = 0.0f;
@@ -105,7 +140,7 @@ void ct_gap_forward(float *y, const float *x, int64_t N, int64_t C, int64_t HW) 
 }
 
 void ct_gap_backward(float *dx, const float *dy, int64_t N, int64_t C, int64_t HW) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C * HW >= CT_PAR_MIN)
     for (int64_t nc = 0; nc < N * C; nc++) {
         float g = dy[nc] / (float)HW;
         float *dxp = dx + nc * HW;

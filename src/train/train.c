@@ -454,6 +454,8 @@ static ct_status make_dir(const char *path) {
 
 typedef struct {
     ct_dataset train, test;
+    float *zg, *zt, *dzg, *kg, *labf; /* distributed: global embeddings, gather scratch, global dz, keys, labels */
+    int32_t *labg;
     ct_augment aug;
     ct_model m, key;
     ct_optim opt;
@@ -473,6 +475,12 @@ static void run_free(run_state *r) {
     if (r->have_model) ct_model_free(&r->m);
     ct_free(r->ws);
     ct_free(r->dz);
+    ct_free(r->zg);
+    ct_free(r->zt);
+    ct_free(r->dzg);
+    ct_free(r->kg);
+    ct_free(r->labf);
+    ct_free(r->labg);
     ct_dataset_free(&r->train);
     ct_dataset_free(&r->test);
 }
@@ -490,6 +498,34 @@ static ct_status monitor(run_state *r, const ct_train_config *c, int probe, ct_e
     return st;
 }
 
+/* Global embeddings for the objective: every process's local rows (views x b, D)
+ * all-gathered and laid out as one process would hold them (views x B, D), where
+ * global sample r*b + j is sample j of rank r.  tmp: (P * views * b * D) */
+static ct_status gather_rows(float *zg, float *tmp, const float *z, int views, int64_t b, int64_t D, int P) {
+    ct_status st = ct_dist_allgather_f32(tmp, z, (size_t)(views * b * D));
+    if (st) return st;
+    const int64_t B = b * P;
+    for (int r = 0; r < P; r++)
+        for (int v = 0; v < views; v++)
+            memcpy(zg + (v * B + r * b) * D, tmp + ((int64_t)(r * views + v) * b) * D, (size_t)(b * D) * sizeof(float));
+    return CT_OK;
+}
+
+/* This process's rows of the global gradient (the inverse of gather_rows). */
+static void scatter_rows(float *dz, const float *dzg, int views, int64_t b, int64_t D, int rank, int P) {
+    const int64_t B = b * P;
+    for (int v = 0; v < views; v++)
+        memcpy(dz + (v * b) * D, dzg + (v * B + rank * b) * D, (size_t)(b * D) * sizeof(float));
+}
+
+/* FNV-1a over the flat parameters: a cheap fingerprint that every rank must share. */
+static uint64_t param_hash(const ct_model *m) {
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *p = (const unsigned char *)m->param;
+    for (size_t i = 0; i < m->nparam_floats * sizeof(float); i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
 ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     double t0 = now_s();
     memset(res, 0, sizeof *res);
@@ -497,6 +533,21 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     if (c->epochs < 1 || c->batch < 2 || !(c->lr > 0) || !(c->temperature > 0))
         return ct_error(CT_ERR_ARG, "train: need epochs >= 1, batch >= 2, lr > 0, temperature > 0");
     ct_set_threads(c->threads);
+    const int P = ct_dist_size(), rank = ct_dist_rank();
+    if (c->batch % P != 0)
+        return ct_error(CT_ERR_ARG, "train: batch %lld must be a multiple of the %d processes", (long long)c->batch, P);
+    {
+        /* every rank must run the same configuration (progress display aside) */
+        ct_train_config same = *c;
+        same.progress = 0;
+        ct_status cst = ct_dist_check_same("the training configuration", &same, sizeof same);
+        if (cst) return cst;
+    }
+    ct_train_config quiet_cfg = *c;
+    if (rank != 0) {
+        quiet_cfg.progress = -1; /* rank 0 alone prints and writes files */
+        c = &quiet_cfg;
+    }
     run_state r;
     memset(&r, 0, sizeof r);
     ct_status st = ct_dataset_load(&r.train, c->data, 1);
@@ -524,9 +575,12 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     mc.seed = c->seed;
     if ((st = ct_model_init(&r.m, &mc))) goto done;
     r.have_model = 1;
-    const int64_t B = c->batch, D = ct_model_embed_dim(&r.m);
+    const int64_t B = c->batch, D = ct_model_embed_dim(&r.m), b = B / P;
     const int moco = c->method == CT_METHOD_MOCO;
-    if ((st = ct_model_prepare(&r.m, moco ? B : 2 * B))) goto done;
+    if (c->sync_bn && P > 1) {
+        r.m.bn_reduce = ct_dist_reduce_cb;
+    }
+    if ((st = ct_model_prepare(&r.m, moco ? b : 2 * b))) goto done;
     if ((st = ct_optim_init(&r.opt, &c->optim, r.m.nparam_floats))) goto done;
     r.have_opt = 1;
     int64_t K = 0;
@@ -535,7 +589,8 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
         r.have_key = 1;
         memcpy(r.key.param, r.m.param, r.m.nparam_floats * sizeof(float));
         memcpy(r.key.buf, r.m.buf, r.m.nbuf_floats * sizeof(float));
-        if ((st = ct_model_prepare(&r.key, B))) goto done;
+        r.key.bn_reduce = r.m.bn_reduce;
+        if ((st = ct_model_prepare(&r.key, b))) goto done;
         K = c->moco_k > 0 ? c->moco_k : (r.train.n < 4096 ? r.train.n : 4096);
         if ((st = ct_moco_queue_init(&r.queue, K, D, c->seed))) goto done;
         r.have_queue = 1;
@@ -547,11 +602,21 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     }
     r.ws = ct_alloc(r.ws_bytes ? r.ws_bytes : 1);
     r.dz = ct_alloc((size_t)(2 * B * D) * sizeof(float));
-    if (!r.ws || !r.dz) {
+    if (P > 1) {
+        size_t g = (size_t)(2 * B * D) * sizeof(float);
+        r.zg = ct_alloc(g);
+        r.zt = ct_alloc(g);
+        r.dzg = ct_alloc(g);
+        r.kg = ct_alloc(g);
+        r.labf = ct_alloc((size_t)B * sizeof(float));
+        r.labg = ct_alloc((size_t)B * sizeof(int32_t));
+        if (!r.zg || !r.zt || !r.dzg || !r.kg || !r.labf || !r.labg) st = CT_ERR_NOMEM;
+    }
+    if (!r.ws || !r.dz || st) {
         st = CT_ERR_NOMEM;
         goto done;
     }
-    if ((st = make_dir(c->out))) goto done;
+    if (rank == 0 && (st = make_dir(c->out))) goto done;
     char ckpt[600], metrics[600];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", c->out);
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", c->out);
@@ -563,6 +628,7 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     }
     if ((st = ct_loader_init(&r.loader, &r.train, &r.aug, B, 2, 1, c->seed, c->loader_threads))) goto done;
     r.have_loader = 1;
+    if (P > 1 && (st = ct_loader_shard(&r.loader, rank, P))) goto done;
     const int64_t steps_per_epoch = r.loader.n_batches, total = steps_per_epoch * c->epochs;
     const int64_t warmup = (int64_t)(c->warmup_epochs * steps_per_epoch);
     const int last_epoch = c->stop_after > 0 && c->stop_after < c->epochs ? c->stop_after : c->epochs;
@@ -573,28 +639,54 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
         int64_t nsteps = 0;
         if ((st = ct_loader_start_epoch(&r.loader, epoch))) goto done;
         for (;;) {
-            ct_batch *b;
-            if ((st = ct_loader_next(&r.loader, &b))) goto done;
-            if (!b) break;
+            ct_batch *bt;
+            const float *keys = NULL;
+            if ((st = ct_loader_next(&r.loader, &bt))) goto done;
+            if (!bt) break;
             float lr = ct_lr_schedule(c->lr, cs.step, warmup, total, c->final_lr_frac);
             ct_loss_stats ls;
             r.m.dropout_step = (uint64_t)cs.step;
+            /* The objective sees the global batch: with P processes the local
+             * embeddings are all-gathered (global negatives) and each process keeps
+             * its own rows of the gradient. */
+            const int64_t nb = bt->n, ng = nb * P;
+            float *dz = P > 1 ? r.dzg : r.dz;
             if (moco) {
                 /* queries from view 1, keys from view 2 through the momentum encoder */
-                if ((st = ct_model_forward(&r.m, b->x, b->n, 1, 1))) goto done;
-                if ((st = ct_model_forward(&r.key, b->x + (size_t)b->n * img, b->n, 1, 1))) goto done;
-                st = ct_moco_loss(&ls, r.dz, ct_model_embedding(&r.m), ct_model_embedding(&r.key), &r.queue, b->n,
-                                  c->temperature, r.ws, r.ws_bytes);
+                if ((st = ct_model_forward(&r.m, bt->x, nb, 1, 1))) goto done;
+                if ((st = ct_model_forward(&r.key, bt->x + (size_t)nb * img, nb, 1, 1))) goto done;
+                const float *q = ct_model_embedding(&r.m), *k = ct_model_embedding(&r.key);
+                if (P > 1) {
+                    if ((st = gather_rows(r.zg, r.zt, q, 1, nb, D, P)) || (st = gather_rows(r.kg, r.zt, k, 1, nb, D, P))) goto done;
+                    q = r.zg;
+                    k = r.kg;
+                }
+                keys = k;
+                st = ct_moco_loss(&ls, dz, q, k, &r.queue, ng, c->temperature, r.ws, r.ws_bytes);
                 if (st && st != CT_ERR_NUMERIC) goto done;
             } else {
-                if ((st = ct_model_forward(&r.m, b->x, 2 * b->n, 1, 1))) goto done;
+                if ((st = ct_model_forward(&r.m, bt->x, 2 * nb, 1, 1))) goto done;
                 const float *z = ct_model_embedding(&r.m);
+                const int32_t *labels = bt->labels;
+                if (P > 1) {
+                    if ((st = gather_rows(r.zg, r.zt, z, 2, nb, D, P))) goto done;
+                    z = r.zg;
+                    if (c->method == CT_METHOD_SUPCON) {
+                        float lf[4096];
+                        float *lloc = nb <= 4096 ? lf : r.dz; /* r.dz is free until the scatter */
+                        for (int64_t i = 0; i < nb; i++) lloc[i] = (float)bt->labels[i]; /* exact below 2^24 */
+                        if ((st = ct_dist_allgather_f32(r.labf, lloc, (size_t)nb))) goto done;
+                        for (int64_t i = 0; i < ng; i++) r.labg[i] = (int32_t)r.labf[i];
+                        labels = r.labg;
+                    }
+                }
                 if (c->method == CT_METHOD_SUPCON)
-                    st = ct_supcon_loss(&ls, r.dz, z, b->labels, b->n, 2, D, c->temperature, r.ws, r.ws_bytes);
+                    st = ct_supcon_loss(&ls, dz, z, labels, ng, 2, D, c->temperature, r.ws, r.ws_bytes);
                 else
-                    st = ct_ntxent_loss(&ls, r.dz, z, b->n, D, c->temperature, r.ws, r.ws_bytes);
+                    st = ct_ntxent_loss(&ls, dz, z, ng, D, c->temperature, r.ws, r.ws_bytes);
                 if (st && st != CT_ERR_NUMERIC) goto done;
             }
+            if (P > 1 && !(st == CT_ERR_NUMERIC || !isfinite(ls.loss))) scatter_rows(r.dz, r.dzg, moco ? 1 : 2, nb, D, rank, P);
             if (st == CT_ERR_NUMERIC || !isfinite(ls.loss)) {
                 if (c->progress == 1) fputc('\n', stderr);
                 st = ct_error(CT_ERR_NUMERIC,
@@ -605,20 +697,29 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
             }
             ct_model_zero_grad(&r.m);
             if ((st = ct_model_backward(&r.m, r.dz))) goto done;
+            /* one all-reduce of the flat gradient buffer: each process's gradient is
+             * of the global mean loss w.r.t. its own rows, so the sum is the total */
+            if (P > 1 && (st = ct_dist_allreduce_f32(r.m.grad, r.m.nparam_floats))) goto done;
             if ((st = ct_optim_step(&r.opt, r.m.param, r.m.grad, r.m.params, r.m.nparams, lr))) goto done;
             if (moco) {
                 ct_momentum_update(r.key.param, r.m.param, r.m.nparam_floats, c->moco_m);
-                if ((st = ct_moco_queue_push(&r.queue, ct_model_embedding(&r.key), b->n))) goto done;
+                if ((st = ct_moco_queue_push(&r.queue, keys, bt->n * P))) goto done;
             }
             cs.step++;
             nsteps++;
+            if (P > 1 && c->dist_check > 0 && cs.step % c->dist_check == 0) {
+                uint64_t h = param_hash(&r.m);
+                char what[64];
+                snprintf(what, sizeof what, "the parameters after step %lld", (long long)cs.step);
+                if ((st = ct_dist_check_same(what, &h, sizeof h))) goto done;
+            }
             sum_loss += ls.loss;
             sum_top1 += ls.top1;
             sum_pos += ls.pos_sim;
             sum_neg += ls.neg_sim;
             double el = now_s() - te0, ips = (double)(nsteps * B) / (el > 0 ? el : 1e-9);
             double eta = (double)((last_epoch - epoch) * steps_per_epoch - nsteps) * B / (ips > 0 ? ips : 1);
-            progress_line(c, epoch, b->batch_no, steps_per_epoch, sum_loss / nsteps, sum_top1 / nsteps, ips, eta);
+            progress_line(c, epoch, bt->batch_no, steps_per_epoch, sum_loss / nsteps, sum_top1 / nsteps, ips, eta);
         }
         double secs = now_s() - te0;
         cs.epoch = epoch + 1;
@@ -635,21 +736,21 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
                            sum_neg / (nsteps ? nsteps : 1), ct_lr_schedule(c->lr, cs.step - 1, warmup, total, c->final_lr_frac),
                            (double)(nsteps * B) / secs, secs);
         int is_last = cs.epoch == c->epochs;
-        if (c->eval_every > 0 && (cs.epoch % c->eval_every == 0) && !is_last) {
+        if (rank == 0 && c->eval_every > 0 && (cs.epoch % c->eval_every == 0) && !is_last) {
             ct_eval_result er;
             if ((st = monitor(&r, c, 0, &er))) goto done;
             len += snprintf(line + len, sizeof line - (size_t)len, ", \"knn_top1\": %.4f", er.knn_top1);
             if (c->progress >= 0) fprintf(stderr, "epoch %d: kNN top-1 %.2f%%\n", cs.epoch, 100 * er.knn_top1);
         }
         snprintf(line + len, sizeof line - (size_t)len, "}\n");
-        if ((st = append_line(metrics, line))) goto done;
+        if (rank == 0 && (st = append_line(metrics, line))) goto done;
         if (c->progress == 0)
             fprintf(stderr, "epoch %d/%d loss %.4f acc %.3f %.0f img/s %.1fs\n", cs.epoch, c->epochs, res->final_loss,
                     res->final_top1, (double)(nsteps * B) / secs, secs);
-        if ((st = ckpt_save(ckpt, &cs))) goto done;
+        if (rank == 0 && (st = ckpt_save(ckpt, &cs))) goto done;
     }
 
-    if (cs.epoch == c->epochs) {
+    if (rank == 0 && cs.epoch == c->epochs) {
         ct_eval_result er;
         if ((st = monitor(&r, c, c->final_probe, &er))) goto done;
         res->knn_top1 = er.knn_top1;

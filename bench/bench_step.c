@@ -1,0 +1,336 @@
+/* bench_step.c: speed and memory of one SimCLR training step, the C side of `make bench`.
+ *
+ * One step is what the trainer does per batch: forward of 2B views through encoder
+ * and head, NT-Xent, zero_grad, backward, LARS update. Inputs are random and made
+ * once (no data loading or augmentation in the timing). Prints the median step
+ * time over --steps timed steps after --warmup untimed ones as images/s (an image
+ * is a training pair, as in the trainer's img/s), the eval forward (encoder only,
+ * 2B single images) as images/s, and peak RSS. --profile adds a per-layer-type
+ * time breakdown with GFLOP/s, taken from one extra step whose kernels are called
+ * one node at a time in the model's own order (the same calls ct_model_forward
+ * and ct_model_backward make). --gemm measures this machine's sgemm.
+ *
+ *   bench_step [--model cnn|resnet18] [--width W] [--batch B] [--steps S] [--warmup K]
+ *              [--threads T] [--profile] [--layers] [--cpu-clock] [--gemm]
+ * One line per measurement, "key value" pairs, for bench/run.sh to parse. */
+#include "contrast.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* the profile's clock: wall time, or process CPU time with --cpu-clock (useful at
+ * one thread on a busy machine, where wall time counts other processes' slices) */
+static int use_cpu_clock = 0, show_layers = 0;
+static double pnow(void) {
+    struct timespec t;
+    clock_gettime(use_cpu_clock ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void layer_line(const ct_model *m, int i, const char *dir, double t, double fl) {
+    if (!show_layers || m->nodes[i].kind != CT_NODE_CONV) return;
+    const ct_node *n = &m->nodes[i], *a = &m->nodes[n->in0];
+    printf("layer %2d conv %lldx%lldx%lld->%lldx%lldx%lld k%lld s%lld %s ms %.1f gflops %.1f\n", i, (long long)a->c,
+           (long long)a->h, (long long)a->w, (long long)n->c, (long long)n->h, (long long)n->w, (long long)n->k,
+           (long long)n->stride, dir, 1e3 * t, fl / t * 1e-9);
+}
+
+static double cpu_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+static void die(ct_status st, const char *what) {
+    fprintf(stderr, "bench_step: %s: %s\n", what, ct_errmsg());
+    exit(st ? (int)st : 1);
+}
+
+/* ---- sgemm of this machine ------------------------------------------------------ */
+
+static double gemm_gflops(int64_t M, int64_t N, int64_t K, int inside_parallel) {
+    float *A = ct_alloc((size_t)(M * K) * 4), *B = ct_alloc((size_t)(K * N) * 4), *C = ct_alloc((size_t)(M * N) * 4);
+    for (int64_t i = 0; i < M * K; i++) A[i] = (float)(i % 7) * 1e-3f;
+    for (int64_t i = 0; i < K * N; i++) B[i] = (float)(i % 5) * 1e-3f;
+    int reps = 1 + (int)(2e9 / (2.0 * (double)M * (double)N * (double)K));
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        double t = now();
+        for (int i = 0; i < reps; i++) {
+            if (inside_parallel) {
+                /* one call per thread, each single-threaded: the conv's situation */
+#pragma omp parallel
+                ct_gemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+            } else {
+                ct_gemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+            }
+        }
+        t = (now() - t) / reps;
+        if (t < best) best = t;
+    }
+    ct_free(A); ct_free(B); ct_free(C);
+    double calls = inside_parallel ? (double)ct_get_threads() : 1.0;
+    return calls * 2.0 * (double)M * (double)N * (double)K / best * 1e-9;
+}
+
+/* ---- per-layer-type profile ------------------------------------------------------ */
+
+enum { K_CONV, K_BN, K_RELU, K_POOL, K_GAP, K_LINEAR, K_ADD, K_LOSS, K_OPTIM, K_OTHER, K_COUNT };
+static const char *kind_name[K_COUNT] = {"conv", "batchnorm", "relu", "pool", "gap", "linear",
+                                         "add", "ntxent", "lars", "other"};
+
+static int kind_of(ct_node_kind k) {
+    switch (k) {
+    case CT_NODE_CONV: return K_CONV;
+    case CT_NODE_BN: return K_BN;
+    case CT_NODE_RELU: return K_RELU;
+    case CT_NODE_MAXPOOL: case CT_NODE_AVGPOOL: return K_POOL;
+    case CT_NODE_GAP: return K_GAP;
+    case CT_NODE_LINEAR: return K_LINEAR;
+    case CT_NODE_ADD: return K_ADD;
+    default: return K_OTHER;
+    }
+}
+
+/* Multiply-add FLOPs of a node's forward (backward: twice that for conv/linear
+ * with an input gradient, once without). */
+static double node_flops(const ct_model *m, const ct_node *n, int64_t N) {
+    const ct_node *a = &m->nodes[n->in0];
+    if (n->kind == CT_NODE_CONV)
+        return 2.0 * (double)N * (double)(n->c * n->h * n->w) * (double)(a->c * n->k * n->k);
+    if (n->kind == CT_NODE_LINEAR) return 2.0 * (double)N * (double)a->c * (double)n->c;
+    return 0.0;
+}
+
+static float *P(const ct_model *m, int i) { return i >= 0 ? m->param + m->params[i].offset : NULL; }
+static float *G(const ct_model *m, int i) { return i >= 0 ? m->grad + m->params[i].offset : NULL; }
+static float *BUF(const ct_model *m, int i) { return i >= 0 ? m->buf + m->bufs[i].offset : NULL; }
+
+static ct_conv2d_shape conv_shape(const ct_model *m, const ct_node *n, int64_t N) {
+    const ct_node *a = &m->nodes[n->in0];
+    ct_conv2d_shape s;
+    ct_conv2d_shape_init(&s, N, a->c, a->h, a->w, n->c, n->k, n->k, n->stride, n->pad);
+    return s;
+}
+
+/* Runs the forward node by node (training, through the head), timing each kind. */
+static void profile_forward(ct_model *m, const float *x, int64_t N, double *t, double *fl) {
+    /* a real forward first sets the model's bookkeeping (cur_n, last_top) */
+    ct_status st = ct_model_forward(m, x, N, 1, 1);
+    if (st) die(st, "forward");
+    for (int i = 1; i <= m->z_node; i++) {
+        ct_node *n = &m->nodes[i];
+        const ct_node *a = &m->nodes[n->in0];
+        size_t ne = (size_t)(N * n->c * n->h * n->w);
+        double t0 = pnow();
+        switch (n->kind) {
+        case CT_NODE_CONV: {
+            ct_conv2d_shape s = conv_shape(m, n, N);
+            ct_conv2d_forward(n->out, a->out, P(m, n->weight), P(m, n->bias), &s, m->ws);
+        } break;
+        case CT_NODE_BN:
+            /* momentum 0: do not disturb the running statistics */
+            ct_batchnorm_forward(n->out, n->save0, n->save1, BUF(m, n->rmean), BUF(m, n->rvar), a->out,
+                                 P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, n->eps, 0.0f, 1);
+            break;
+        case CT_NODE_RELU: ct_relu_forward(n->out, a->out, ne); break;
+        case CT_NODE_MAXPOOL:
+            ct_maxpool_forward(n->out, n->argmax, a->out, N, a->c, a->h, a->w, n->k, n->stride, n->pad);
+            break;
+        case CT_NODE_AVGPOOL: ct_avgpool_forward(n->out, a->out, N, a->c, a->h, a->w, n->k, n->stride, n->pad); break;
+        case CT_NODE_GAP: ct_gap_forward(n->out, a->out, N, a->c, a->h * a->w); break;
+        case CT_NODE_LINEAR: ct_linear_forward(n->out, a->out, P(m, n->weight), P(m, n->bias), N, a->c, n->c); break;
+        case CT_NODE_ADD: ct_add_forward(n->out, a->out, m->nodes[n->in1].out, ne); break;
+        default: break;
+        }
+        int k = kind_of(n->kind);
+        double dt = pnow() - t0;
+        t[k] += dt;
+        fl[k] += node_flops(m, n, N);
+        layer_line(m, i, "fwd", dt, node_flops(m, n, N));
+    }
+}
+
+static void profile_backward(ct_model *m, const float *dz, int64_t N, double *t, double *fl) {
+    memset(m->dregion, 0, m->dregion_floats * sizeof(float));
+    memcpy(m->nodes[m->z_node].dout, dz, (size_t)(N * m->nodes[m->z_node].c) * sizeof(float));
+    for (int i = m->z_node; i >= 1; i--) {
+        ct_node *n = &m->nodes[i];
+        ct_node *a = &m->nodes[n->in0];
+        float *da = n->in0 > 0 ? a->dout : NULL;
+        size_t ne = (size_t)(N * n->c * n->h * n->w);
+        double t0 = pnow();
+        switch (n->kind) {
+        case CT_NODE_CONV: {
+            ct_conv2d_shape s = conv_shape(m, n, N);
+            ct_conv2d_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, P(m, n->weight), &s, m->ws);
+        } break;
+        case CT_NODE_BN:
+            ct_batchnorm_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, n->save0, n->save1,
+                                  P(m, n->weight), N, n->c, n->h * n->w, 1);
+            break;
+        case CT_NODE_RELU: if (da) ct_relu_backward(da, n->dout, n->out, ne); break;
+        case CT_NODE_MAXPOOL: if (da) ct_maxpool_backward(da, n->dout, n->argmax, N, a->c, n->h, n->w, a->h, a->w); break;
+        case CT_NODE_AVGPOOL: if (da) ct_avgpool_backward(da, n->dout, N, a->c, a->h, a->w, n->k, n->stride, n->pad); break;
+        case CT_NODE_GAP: if (da) ct_gap_backward(da, n->dout, N, a->c, a->h * a->w); break;
+        case CT_NODE_LINEAR:
+            ct_linear_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, P(m, n->weight), N, a->c, n->c);
+            break;
+        case CT_NODE_ADD:
+            for (size_t j = 0; j < ne; j++) {
+                if (da) da[j] += n->dout[j];
+                if (n->in1 > 0) m->nodes[n->in1].dout[j] += n->dout[j];
+            }
+            break;
+        default: break;
+        }
+        int k = kind_of(n->kind);
+        double dt = pnow() - t0;
+        t[k] += dt;
+        fl[k] += node_flops(m, n, N) * (da ? 2.0 : 1.0);
+        layer_line(m, i, "bwd", dt, node_flops(m, n, N) * (da ? 2.0 : 1.0));
+    }
+}
+
+/* ---- main -------------------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+    const char *model = "cnn";
+    int width = 0, steps = 10, warmup = 2, threads = 0, profile = 0, gemm = 0;
+    int64_t B = 256;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--profile")) profile = 1;
+        else if (!strcmp(a, "--cpu-clock")) use_cpu_clock = 1;
+        else if (!strcmp(a, "--layers")) profile = show_layers = 1;
+        else if (!strcmp(a, "--gemm")) gemm = 1;
+        else if (v && !strcmp(a, "--model")) model = argv[++i];
+        else if (v && !strcmp(a, "--width")) width = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--batch")) B = atoll(argv[++i]);
+        else if (v && !strcmp(a, "--steps")) steps = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--threads")) threads = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: bench_step [--model cnn|resnet18] [--width W] [--batch B] [--steps S] "
+                            "[--warmup K] [--threads T] [--profile] [--layers] [--cpu-clock] [--gemm]\n");
+            return 2;
+        }
+    }
+    if (steps < 1 || B < 2) {
+        fprintf(stderr, "bench_step: need --steps >= 1 and --batch >= 2\n");
+        return 2;
+    }
+    ct_set_threads(threads);
+    if (gemm) {
+        /* ct_gemm outside a parallel region splits rows over the threads; inside,
+         * each thread runs its own single-threaded product (the conv layers' case) */
+        double all = gemm_gflops(1024, 1024, 1024, 0), each = gemm_gflops(1024, 1024, 1024, 1);
+        double conv = gemm_gflops(64, 1536, 288, 1);
+        printf("gemm threads %d sgemm_1024_split_gflops %.1f sgemm_1024_per_thread_total_gflops %.1f "
+               "sgemm_64x1536x288_per_thread_total_gflops %.1f\n", ct_get_threads(), all, each, conv);
+    }
+
+    ct_model_config cfg;
+    ct_model_config_default(&cfg);
+    ct_status st = ct_encoder_parse(model, &cfg.encoder);
+    if (st) die(st, "model");
+    if (width > 0) cfg.width = width;
+    ct_model m;
+    if ((st = ct_model_init(&m, &cfg))) die(st, "init");
+    const int64_t N = 2 * B, D = ct_model_embed_dim(&m);
+    const size_t img = (size_t)(cfg.in_c * cfg.in_h * cfg.in_w);
+    if ((st = ct_model_prepare(&m, N))) die(st, "prepare");
+    ct_optim_config oc;
+    ct_optim_config_default(&oc, CT_OPTIM_LARS);
+    oc.weight_decay = 1e-6f;
+    oc.lars_eta = 0.02f;
+    ct_optim opt;
+    if ((st = ct_optim_init(&opt, &oc, m.nparam_floats))) die(st, "optim");
+    size_t wsb = ct_ntxent_workspace_size(B, D);
+    void *ws = ct_alloc(wsb);
+    float *dz = ct_alloc((size_t)(N * D) * sizeof(float));
+    float *x = ct_alloc((size_t)N * img * sizeof(float));
+    if (!ws || !dz || !x) die(CT_ERR_NOMEM, "alloc");
+    ct_rng r = ct_rng_make(ct_rng_key(1, 2, 3, 4));
+    for (size_t i = 0; i < (size_t)N * img; i++) x[i] = ct_rng_normal(&r);
+
+    double *ts = calloc((size_t)(steps + warmup), sizeof(double));
+    double *cs = calloc((size_t)(steps + warmup), sizeof(double));
+    ct_loss_stats ls;
+    for (int s = 0; s < warmup + steps; s++) {
+        double t0 = now(), c0 = cpu_now();
+        if ((st = ct_model_forward(&m, x, N, 1, 1))) die(st, "forward");
+        if ((st = ct_ntxent_loss(&ls, dz, ct_model_embedding(&m), B, D, 0.5f, ws, wsb))) die(st, "loss");
+        ct_model_zero_grad(&m);
+        if ((st = ct_model_backward(&m, dz))) die(st, "backward");
+        if ((st = ct_optim_step(&opt, m.param, m.grad, m.params, m.nparams, 0.3f))) die(st, "optim step");
+        ts[s] = now() - t0;
+        cs[s] = cpu_now() - c0;
+    }
+    double step_s = median(ts + warmup, steps), cpu_s = median(cs + warmup, steps);
+    for (int s = 0; s < warmup + steps; s++) {
+        double t0 = now();
+        if ((st = ct_model_forward(&m, x, N, 0, 0))) die(st, "eval forward");
+        ts[s] = now() - t0;
+    }
+    double infer_s = median(ts + warmup, steps);
+    char name[64];
+    snprintf(name, sizeof name, "%s-%d", ct_encoder_name(cfg.encoder), cfg.width);
+    printf("c %s threads %d train_img_s %.1f step_ms %.1f cpu_ms %.1f infer_img_s %.1f peak_rss_mib %.0f loss %.4f\n", name,
+           ct_get_threads(), (double)B / step_s, 1e3 * step_s, 1e3 * cpu_s, (double)N / infer_s, peak_rss_mib(), ls.loss);
+
+    if (profile) {
+        double t[K_COUNT] = {0}, fl[K_COUNT] = {0}, tf[K_COUNT] = {0}, ffl[K_COUNT] = {0};
+        profile_forward(&m, x, N, tf, ffl);
+        double t0 = pnow();
+        if ((st = ct_ntxent_loss(&ls, dz, ct_model_embedding(&m), B, D, 0.5f, ws, wsb))) die(st, "loss");
+        t[K_LOSS] += pnow() - t0;
+        ct_model_zero_grad(&m);
+        profile_backward(&m, dz, N, t, fl);
+        t0 = pnow();
+        if ((st = ct_optim_step(&opt, m.param, m.grad, m.params, m.nparams, 0.3f))) die(st, "optim step");
+        t[K_OPTIM] += pnow() - t0;
+        double total = 0;
+        for (int k = 0; k < K_COUNT; k++) total += t[k] + tf[k];
+        for (int k = 0; k < K_COUNT; k++) {
+            if (t[k] + tf[k] == 0) continue;
+            printf("profile %s %s fwd_ms %.1f bwd_ms %.1f share %.1f%%", name, kind_name[k], 1e3 * tf[k], 1e3 * t[k],
+                   100.0 * (t[k] + tf[k]) / total);
+            if (ffl[k] > 0) printf(" fwd_gflops %.1f bwd_gflops %.1f", ffl[k] / tf[k] * 1e-9, fl[k] / t[k] * 1e-9);
+            printf("\n");
+        }
+    }
+    free(ts);
+    free(cs);
+    ct_free(ws); ct_free(dz); ct_free(x);
+    ct_optim_free(&opt);
+    ct_model_free(&m);
+    return 0;
+}
