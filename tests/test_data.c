@@ -376,13 +376,30 @@ static void test_augment_spec(void) {
     CHECK_OK(ct_augment_parse(&b, "none"));
     CHECK(!b.crop && b.flip_p == 0 && b.gray_p == 0 && b.blur_p == 0, "none switches steps off");
     const char *bad[] = {"foo=1", "flip=2", "crop=0.5", "jitter=a:b:c:d", "jitter=0.4:0.4@0.8", "blur=1:2@7",
-                         "size=0", "std=0", "flip", "crop=0.2:1:", "gray=0.5@0.5", "blur=0.1:2:4@0.5"};
+                         "size=0", "std=0", "flip", "crop=0.2:1:", "gray=0.5@0.5", "blur=0.1:2:4@0.5",
+                         /* found by fuzz/fuzz_cli: finite as double, inf as float (and then
+                          * accepted, normalising every pixel to 0) */
+                         "std=1e308", "mean=-1e39", "jitter=1e39:0:0:0", "std=nan"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         ct_augment_defaults(&b, 1);
         ct_status st = ct_augment_parse(&b, bad[i]);
         CHECK(st == CT_ERR_ARG && strstr(ct_errmsg(), "augment"), "'%s' must be rejected (%s)", bad[i],
               ct_errmsg());
     }
+}
+
+static void test_augment_check_finite(void) {
+    ct_dataset ds;
+    make_synth(&ds, 3, 1, 6, 6, 1);
+    ct_augment a;
+    ct_augment_for_dataset(&a, &ds);
+    CHECK_OK(ct_augment_check(&a, &ds));
+    a.std[0] = INFINITY;
+    CHECK(ct_augment_check(&a, &ds) == CT_ERR_ARG, "an infinite std is refused");
+    ct_augment_for_dataset(&a, &ds);
+    a.mean[0] = NAN;
+    CHECK(ct_augment_check(&a, &ds) == CT_ERR_ARG, "a NaN mean is refused");
+    ct_dataset_free(&ds);
 }
 
 static void test_augment_ops(void) {
@@ -681,6 +698,7 @@ int main(void) {
     test_cifar();
     test_png_and_folder();
     test_augment_spec();
+    test_augment_check_finite();
     test_augment_ops();
     test_loader();
     test_fashion_mnist();
