@@ -4,6 +4,7 @@
 #   make run        install, build, train SimCLR on Fashion-MNIST, evaluate
 #   make bench      speed and memory against PyTorch on this CPU
 #   make SANITIZE=1 test   the same tests under ASan + UBSan (build-san/)
+#   make fuzz       libFuzzer targets (clang) in build-fuzz/; `make fuzz-ci` runs each briefly
 #   make MPI=0      build without Open MPI (default: with it when mpicc exists)
 #   make clean
 CC      ?= cc
@@ -47,7 +48,7 @@ else
   CLI_BIN := contrast
 endif
 
-.PHONY: all lib test run bench deps deps-torch clean
+.PHONY: all lib test run bench deps deps-torch deps-fuzz fuzz fuzz-ci clean
 all: $(BUILD)/libcontrast.a $(BUILD)/libcontrast.so $(CLI_BIN)
 lib: $(BUILD)/libcontrast.a
 
@@ -88,7 +89,43 @@ run: deps all
 bench: deps deps-torch all $(BENCH_BIN)
 	sh bench/run.sh $(BUILD)
 
-clean:
-	rm -rf build build-san contrast
+# ---- fuzzing: clang + libFuzzer + ASan/UBSan (docs/security.md) ----------------------
+# The library and the CLI parsers are compiled with coverage (fuzzer-no-link); each
+# fuzz/fuzz_*.c links into its own libFuzzer binary. fuzz_cli replaces the calls that
+# would train, load or write (see fuzz/fuzz_cli.c) with --wrap.
+FUZZ_CC     ?= clang
+FUZZ_BUILD  := build-fuzz
+FUZZ_CFLAGS := -std=c11 -O1 -g -fno-omit-frame-pointer -march=native -fopenmp -D_POSIX_C_SOURCE=200809L \
+               -Iinclude -I/usr/include/x86_64-linux-gnu/openblas-pthread -MMD -MP \
+               -Wall -Wextra -Wno-pass-failed -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_SRC    := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_OBJ    := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o) $(filter-out %/main.o,$(CLI_SRC:%.c=$(FUZZ_BUILD)/%.o))
+FUZZ_WRAP   := ct_train_run ct_dataset_load ct_checkpoint_load_model ct_evaluate ct_extract_features \
+               ct_png_write ct_npy_write_f32 ct_npy_write_i64 ct_set_threads ct_augment_view \
+               ct_data_eval_batch
+FUZZ_LD_cli := $(FUZZ_WRAP:%=-Wl,--wrap=%)
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/libcontrast-fuzz.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(wildcard fuzz/*.h) $(FUZZ_BUILD)/libcontrast-fuzz.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libcontrast-fuzz.a $(FUZZ_LD_$*) $(LDLIBS)
+
+deps-fuzz:
+	@sh tools/deps.sh fuzz
+
+fuzz: deps-fuzz $(FUZZ_BIN)
+
+fuzz-ci: fuzz
+	sh fuzz/run.sh $${FUZZ_SECONDS:-20}
+
+clean:
+	rm -rf build build-san build-fuzz contrast
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(wildcard $(FUZZ_BUILD)/*/*/*.d)

@@ -9,6 +9,7 @@
 #include <jpeglib.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -375,13 +376,30 @@ static void test_augment_spec(void) {
     CHECK_OK(ct_augment_parse(&b, "none"));
     CHECK(!b.crop && b.flip_p == 0 && b.gray_p == 0 && b.blur_p == 0, "none switches steps off");
     const char *bad[] = {"foo=1", "flip=2", "crop=0.5", "jitter=a:b:c:d", "jitter=0.4:0.4@0.8", "blur=1:2@7",
-                         "size=0", "std=0", "flip", "crop=0.2:1:", "gray=0.5@0.5", "blur=0.1:2:4@0.5"};
+                         "size=0", "std=0", "flip", "crop=0.2:1:", "gray=0.5@0.5", "blur=0.1:2:4@0.5",
+                         /* found by fuzz/fuzz_cli: finite as double, inf as float (and then
+                          * accepted, normalising every pixel to 0) */
+                         "std=1e308", "mean=-1e39", "jitter=1e39:0:0:0", "std=nan"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         ct_augment_defaults(&b, 1);
         ct_status st = ct_augment_parse(&b, bad[i]);
         CHECK(st == CT_ERR_ARG && strstr(ct_errmsg(), "augment"), "'%s' must be rejected (%s)", bad[i],
               ct_errmsg());
     }
+}
+
+static void test_augment_check_finite(void) {
+    ct_dataset ds;
+    make_synth(&ds, 3, 1, 6, 6, 1);
+    ct_augment a;
+    ct_augment_for_dataset(&a, &ds);
+    CHECK_OK(ct_augment_check(&a, &ds));
+    a.std[0] = INFINITY;
+    CHECK(ct_augment_check(&a, &ds) == CT_ERR_ARG, "an infinite std is refused");
+    ct_augment_for_dataset(&a, &ds);
+    a.mean[0] = NAN;
+    CHECK(ct_augment_check(&a, &ds) == CT_ERR_ARG, "a NaN mean is refused");
+    ct_dataset_free(&ds);
 }
 
 static void test_augment_ops(void) {
@@ -660,6 +678,16 @@ static void test_cli(void) {
     snprintf(cmd, sizeof cmd, "%s augment --data mnist:%s --out %s --blur 7 >%s 2>&1", bin, tpath("idx"),
              tpath("no.png"), tpath("cli.log"));
     CHECK(system(cmd) != 0, "a bad augmentation option gives a non-zero exit");
+    /* found by fuzz/fuzz_cli: a grid this size (3.3M x 98k pixels) was attempted with
+     * malloc; now refused up front with exit 2 and a message */
+    snprintf(cmd, sizeof cmd, "%s augment --data mnist:%s --out %s --size 1024 --zoom 32 --views 100 >%s 2>&1",
+             bin, tpath("idx"), tpath("no.png"), tpath("cli.log"));
+    rc = system(cmd);
+    f = fopen(tpath("cli.log"), "r");
+    len = f ? fread(log, 1, sizeof log - 1, f) : 0;
+    log[len] = '\0';
+    if (f) fclose(f);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2 && strstr(log, "too large"), "a huge grid is refused: %s", log);
 }
 
 int main(void) {
@@ -670,6 +698,7 @@ int main(void) {
     test_cifar();
     test_png_and_folder();
     test_augment_spec();
+    test_augment_check_finite();
     test_augment_ops();
     test_loader();
     test_fashion_mnist();

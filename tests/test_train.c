@@ -189,6 +189,59 @@ static void test_nan_stops(void) {
     free(after);
 }
 
+/* A checkpoint whose metadata is `meta` (format + model.* keys) holding the tensors
+ * of a small CNN: what a hostile or corrupt file can claim. */
+static void write_meta_ckpt(const char *path, const char *width, const char *in_c, const char *head_hidden) {
+    ct_model_config mc;
+    ct_model_config_default(&mc);
+    mc.width = 2;
+    mc.head_hidden = 4;
+    mc.head_out = 2;
+    ct_model m;
+    if (ct_model_init(&m, &mc)) return;
+    ct_st_tensor t[256];
+    int n = 0;
+    for (int i = 0; i < m.nparams && n < 256; i++) ct_st_tensor_from_info(&t[n++], &m.params[i], m.param);
+    for (int i = 0; i < m.nbufs && n < 256; i++) ct_st_tensor_from_info(&t[n++], &m.bufs[i], m.buf);
+    ct_st_kv meta[] = {{"format", "contrast-checkpoint"}, {"model.encoder", "cnn"}, {"model.width", width},
+                       {"model.in_c", in_c},  {"model.in_h", "28"},  {"model.in_w", "28"},
+                       {"model.head_hidden", head_hidden}, {"model.head_out", "2"}, {"model.head_bn", "1"}};
+    CHECK_OK(ct_st_write(path, t, n, meta, 9));
+    ct_model_free(&m);
+}
+
+/* Found by fuzz/fuzz_safetensors: metadata describing an impossible model (input
+ * channels 0) was refused with "model: bad input shape" without naming the file;
+ * metadata describing a huge model (width 4096, head 2^20) was built, allocating
+ * and initialising tens of GB, before any tensor was compared. Both must be refused
+ * at once, naming the file, with nothing allocated. */
+static void test_checkpoint_metadata_refused(void) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/meta.safetensors", tmpdir);
+    ct_model m;
+    write_meta_ckpt(path, "2", "1", "4");
+    CHECK_OK(ct_checkpoint_load_model(&m, path));
+    ct_model_free(&m);
+    write_meta_ckpt(path, "2", "0", "4");
+    ct_status st = ct_checkpoint_load_model(&m, path);
+    CHECK(st != CT_OK && strstr(ct_errmsg(), path), "in_c 0 refused naming the file: %s", ct_errmsg());
+    CHECK(m.param == NULL && m.nparams == 0, "nothing loaded");
+    write_meta_ckpt(path, "4096", "1", "1048576");
+    st = ct_checkpoint_load_model(&m, path);
+    CHECK(st == CT_ERR_FORMAT && strstr(ct_errmsg(), path) && strstr(ct_errmsg(), "parameters"),
+          "a huge model claimed by the metadata is refused before building it: %s", ct_errmsg());
+    CHECK(m.param == NULL && m.nparams == 0, "nothing allocated");
+    write_meta_ckpt(path, "3", "1", "4"); /* a little larger than the tensors: shapes differ */
+    st = ct_checkpoint_load_model(&m, path);
+    CHECK(st == CT_ERR_FORMAT && strstr(ct_errmsg(), path), "a larger width is refused: %s", ct_errmsg());
+    CHECK(m.param == NULL, "nothing loaded");
+    write_meta_ckpt(path, "1", "1", "4"); /* smaller: fits, but the shapes differ */
+    st = ct_checkpoint_load_model(&m, path);
+    CHECK(st == CT_ERR_FORMAT && strstr(ct_errmsg(), path) && strstr(ct_errmsg(), "shape"),
+          "a smaller width is refused by shape: %s", ct_errmsg());
+    CHECK(m.param == NULL, "nothing loaded");
+}
+
 static int run(const char *cmd) {
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
@@ -247,6 +300,7 @@ int main(void) {
     test_learns_and_resumes();
     test_other_methods();
     test_nan_stops();
+    test_checkpoint_metadata_refused();
     test_cli();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

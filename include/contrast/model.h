@@ -96,6 +96,9 @@ typedef struct {
  * PyTorch's default uniform; BN: gamma 1, beta 0, running var 1). */
 ct_status ct_model_init(ct_model *m, const ct_model_config *cfg);
 void ct_model_free(ct_model *m);
+/* Elements in the parameters and buffers of the model `cfg` describes, without
+ * allocating them (e.g. to check a checkpoint is large enough before building). */
+ct_status ct_model_count(const ct_model_config *cfg, size_t *numel);
 
 /* Sizes the activation arena for up to `batch` samples; call again only to grow. */
 ct_status ct_model_prepare(ct_model *m, int64_t batch);

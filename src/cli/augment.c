@@ -9,6 +9,8 @@
 
 #include "cli.h"
 
+#define GRID_MAX_PIXELS ((int64_t)1 << 25) /* 32 Mpx: a 100 MB RGB grid, far more than a screen */
+
 static int usage(FILE *f) {
     fprintf(f,
             "usage: contrast augment [options]\n"
@@ -108,7 +110,13 @@ int cmd_augment(int argc, char **argv) {
     if (zoom == 0) zoom = (64 + oh - 1) / oh;
     if (n > ds.n) n = (long)ds.n;
     int cols = (int)views + 1;
-    int gw = cols * (ow * (int)zoom + gap) + gap, gh = (int)n * (oh * (int)zoom + gap) + gap;
+    int64_t gw = cols * ((int64_t)ow * zoom + gap) + gap, gh = n * ((int64_t)oh * zoom + gap) + gap;
+    if (gw * gh > GRID_MAX_PIXELS) { /* e.g. --size 1024 --zoom 32 asks for terabytes */
+        fprintf(stderr, "contrast augment: a grid of %lldx%lld pixels is too large (at most %lld); lower --zoom, "
+                "--views, --n or the size\n", (long long)gw, (long long)gh, (long long)GRID_MAX_PIXELS);
+        ct_dataset_free(&ds);
+        return 2;
+    }
     size_t per = (size_t)c * oh * ow;
     uint8_t *grid = malloc((size_t)gw * gh * c);
     float *v = malloc(per * sizeof(float));
@@ -137,20 +145,20 @@ int cmd_augment(int argc, char **argv) {
             rc = 1;
             goto done;
         }
-        blit(grid, gw, c, v, oh, ow, (int)zoom, gy, gap, &a);
+        blit(grid, (int)gw, c, v, oh, ow, (int)zoom, gy, gap, &a);
         for (int k = 0; k < views; k++) {
             ct_augment_view(v, scratch, &a, &ds, idx[i], ct_rng_key(seed, 0, (uint64_t)idx[i], (uint64_t)k));
-            blit(grid, gw, c, v, oh, ow, (int)zoom, gy, gap + (k + 1) * (ow * (int)zoom + gap), &a);
+            blit(grid, (int)gw, c, v, oh, ow, (int)zoom, gy, gap + (k + 1) * (ow * (int)zoom + gap), &a);
         }
     }
-    if (ct_png_write(out, grid, gw, gh, c)) {
+    if (ct_png_write(out, grid, (int)gw, (int)gh, c)) {
         fprintf(stderr, "contrast augment: %s\n", ct_errmsg());
         rc = 1;
         goto done;
     }
     char desc[512];
     ct_augment_describe(&a, desc, sizeof desc);
-    printf("wrote %s: %ld samples x (1 original + %ld views), %dx%d px\npipeline: %s\n", out, n, views, gw, gh,
+    printf("wrote %s: %ld samples x (1 original + %ld views), %dx%d px\npipeline: %s\n", out, n, views, (int)gw, (int)gh,
            desc);
 done:
     free(grid); free(v); free(scratch); free(idx);

@@ -9,6 +9,7 @@
 #include "data_internal.h"
 
 #include <ctype.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +62,7 @@ static int parse_nums(const char *s, const char *end, float *v, int max) {
         buf[len] = '\0';
         char *e;
         double x = strtod(buf, &e);
-        if (*e || !isfinite(x)) return -1;
+        if (*e || !(fabs(x) <= FLT_MAX)) return -1; /* NaN, inf, or inf once stored as float */
         v[n++] = (float)x;
         s = colon ? colon + 1 : end;
         if (colon && s == end) return -1;
@@ -231,7 +232,8 @@ ct_status ct_augment_check(const ct_augment *a, const ct_dataset *ds) {
     if (a->blur_p > 0 && !(a->blur_sigma[0] > 0 && a->blur_sigma[0] <= a->blur_sigma[1]))
         return ct_error(CT_ERR_ARG, "augment: bad blur sigma range");
     for (int c = 0; c < ds->c; c++)
-        if (!(a->std[c] > 0)) return ct_error(CT_ERR_ARG, "augment: std of channel %d must be > 0", c);
+        if (!(a->std[c] > 0) || !isfinite(a->std[c]) || !isfinite(a->mean[c]))
+            return ct_error(CT_ERR_ARG, "augment: channel %d needs a finite mean and a finite std > 0", c);
     return CT_OK;
 }
 

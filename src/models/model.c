@@ -317,7 +317,8 @@ static int build_resnet18(ct_model *m, int x) {
     return ct_model_add_gap(m, x);
 }
 
-ct_status ct_model_init(ct_model *m, const ct_model_config *cfg) {
+/* Records the configured model's nodes and tensor tables; allocates no slabs. */
+static ct_status build_model(ct_model *m, const ct_model_config *cfg, int *h_out, int *z_out) {
     if (cfg->width < 1 || cfg->width > 4096) return ct_error(CT_ERR_ARG, "model: width %d out of range", cfg->width);
     if (cfg->head_hidden < 0 || cfg->head_out < 0 || (cfg->head_hidden > 0 && cfg->head_out < 1))
         return ct_error(CT_ERR_ARG, "model: bad head sizes %d, %d", cfg->head_hidden, cfg->head_out);
@@ -335,8 +336,32 @@ ct_status ct_model_init(ct_model *m, const ct_model_config *cfg) {
             z = ct_model_add_linear(m, z, cfg->head_out, 1, "head.2");
         }
     }
-    st = ct_model_finish(m, h, z);
+    *h_out = h;
+    *z_out = z;
+    return m->build_status;
+}
+
+ct_status ct_model_init(ct_model *m, const ct_model_config *cfg) {
+    int h = -1, z = -1;
+    memset(m, 0, sizeof *m);
+    ct_status st = build_model(m, cfg, &h, &z);
+    if (!st) st = ct_model_finish(m, h, z);
     if (st) ct_model_free(m);
+    return st;
+}
+
+ct_status ct_model_count(const ct_model_config *cfg, size_t *numel) {
+    ct_model m;
+    int h = -1, z = -1;
+    memset(&m, 0, sizeof m);
+    ct_status st = build_model(&m, cfg, &h, &z);
+    size_t n = 0;
+    for (int i = 0; !st && i < m.nparams + m.nbufs; i++) {
+        const ct_tensor_info *t = i < m.nparams ? &m.params[i] : &m.bufs[i - m.nparams];
+        if (ct_size_add(n, t->numel, &n)) st = ct_error(CT_ERR_ARG, "model: parameter count overflows");
+    }
+    ct_model_free(&m);
+    *numel = st ? 0 : n;
     return st;
 }
 

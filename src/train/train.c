@@ -175,6 +175,14 @@ static ct_status ckpt_save(const char *path, const ckpt_state *s) {
     return ct_st_write(path, t, n, all, nm + 2);
 }
 
+/* Re-reports the current error as "<path>: <what><message>" (copied first: the
+ * message buffer is also the destination). */
+static ct_status error_in(ct_status st, const char *path, const char *what) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", ct_errmsg());
+    return ct_error(st, "%s: %s%s", path, what, msg);
+}
+
 static ct_status meta_int(const ct_st_file *f, const char *key, long long *out) {
     const char *s = ct_st_meta(f, key);
     if (!s) return ct_error(CT_ERR_FORMAT, "%s: checkpoint metadata lacks '%s'", ct_st_path(f), key);
@@ -196,7 +204,7 @@ static ct_status model_config_from(const ct_st_file *f, ct_model_config *mc) {
     const char *enc = ct_st_meta(f, "model.encoder");
     if (!enc) return ct_error(CT_ERR_FORMAT, "%s: checkpoint metadata lacks 'model.encoder'", ct_st_path(f));
     ct_status st = ct_encoder_parse(enc, &mc->encoder);
-    if (st) return ct_error(st, "%s: %s", ct_st_path(f), ct_errmsg());
+    if (st) return error_in(st, ct_st_path(f), "");
     static const char *keys[] = {"model.width", "model.in_c", "model.in_h", "model.in_w",
                                  "model.head_hidden", "model.head_out", "model.head_bn"};
     int *dst[] = {&mc->width, &mc->in_c, &mc->in_h, &mc->in_w, &mc->head_hidden, &mc->head_out, &mc->head_bn};
@@ -228,14 +236,34 @@ static ct_status load_model_tensors(const ct_st_file *f, ct_model *m, const char
     return CT_OK;
 }
 
+/* The model described by the metadata must fit in the file's F32 tensors: checked
+ * before building it, so a header claiming a huge model never drives an allocation. */
+static ct_status check_model_fits(const ct_st_file *f, const ct_model_config *mc) {
+    size_t need, have = 0;
+    ct_status st = ct_model_count(mc, &need);
+    if (st) return error_in(st, ct_st_path(f), "checkpoint metadata describes an invalid model: ");
+    for (int i = 0; i < ct_st_count(f); i++) {
+        const ct_st_entry *e = ct_st_entry_at(f, i);
+        if (e->dtype == CT_DTYPE_F32) have += e->numel; /* <= file size, cannot overflow */
+    }
+    if (need > have)
+        return ct_error(CT_ERR_FORMAT,
+                        "%s: metadata describes a model of %zu parameters, but the file holds only %zu F32 values",
+                        ct_st_path(f), need, have);
+    return CT_OK;
+}
+
 ct_status ct_checkpoint_load_model(ct_model *m, const char *path) {
+    memset(m, 0, sizeof *m);
     ct_st_file *f;
     ct_status st = ct_st_open(&f, path);
     if (st) return st;
     ct_model_config mc;
-    if ((st = model_config_from(f, &mc)) == CT_OK && (st = ct_model_init(m, &mc)) == CT_OK) {
-        st = load_model_tensors(f, m, "");
-        if (st) ct_model_free(m);
+    if ((st = model_config_from(f, &mc)) == CT_OK && (st = check_model_fits(f, &mc)) == CT_OK) {
+        if ((st = ct_model_init(m, &mc)))
+            st = error_in(st, path, "cannot build the checkpoint's model: ");
+        else if ((st = load_model_tensors(f, m, "")))
+            ct_model_free(m);
     }
     ct_st_close(f);
     return st;
