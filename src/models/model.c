@@ -464,8 +464,8 @@ ct_status ct_model_prepare(ct_model *m, int64_t batch) {
     size_t need = layout(m, batch, 0);
     ct_arena_free(&m->arena);
     ct_status st = ct_arena_init(&m->arena, need);
-    if (st) return ct_error(st, "model: cannot allocate %.1f MiB of activations for batch %lld: %s",
-                            need / 1048576.0, (long long)batch, ct_errmsg());
+    if (st) return ct_error(st, "model: cannot allocate %.1f MiB of activations for batch %lld", need / 1048576.0,
+                            (long long)batch);
     layout(m, batch, 1);
     m->batch = batch;
     return CT_OK;
