@@ -129,47 +129,15 @@ static double node_flops(const ct_model *m, const ct_node *n, int64_t N) {
     return 0.0;
 }
 
-static float *P(const ct_model *m, int i) { return i >= 0 ? m->param + m->params[i].offset : NULL; }
-static float *G(const ct_model *m, int i) { return i >= 0 ? m->grad + m->params[i].offset : NULL; }
-static float *BUF(const ct_model *m, int i) { return i >= 0 ? m->buf + m->bufs[i].offset : NULL; }
-
-static ct_conv2d_shape conv_shape(const ct_model *m, const ct_node *n, int64_t N) {
-    const ct_node *a = &m->nodes[n->in0];
-    ct_conv2d_shape s;
-    ct_conv2d_shape_init(&s, N, a->c, a->h, a->w, n->c, n->k, n->k, n->stride, n->pad);
-    return s;
-}
-
-/* Runs the forward node by node (training, through the head), timing each kind. */
+/* Runs the forward node by node (training, through the head), timing each kind,
+ * through the model's own per-node entry points (the same code as a real step). */
 static void profile_forward(ct_model *m, const float *x, int64_t N, double *t, double *fl) {
-    /* a real forward first sets the model's bookkeeping (cur_n, last_top) */
-    ct_status st = ct_model_forward(m, x, N, 1, 1);
+    ct_status st = ct_model_forward_begin(m, x, N, 1, 1);
     if (st) die(st, "forward");
     for (int i = 1; i <= m->z_node; i++) {
-        ct_node *n = &m->nodes[i];
-        const ct_node *a = &m->nodes[n->in0];
-        size_t ne = (size_t)(N * n->c * n->h * n->w);
+        const ct_node *n = &m->nodes[i];
         double t0 = pnow();
-        switch (n->kind) {
-        case CT_NODE_CONV: {
-            ct_conv2d_shape s = conv_shape(m, n, N);
-            ct_conv2d_forward(n->out, a->out, P(m, n->weight), P(m, n->bias), &s, m->ws);
-        } break;
-        case CT_NODE_BN:
-            /* momentum 0: do not disturb the running statistics */
-            ct_batchnorm_forward(n->out, n->save0, n->save1, BUF(m, n->rmean), BUF(m, n->rvar), a->out,
-                                 P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, n->eps, 0.0f, 1);
-            break;
-        case CT_NODE_RELU: ct_relu_forward(n->out, a->out, ne); break;
-        case CT_NODE_MAXPOOL:
-            ct_maxpool_forward(n->out, n->argmax, a->out, N, a->c, a->h, a->w, n->k, n->stride, n->pad);
-            break;
-        case CT_NODE_AVGPOOL: ct_avgpool_forward(n->out, a->out, N, a->c, a->h, a->w, n->k, n->stride, n->pad); break;
-        case CT_NODE_GAP: ct_gap_forward(n->out, a->out, N, a->c, a->h * a->w); break;
-        case CT_NODE_LINEAR: ct_linear_forward(n->out, a->out, P(m, n->weight), P(m, n->bias), N, a->c, n->c); break;
-        case CT_NODE_ADD: ct_add_forward(n->out, a->out, m->nodes[n->in1].out, ne); break;
-        default: break;
-        }
+        ct_model_node_forward(m, i);
         int k = kind_of(n->kind);
         double dt = pnow() - t0;
         t[k] += dt;
@@ -179,43 +147,18 @@ static void profile_forward(ct_model *m, const float *x, int64_t N, double *t, d
 }
 
 static void profile_backward(ct_model *m, const float *dz, int64_t N, double *t, double *fl) {
-    memset(m->dregion, 0, m->dregion_floats * sizeof(float));
-    memcpy(m->nodes[m->z_node].dout, dz, (size_t)(N * m->nodes[m->z_node].c) * sizeof(float));
+    ct_status st = ct_model_backward_begin(m, dz);
+    if (st) die(st, "backward");
     for (int i = m->z_node; i >= 1; i--) {
-        ct_node *n = &m->nodes[i];
-        ct_node *a = &m->nodes[n->in0];
-        float *da = n->in0 > 0 ? a->dout : NULL;
-        size_t ne = (size_t)(N * n->c * n->h * n->w);
+        const ct_node *n = &m->nodes[i];
+        int has_dx = n->in0 > 0;
         double t0 = pnow();
-        switch (n->kind) {
-        case CT_NODE_CONV: {
-            ct_conv2d_shape s = conv_shape(m, n, N);
-            ct_conv2d_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, P(m, n->weight), &s, m->ws);
-        } break;
-        case CT_NODE_BN:
-            ct_batchnorm_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, n->save0, n->save1,
-                                  P(m, n->weight), N, n->c, n->h * n->w, 1);
-            break;
-        case CT_NODE_RELU: if (da) ct_relu_backward(da, n->dout, n->out, ne); break;
-        case CT_NODE_MAXPOOL: if (da) ct_maxpool_backward(da, n->dout, n->argmax, N, a->c, n->h, n->w, a->h, a->w); break;
-        case CT_NODE_AVGPOOL: if (da) ct_avgpool_backward(da, n->dout, N, a->c, a->h, a->w, n->k, n->stride, n->pad); break;
-        case CT_NODE_GAP: if (da) ct_gap_backward(da, n->dout, N, a->c, a->h * a->w); break;
-        case CT_NODE_LINEAR:
-            ct_linear_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, P(m, n->weight), N, a->c, n->c);
-            break;
-        case CT_NODE_ADD:
-            for (size_t j = 0; j < ne; j++) {
-                if (da) da[j] += n->dout[j];
-                if (n->in1 > 0) m->nodes[n->in1].dout[j] += n->dout[j];
-            }
-            break;
-        default: break;
-        }
+        ct_model_node_backward(m, i);
         int k = kind_of(n->kind);
         double dt = pnow() - t0;
         t[k] += dt;
-        fl[k] += node_flops(m, n, N) * (da ? 2.0 : 1.0);
-        layer_line(m, i, "bwd", dt, node_flops(m, n, N) * (da ? 2.0 : 1.0));
+        fl[k] += node_flops(m, n, N) * (has_dx ? 2.0 : 1.0);
+        layer_line(m, i, "bwd", dt, node_flops(m, n, N) * (has_dx ? 2.0 : 1.0));
     }
 }
 

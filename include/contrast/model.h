@@ -61,6 +61,8 @@ typedef struct {
     float *out, *dout;       /* (batch, c, h, w) */
     float *save0, *save1;    /* BN: mean, invstd (c); dropout: mask in save0 */
     int32_t *argmax;         /* max pool: (batch, c, h, w) input index of each max */
+    int lastc;               /* last node that reads this one (its gradient's first writer) */
+    int inplace;             /* ReLU or add writing over its (first) input's buffer */
 } ct_node;
 
 typedef struct {
@@ -87,8 +89,6 @@ typedef struct {
     int last_top;            /* node the last forward stopped at (z_node or h_node) */
     ct_arena arena;
     float *ws;               /* conv scratch */
-    float *dregion;          /* all dout buffers, contiguous, zeroed per backward */
-    size_t dregion_floats;
 } ct_model;
 
 /* Builds the configured encoder and head, allocates and initialises parameters
@@ -113,6 +113,13 @@ ct_status ct_model_forward(ct_model *m, const float *x, int64_t N, int training,
  * forward must be untouched since. */
 ct_status ct_model_backward(ct_model *m, const float *dtop);
 void ct_model_zero_grad(ct_model *m);
+/* The same two passes one node at a time, for profilers: forward_begin + node_forward
+ * for i = 1..last_top equals ct_model_forward; backward_begin + node_backward for
+ * i = last_top..1 equals ct_model_backward. */
+ct_status ct_model_forward_begin(ct_model *m, const float *x, int64_t N, int training, int through_head);
+void ct_model_node_forward(ct_model *m, int i);
+ct_status ct_model_backward_begin(ct_model *m, const float *dtop);
+void ct_model_node_backward(ct_model *m, int i);
 
 /* After a forward: features h (N, feature_dim) and embedding z (N, embed_dim). */
 const float *ct_model_features(const ct_model *m);

@@ -395,6 +395,47 @@ static ct_conv2d_shape conv_shape(const ct_model *m, const ct_node *n, int64_t N
     return s;
 }
 
+/* Memory plan, fixed per model (done in prepare, never in a step):
+ *  - a ReLU or a residual add whose (first) input feeds nothing else writes in place
+ *    over that input: no backward needs the output of a conv, BN, add, linear or
+ *    pool (ReLU needs only its own, add none);
+ *  - activation gradients share buffers by liveness. In backward (node index
+ *    descending) the gradient of node x is first written by its last consumer
+ *    lastc[x] and last read when x itself runs, so it lives over [x, lastc[x]];
+ *    nodes whose intervals do not meet share a buffer, and each gradient is zeroed
+ *    just before its first write (see backward_node). */
+static int owner_of(const ct_model *m, int i) {
+    while (i > 0 && m->nodes[i].kind == CT_NODE_FLATTEN) i = m->nodes[i].in0;
+    return i;
+}
+
+static void plan_nodes(ct_model *m) {
+    for (int i = 0; i < m->nnodes; i++) m->nodes[i].lastc = -1;
+    for (int i = 1; i < m->nnodes; i++) {
+        const ct_node *n = &m->nodes[i];
+        int ins[2] = {n->in0, n->in1};
+        for (int k = 0; k < 2; k++)
+            if (ins[k] > 0) {
+                ct_node *o = &m->nodes[owner_of(m, ins[k])];
+                if (n->kind != CT_NODE_FLATTEN && i > o->lastc) o->lastc = i;
+            }
+    }
+    /* the outputs are written by the caller (dtop) before backward starts */
+    m->nodes[m->z_node].lastc = m->nnodes;
+    if (m->nodes[m->h_node].lastc < 0) m->nodes[m->h_node].lastc = m->nnodes;
+    for (int i = 1; i < m->nnodes; i++) {
+        ct_node *n = &m->nodes[i];
+        n->inplace = 0;
+        if ((n->kind != CT_NODE_RELU && n->kind != CT_NODE_ADD) || n->in0 <= 0 || n->in0 == m->h_node ||
+            n->in0 == m->z_node)
+            continue;
+        int uses = 0;
+        for (int j = 1; j < m->nnodes; j++)
+            uses += (m->nodes[j].in0 == n->in0) + (m->nodes[j].in1 == n->in0);
+        n->inplace = uses == 1 && m->nodes[n->in0].kind != CT_NODE_FLATTEN;
+    }
+}
+
 /* Walks the nodes once to size the arena (carve == 0) or to hand out its blocks. */
 static size_t layout(ct_model *m, int64_t B, int carve) {
     size_t total = 0, ws = 0;
@@ -404,21 +445,40 @@ static size_t layout(ct_model *m, int64_t B, int carve) {
         total += ct_arena_need(nf_);                                            \
         if (carve) ptr = ct_arena_floats(&m->arena, nf_);                       \
     } while (0)
-    /* gradients first, contiguous, so one memset clears them */
-    size_t dstart = total;
+    plan_nodes(m);
+    /* gradient buffers: greedy interval colouring in order of first write */
+    int nslot = 0, nn = m->nnodes;
+    int *slot_of = ct_alloc((size_t)nn * sizeof(int)), *busy_until = ct_alloc((size_t)nn * sizeof(int));
+    size_t *slot_size = ct_alloc((size_t)nn * sizeof(size_t));
+    float **slot_ptr = ct_alloc((size_t)nn * sizeof(float *));
+    if (!slot_of || !busy_until || !slot_size || !slot_ptr) {
+        total = SIZE_MAX;
+        goto out;
+    }
+    for (int t = nn; t >= 1; t--) /* first writes happen at lastc, in descending order */
+        for (int x = 1; x < nn; x++) {
+            ct_node *n = &m->nodes[x];
+            if (n->kind == CT_NODE_FLATTEN || n->lastc != t) continue;
+            size_t need = node_elems(n, B);
+            int best = -1;
+            for (int k = 0; k < nslot; k++) /* free once its occupant ran, before x's first write */
+                if (busy_until[k] > n->lastc && (best < 0 || (slot_size[k] >= need && slot_size[best] < need)))
+                    best = k;
+            if (best < 0) {
+                best = nslot++;
+                slot_size[best] = 0;
+            }
+            busy_until[best] = x;
+            if (need > slot_size[best]) slot_size[best] = need;
+            slot_of[x] = best;
+        }
+    for (int k = 0; k < nslot; k++) TAKE(slot_ptr[k], slot_size[k]);
+    for (int x = 1; x < nn && carve; x++)
+        if (m->nodes[x].kind != CT_NODE_FLATTEN && m->nodes[x].lastc >= 0) m->nodes[x].dout = slot_ptr[slot_of[x]];
     for (int i = 1; i < m->nnodes; i++) {
         ct_node *n = &m->nodes[i];
         if (n->kind == CT_NODE_FLATTEN) continue;
-        TAKE(n->dout, node_elems(n, B));
-    }
-    if (carve) {
-        m->dregion = m->nodes[1].dout;
-        m->dregion_floats = (total - dstart) / sizeof(float);
-    }
-    for (int i = 1; i < m->nnodes; i++) {
-        ct_node *n = &m->nodes[i];
-        if (n->kind == CT_NODE_FLATTEN) continue;
-        TAKE(n->out, node_elems(n, B));
+        if (!n->inplace) TAKE(n->out, node_elems(n, B));
         if (n->kind == CT_NODE_BN) {
             TAKE(n->save0, (size_t)n->c);
             TAKE(n->save1, (size_t)n->c);
@@ -442,9 +502,16 @@ static size_t layout(ct_model *m, int64_t B, int carve) {
     TAKE(bs, (size_t)(3 * maxc + 2) * 2); /* doubles */
     if (carve) m->bn_scratch = (double *)bs;
 #undef TAKE
-    if (carve)  /* flatten nodes alias their input */
+out:
+    ct_free(slot_of);
+    ct_free(busy_until);
+    ct_free(slot_size);
+    ct_free(slot_ptr);
+    if (total == SIZE_MAX) return total;
+    if (carve) /* in-place nodes and flatten nodes alias their input, in node order */
         for (int i = 1; i < m->nnodes; i++) {
             ct_node *n = &m->nodes[i];
+            if (n->inplace) n->out = m->nodes[n->in0].out;
             if (n->kind == CT_NODE_FLATTEN) {
                 n->out = m->nodes[n->in0].out;
                 n->dout = m->nodes[n->in0].dout;
@@ -462,6 +529,7 @@ ct_status ct_model_prepare(ct_model *m, int64_t batch) {
     for (int i = 0; i < m->nnodes; i++) est += (double)batch * (double)(m->nodes[i].c * m->nodes[i].h * m->nodes[i].w);
     if (est * 4 * sizeof(float) > 1e15) return ct_error(CT_ERR_NOMEM, "model: batch %lld needs too much memory", (long long)batch);
     size_t need = layout(m, batch, 0);
+    if (need == SIZE_MAX) return CT_ERR_NOMEM;
     ct_arena_free(&m->arena);
     ct_status st = ct_arena_init(&m->arena, need);
     if (st) return ct_error(st, "model: cannot allocate %.1f MiB of activations for batch %lld", need / 1048576.0,
@@ -477,7 +545,7 @@ static float *P(const ct_model *m, int idx) { return idx >= 0 ? m->param + m->pa
 static float *G(const ct_model *m, int idx) { return idx >= 0 ? m->grad + m->params[idx].offset : NULL; }
 static float *BUF(const ct_model *m, int idx) { return idx >= 0 ? m->buf + m->bufs[idx].offset : NULL; }
 
-ct_status ct_model_forward(ct_model *m, const float *x, int64_t N, int training, int through_head) {
+ct_status ct_model_forward_begin(ct_model *m, const float *x, int64_t N, int training, int through_head) {
     if (m->batch == 0) return ct_error(CT_ERR_STATE, "model: forward before ct_model_prepare");
     if (N < 1 || N > m->batch) return ct_error(CT_ERR_ARG, "model: batch %lld exceeds the prepared %lld", (long long)N, (long long)m->batch);
     if (training && N == 1) {
@@ -491,113 +559,140 @@ ct_status ct_model_forward(ct_model *m, const float *x, int64_t N, int training,
     m->last_training = training;
     int last = through_head ? m->z_node : m->h_node;
     m->last_top = last;
-    for (int i = 1; i <= last; i++) {
-        ct_node *n = &m->nodes[i];
-        const ct_node *a = &m->nodes[n->in0];
-        size_t ne = node_elems(n, N);
-        switch (n->kind) {
-        case CT_NODE_CONV: {
-            ct_conv2d_shape s = conv_shape(m, n, N);
-            ct_conv2d_forward(n->out, a->out, P(m, n->weight), P(m, n->bias), &s, m->ws);
-        } break;
-        case CT_NODE_BN:
-            if (training && m->bn_reduce) {
-                ct_batchnorm_forward_sync(n->out, n->save0, n->save1, BUF(m, n->rmean), BUF(m, n->rvar), a->out,
-                                          P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, n->eps, n->momentum,
-                                          m->bn_scratch, m->bn_reduce, m->bn_reduce_ctx);
-                break;
-            }
-            ct_batchnorm_forward(n->out, n->save0, n->save1, BUF(m, n->rmean), BUF(m, n->rvar), a->out,
-                                 P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, n->eps, n->momentum,
-                                 training);
+    return CT_OK;
+}
+
+void ct_model_node_forward(ct_model *m, int i) {
+    const int64_t N = m->cur_n;
+    const int training = m->last_training;
+    ct_node *n = &m->nodes[i];
+    const ct_node *a = &m->nodes[n->in0];
+    size_t ne = node_elems(n, N);
+    switch (n->kind) {
+    case CT_NODE_CONV: {
+        ct_conv2d_shape s = conv_shape(m, n, N);
+        ct_conv2d_forward(n->out, a->out, P(m, n->weight), P(m, n->bias), &s, m->ws);
+    } break;
+    case CT_NODE_BN:
+        if (training && m->bn_reduce) {
+            ct_batchnorm_forward_sync(n->out, n->save0, n->save1, BUF(m, n->rmean), BUF(m, n->rvar), a->out,
+                                      P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, n->eps, n->momentum,
+                                      m->bn_scratch, m->bn_reduce, m->bn_reduce_ctx);
             break;
-        case CT_NODE_RELU: ct_relu_forward(n->out, a->out, ne); break;
-        case CT_NODE_MAXPOOL:
-            ct_maxpool_forward(n->out, n->argmax, a->out, N, a->c, a->h, a->w, n->k, n->stride, n->pad);
-            break;
-        case CT_NODE_AVGPOOL:
-            ct_avgpool_forward(n->out, a->out, N, a->c, a->h, a->w, n->k, n->stride, n->pad);
-            break;
-        case CT_NODE_GAP: ct_gap_forward(n->out, a->out, N, a->c, a->h * a->w); break;
-        case CT_NODE_FLATTEN: n->out = a->out; break;
-        case CT_NODE_LINEAR:
-            ct_linear_forward(n->out, a->out, P(m, n->weight), P(m, n->bias), N, a->c, n->c);
-            break;
-        case CT_NODE_DROPOUT:
-            if (training)
-                ct_dropout_forward(n->out, n->save0, a->out, ne, n->p,
-                                   ct_rng_key(m->cfg.seed, 0xD409, m->dropout_step, (uint64_t)i));
-            else
-                memcpy(n->out, a->out, ne * sizeof(float));
-            break;
-        case CT_NODE_ADD: ct_add_forward(n->out, a->out, m->nodes[n->in1].out, ne); break;
-        case CT_NODE_INPUT: break;
         }
+        ct_batchnorm_forward(n->out, n->save0, n->save1, BUF(m, n->rmean), BUF(m, n->rvar), a->out,
+                             P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, n->eps, n->momentum,
+                             training);
+        break;
+    case CT_NODE_RELU: ct_relu_forward(n->out, a->out, ne); break;
+    case CT_NODE_MAXPOOL:
+        ct_maxpool_forward(n->out, n->argmax, a->out, N, a->c, a->h, a->w, n->k, n->stride, n->pad);
+        break;
+    case CT_NODE_AVGPOOL:
+        ct_avgpool_forward(n->out, a->out, N, a->c, a->h, a->w, n->k, n->stride, n->pad);
+        break;
+    case CT_NODE_GAP: ct_gap_forward(n->out, a->out, N, a->c, a->h * a->w); break;
+    case CT_NODE_FLATTEN: n->out = a->out; break; /* node 0 (x) may move between calls */
+    case CT_NODE_LINEAR:
+        ct_linear_forward(n->out, a->out, P(m, n->weight), P(m, n->bias), N, a->c, n->c);
+        break;
+    case CT_NODE_DROPOUT:
+        if (training)
+            ct_dropout_forward(n->out, n->save0, a->out, ne, n->p,
+                               ct_rng_key(m->cfg.seed, 0xD409, m->dropout_step, (uint64_t)i));
+        else
+            memcpy(n->out, a->out, ne * sizeof(float));
+        break;
+    case CT_NODE_ADD: ct_add_forward(n->out, a->out, m->nodes[n->in1].out, ne); break;
+    case CT_NODE_INPUT: break;
     }
+}
+
+ct_status ct_model_forward(ct_model *m, const float *x, int64_t N, int training, int through_head) {
+    ct_status st = ct_model_forward_begin(m, x, N, training, through_head);
+    if (st) return st;
+    for (int i = 1; i <= m->last_top; i++) ct_model_node_forward(m, i);
     return CT_OK;
 }
 
 void ct_model_zero_grad(ct_model *m) { memset(m->grad, 0, m->nparam_floats * sizeof(float)); }
 
-ct_status ct_model_backward(ct_model *m, const float *dtop) {
+ct_status ct_model_backward_begin(ct_model *m, const float *dtop) {
     if (m->cur_n == 0) return ct_error(CT_ERR_STATE, "model: backward before forward");
-    const int64_t N = m->cur_n;
     /* the last forward's top: z if it ran through the head, else h */
-    const int top = m->last_top;
-    memset(m->dregion, 0, m->dregion_floats * sizeof(float));
-    memcpy(m->nodes[top].dout, dtop, node_elems(&m->nodes[top], N) * sizeof(float));
-    for (int i = top; i >= 1; i--) {
-        ct_node *n = &m->nodes[i];
-        ct_node *a = &m->nodes[n->in0];
-        float *da = n->in0 > 0 ? a->dout : NULL;
-        size_t ne = node_elems(n, N);
-        switch (n->kind) {
-        case CT_NODE_CONV: {
-            ct_conv2d_shape s = conv_shape(m, n, N);
-            ct_conv2d_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, P(m, n->weight), &s, m->ws);
-        } break;
-        case CT_NODE_BN:
-            if (m->last_training && m->bn_reduce) {
-                ct_batchnorm_backward_sync(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, n->save0, n->save1,
-                                           P(m, n->weight), N, n->c, n->h * n->w, m->bn_scratch, m->bn_reduce,
-                                           m->bn_reduce_ctx);
-                break;
-            }
-            ct_batchnorm_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, n->save0, n->save1,
-                                  P(m, n->weight), N, n->c, n->h * n->w, m->last_training);
+    const ct_node *t = &m->nodes[m->last_top];
+    memcpy(t->dout, dtop, node_elems(t, m->cur_n) * sizeof(float));
+    return CT_OK;
+}
+
+/* Gradients accumulate, so each input's buffer (shared with other nodes') is
+ * cleared right before its first writer, the input's last consumer, runs. */
+static void zero_before_first_write(ct_model *m, int i, int input) {
+    if (input <= 0) return;
+    ct_node *o = &m->nodes[owner_of(m, input)];
+    if (o->lastc == i) memset(o->dout, 0, node_elems(o, m->cur_n) * sizeof(float));
+}
+
+void ct_model_node_backward(ct_model *m, int i) {
+    const int64_t N = m->cur_n;
+    zero_before_first_write(m, i, m->nodes[i].in0);
+    zero_before_first_write(m, i, m->nodes[i].in1);
+    ct_node *n = &m->nodes[i];
+    ct_node *a = &m->nodes[n->in0];
+    float *da = n->in0 > 0 ? a->dout : NULL;
+    size_t ne = node_elems(n, N);
+    switch (n->kind) {
+    case CT_NODE_CONV: {
+        ct_conv2d_shape s = conv_shape(m, n, N);
+        ct_conv2d_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, P(m, n->weight), &s, m->ws);
+    } break;
+    case CT_NODE_BN:
+        if (m->last_training && m->bn_reduce) {
+            ct_batchnorm_backward_sync(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, n->save0, n->save1,
+                                       P(m, n->weight), N, n->c, n->h * n->w, m->bn_scratch, m->bn_reduce,
+                                       m->bn_reduce_ctx);
             break;
-        case CT_NODE_RELU:
-            if (da) ct_relu_backward(da, n->dout, n->out, ne);
-            break;
-        case CT_NODE_MAXPOOL:
-            if (da) ct_maxpool_backward(da, n->dout, n->argmax, N, a->c, n->h, n->w, a->h, a->w);
-            break;
-        case CT_NODE_AVGPOOL:
-            if (da) ct_avgpool_backward(da, n->dout, N, a->c, a->h, a->w, n->k, n->stride, n->pad);
-            break;
-        case CT_NODE_GAP:
-            if (da) ct_gap_backward(da, n->dout, N, a->c, a->h * a->w);
-            break;
-        case CT_NODE_FLATTEN: break; /* shares its input's gradient buffer */
-        case CT_NODE_LINEAR:
-            ct_linear_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, P(m, n->weight), N, a->c, n->c);
-            break;
-        case CT_NODE_DROPOUT:
-            if (da) {
-                if (m->last_training) ct_dropout_backward(da, n->dout, n->save0, ne);
-                else for (size_t j = 0; j < ne; j++) da[j] += n->dout[j];
-            }
-            break;
-        case CT_NODE_ADD: {
-            ct_node *b = &m->nodes[n->in1];
-            for (size_t j = 0; j < ne; j++) {
-                if (da) da[j] += n->dout[j];
-                if (n->in1 > 0) b->dout[j] += n->dout[j];
-            }
-        } break;
-        case CT_NODE_INPUT: break;
         }
+        ct_batchnorm_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, n->save0, n->save1,
+                              P(m, n->weight), N, n->c, n->h * n->w, m->last_training);
+        break;
+    case CT_NODE_RELU:
+        if (da) ct_relu_backward(da, n->dout, n->out, ne);
+        break;
+    case CT_NODE_MAXPOOL:
+        if (da) ct_maxpool_backward(da, n->dout, n->argmax, N, a->c, n->h, n->w, a->h, a->w);
+        break;
+    case CT_NODE_AVGPOOL:
+        if (da) ct_avgpool_backward(da, n->dout, N, a->c, a->h, a->w, n->k, n->stride, n->pad);
+        break;
+    case CT_NODE_GAP:
+        if (da) ct_gap_backward(da, n->dout, N, a->c, a->h * a->w);
+        break;
+    case CT_NODE_FLATTEN: break; /* shares its input's gradient buffer */
+    case CT_NODE_LINEAR:
+        ct_linear_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, P(m, n->weight), N, a->c, n->c);
+        break;
+    case CT_NODE_DROPOUT:
+        if (da) {
+            if (m->last_training) ct_dropout_backward(da, n->dout, n->save0, ne);
+            else for (size_t j = 0; j < ne; j++) da[j] += n->dout[j];
+        }
+        break;
+    case CT_NODE_ADD: {
+        ct_node *b = &m->nodes[n->in1];
+        for (size_t j = 0; j < ne; j++) {
+            if (da) da[j] += n->dout[j];
+            if (n->in1 > 0) b->dout[j] += n->dout[j];
+        }
+    } break;
+    case CT_NODE_INPUT: break;
     }
+}
+
+ct_status ct_model_backward(ct_model *m, const float *dtop) {
+    ct_status st = ct_model_backward_begin(m, dtop);
+    if (st) return st;
+    for (int i = m->last_top; i >= 1; i--) ct_model_node_backward(m, i);
     return CT_OK;
 }
 
