@@ -95,4 +95,23 @@ static inline int gradcheck(const char *what, float *x, const float *g, size_t n
     return ok;
 }
 
+/* Parameters followed by BN running statistics of dir/checkpoint.safetensors, as
+ * one malloc'd array of *n floats (*nparams of them parameters); NULL on error. */
+static inline float *checkpoint_values(const char *dir, size_t *n, size_t *nparams) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
+    ct_model m;
+    if (ct_checkpoint_load_model(&m, path)) {
+        fprintf(stderr, "%s\n", ct_errmsg());
+        return NULL;
+    }
+    *nparams = m.nparam_floats;
+    *n = m.nparam_floats + m.nbuf_floats;
+    float *p = malloc(*n * sizeof(float));
+    memcpy(p, m.param, m.nparam_floats * sizeof(float));
+    memcpy(p + m.nparam_floats, m.buf, m.nbuf_floats * sizeof(float));
+    ct_model_free(&m);
+    return p;
+}
+
 #endif

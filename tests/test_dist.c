@@ -24,23 +24,6 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-static float *params_of(const char *dir, size_t *n, size_t *np) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
-    ct_model m;
-    if (ct_checkpoint_load_model(&m, path)) {
-        fprintf(stderr, "%s\n", ct_errmsg());
-        return NULL;
-    }
-    *np = m.nparam_floats;
-    *n = m.nparam_floats + m.nbuf_floats;
-    float *p = malloc(*n * sizeof(float));
-    memcpy(p, m.param, m.nparam_floats * sizeof(float));
-    memcpy(p + m.nparam_floats, m.buf, m.nbuf_floats * sizeof(float));
-    ct_model_free(&m);
-    return p;
-}
-
 static double first_loss(const char *dir) {
     char path[512], line[1024];
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
@@ -69,7 +52,7 @@ static void test_equivalence(const char *method) {
     double l1 = first_loss(one), l2 = first_loss(two);
     CHECK(l1 > 0 && fabs(l1 - l2) <= 1e-5 * fabs(l1), "%s: loss over 3 steps, 1 process %.7f vs 2 processes %.7f", method, l1, l2);
     size_t n1 = 0, n2 = 0, np1 = 0, np2 = 0;
-    float *p1 = params_of(one, &n1, &np1), *p2 = params_of(two, &n2, &np2);
+    float *p1 = checkpoint_values(one, &n1, &np1), *p2 = checkpoint_values(two, &n2, &np2);
     CHECK(p1 && p2 && n1 == n2, "%s: both checkpoints load", method);
     if (p1 && p2 && n1 == n2) {
         char what[96];

@@ -59,19 +59,8 @@ static int read_metrics(const char *dir, double *loss, double *top1, int cap) {
 }
 
 static float *load_params(const char *dir, size_t *n) {
-    char path[1100];
-    snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
-    ct_model m;
-    if (ct_checkpoint_load_model(&m, path)) {
-        fprintf(stderr, "%s\n", ct_errmsg());
-        return NULL;
-    }
-    *n = m.nparam_floats + m.nbuf_floats;
-    float *p = malloc(*n * sizeof(float));
-    memcpy(p, m.param, m.nparam_floats * sizeof(float));
-    memcpy(p + m.nparam_floats, m.buf, m.nbuf_floats * sizeof(float));
-    ct_model_free(&m);
-    return p;
+    size_t np;
+    return checkpoint_values(dir, n, &np);
 }
 
 static void test_learns_and_resumes(void) {
