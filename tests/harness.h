@@ -95,6 +95,27 @@ static inline int gradcheck(const char *what, float *x, const float *g, size_t n
     return ok;
 }
 
+/* Whole file into a malloc'd buffer (*n bytes); NULL if it cannot be opened. */
+static inline unsigned char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)(sz > 0 ? sz : 0) + 1);
+    *n = b ? fread(b, 1, (size_t)sz, f) : 0;
+    fclose(f);
+    return b;
+}
+
+/* Writes n bytes to path (tests build their hostile files with it). */
+static inline void spit(const char *path, const void *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return;
+    fwrite(b, 1, n, f);
+    fclose(f);
+}
+
 /* Parameters followed by BN running statistics of dir/checkpoint.safetensors, as
  * one malloc'd array of *n floats (*nparams of them parameters); NULL on error. */
 static inline float *checkpoint_values(const char *dir, size_t *n, size_t *nparams) {

@@ -46,25 +46,6 @@ static int exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)sz + 1);
-    *n = fread(b, 1, (size_t)sz, f);
-    fclose(f);
-    return b;
-}
-
-static void spit(const char *path, const void *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return;
-    fwrite(b, 1, n, f);
-    fclose(f);
-}
-
 /* Starts `contrast train` on the tiny configuration writing into `out`, resuming
  * from out/checkpoint.safetensors when `resume`; output goes to out.log. */
 static pid_t start_train(const char *out, int resume, int epochs) {
