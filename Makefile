@@ -48,7 +48,7 @@ else
   CLI_BIN := contrast
 endif
 
-.PHONY: all lib test run bench deps deps-torch deps-fuzz fuzz fuzz-ci clean
+.PHONY: all lib test test-run run run-main bench bench-run deps deps-torch deps-fuzz fuzz fuzz-ci clean
 all: $(BUILD)/libcontrast.a $(BUILD)/libcontrast.so $(CLI_BIN)
 lib: $(BUILD)/libcontrast.a
 
@@ -80,13 +80,24 @@ deps:
 deps-torch:
 	@sh tools/deps.sh torch
 
-test: deps all $(TEST_BIN)
+# test, run and bench install the packages first, then build in a fresh make, so
+# what was just installed (e.g. Open MPI on a new machine) is detected.
+test: deps
+	@$(MAKE) --no-print-directory test-run
+
+test-run: all $(TEST_BIN)
 	@sh tests/run.sh $(BUILD) $(CLI_BIN)
 
-run: deps all
+run: deps
+	@$(MAKE) --no-print-directory run-main
+
+run-main: all
 	sh tools/main_job.sh $(ARGS)
 
-bench: deps deps-torch all $(BENCH_BIN)
+bench: deps deps-torch
+	@$(MAKE) --no-print-directory bench-run
+
+bench-run: all $(BENCH_BIN)
 	sh bench/run.sh $(BUILD)
 
 # ---- fuzzing: clang + libFuzzer + ASan/UBSan (docs/security.md) ----------------------
