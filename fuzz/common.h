@@ -82,4 +82,14 @@ static inline void fz_check_refusal(ct_status st, const char *where) {
     if (!strstr(msg, fz_root)) fz_fail("refusal message does not name the file", msg);
 }
 
+/* Every target starts the same way: a private scratch folder, removed at exit.
+ * (Each target is its own program, so one definition per binary.) */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc;
+    (void)argv;
+    fz_init();
+    return 0;
+}
+
 #endif

@@ -3,12 +3,6 @@
  * (test_batch.bin or test.bin). */
 #include "common.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc; (void)argv;
-    fz_init();
-    return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1 || size > (1 << 20)) return 0;
     int hundred = data[0] & 1;

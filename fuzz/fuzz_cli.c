@@ -20,12 +20,6 @@
 #include "contrast/train.h"
 #include "../src/cli/cli.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc; (void)argv;
-    fz_init();
-    return 0;
-}
-
 void __wrap_ct_set_threads(int n);
 void __wrap_ct_set_threads(int n) { (void)n; }
 

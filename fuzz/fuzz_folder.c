@@ -29,12 +29,6 @@ static void try_write(const char *path, const uint8_t *d, size_t n) {
     fclose(f);
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc; (void)argv;
-    fz_init();
-    return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1 || size > (1 << 20)) return 0;
     int flags = data[0], side = 1 + (flags >> 2) % 24;

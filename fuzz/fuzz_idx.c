@@ -34,12 +34,6 @@ static void write_gzip(const char *path, const uint8_t *d, size_t n) {
     gzclose(g);
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc; (void)argv;
-    fz_init();
-    return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1 || size > (1 << 20)) return 0;
     int flags = data[0], images = flags & 1;

@@ -2,12 +2,6 @@
  * the resize into the dataset, through the image-folder reader. */
 #include "image.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc; (void)argv;
-    fz_init();
-    return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const uint8_t sig[3] = {0xFF, 0xD8, 0xFF};
     return fz_load_one_image(data, size, sig, sizeof sig);

@@ -3,12 +3,6 @@
  * shape must account for every data byte. */
 #include "common.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc; (void)argv;
-    fz_init();
-    return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size > (1 << 20)) return 0;
     const char *path = fz_path("x.npy");

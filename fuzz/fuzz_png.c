@@ -2,12 +2,6 @@
  * resize into the dataset, through the image-folder reader. */
 #include "image.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc; (void)argv;
-    fz_init();
-    return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     return fz_load_one_image(data, size, sig, sizeof sig);

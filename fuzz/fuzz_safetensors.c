@@ -7,12 +7,6 @@
 #include "common.h"
 #include "contrast/train.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc; (void)argv;
-    fz_init();
-    return 0;
-}
-
 static void check_open_file(const ct_st_file *f, size_t file_size) {
     int n = ct_st_count(f);
     size_t expect_off = 0;
