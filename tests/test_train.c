@@ -4,6 +4,8 @@
  *     uninterrupted run (same seed, same thread count)
  *   - the checkpoint is valid safetensors and rebuilds the model alone
  *   - MoCo and SupCon run and learn
+ *   - views smaller than the images (augment size=N) train a twin of the model over
+ *     the same parameters; the checkpoint still evaluates full images
  *   - a non-finite loss stops the run with a message and keeps the last checkpoint
  *   - the CLI: eval --json, embed .npy, bad options, --help */
 #include "harness.h"
@@ -149,6 +151,47 @@ static void test_other_methods(void) {
     CHECK(r.knn_top1 > 0.65, "SupCon (labels) kNN %.3f", r.knn_top1);
 }
 
+/* ct_model_init_resized: the same tensors, shared slabs, gradients land in m. */
+static void test_resized_twin(void) {
+    ct_model_config mc;
+    ct_model_config_default(&mc);
+    mc.width = 4;
+    mc.head_hidden = 16;
+    mc.head_out = 8;
+    ct_model m, t;
+    CHECK_OK(ct_model_init(&m, &mc));
+    CHECK_OK(ct_model_init_resized(&t, &m, 20, 16));
+    CHECK(t.param == m.param && t.grad == m.grad && t.buf == m.buf && t.nparams == m.nparams, "twin shares the slabs");
+    CHECK(t.cfg.in_h == 20 && t.cfg.in_w == 16 && ct_model_embed_dim(&t) == 8, "twin takes 20x16 inputs");
+    float x[4 * 20 * 16], dz[4 * 8];
+    for (int i = 0; i < 4 * 20 * 16; i++) x[i] = (float)((i * 37) % 11) / 5.0f - 1.0f;
+    for (int i = 0; i < 4 * 8; i++) dz[i] = (float)(i % 5) - 2.0f;
+    CHECK_OK(ct_model_prepare(&t, 4));
+    CHECK_OK(ct_model_forward(&t, x, 4, 1, 1));
+    ct_model_zero_grad(&m);
+    CHECK_OK(ct_model_backward(&t, dz));
+    double g = 0;
+    for (size_t i = 0; i < m.nparam_floats; i++) g += fabs(m.grad[i]);
+    CHECK(g > 0 && isfinite(g), "the twin's backward fills m's gradient (sum |g| = %g)", g);
+    ct_model_free(&t);
+    CHECK(m.param != NULL && m.param[0] == m.param[0], "freeing the twin leaves m's slabs");
+    CHECK(ct_model_init_resized(&t, &m, 0, 20) == CT_ERR_ARG, "size 0 refused");
+    ct_model_free(&m);
+
+    ct_train_config c;
+    ct_train_result r;
+    base_config(&c, "small-views");
+    c.epochs = 2;
+    snprintf(c.augment, sizeof c.augment, "size=20");
+    CHECK_OK(ct_train_run(&c, &r));
+    CHECK(r.knn_top1 > 0.55, "trained on 20x20 views, evaluated on 28x28 images: kNN %.3f", r.knn_top1);
+    char path[600];
+    ckpt_path(path, c.out);
+    CHECK_OK(ct_checkpoint_load_model(&m, path));
+    CHECK(m.cfg.in_h == 28 && m.cfg.in_w == 28, "the checkpoint's model takes the images' size");
+    ct_model_free(&m);
+}
+
 static void test_nan_stops(void) {
     ct_train_config c;
     ct_train_result r;
@@ -288,6 +331,7 @@ int main(void) {
     }
     test_learns_and_resumes();
     test_other_methods();
+    test_resized_twin();
     test_nan_stops();
     test_checkpoint_metadata_refused();
     test_cli();

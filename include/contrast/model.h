@@ -89,6 +89,7 @@ typedef struct {
     int last_top;            /* node the last forward stopped at (z_node or h_node) */
     ct_arena arena;
     float *ws;               /* conv scratch */
+    int shares_slabs;        /* param/grad/buf belong to another model (ct_model_init_resized) */
 } ct_model;
 
 /* Builds the configured encoder and head, allocates and initialises parameters
@@ -96,6 +97,11 @@ typedef struct {
  * PyTorch's default uniform; BN: gamma 1, beta 0, running var 1). */
 ct_status ct_model_init(ct_model *m, const ct_model_config *cfg);
 void ct_model_free(ct_model *m);
+/* The same built-in model for another input size, sharing m's parameter, gradient
+ * and buffer slabs (both end in global pooling, so the tensors are the same): e.g.
+ * training on smaller views while m evaluates full images. Has its own arena; free
+ * it before m. */
+ct_status ct_model_init_resized(ct_model *t, const ct_model *m, int in_h, int in_w);
 /* Elements in the parameters and buffers of the model `cfg` describes, without
  * allocating them (e.g. to check a checkpoint is large enough before building). */
 ct_status ct_model_count(const ct_model_config *cfg, size_t *numel);

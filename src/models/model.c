@@ -350,6 +350,33 @@ ct_status ct_model_init(ct_model *m, const ct_model_config *cfg) {
     return st;
 }
 
+ct_status ct_model_init_resized(ct_model *t, const ct_model *m, int in_h, int in_w) {
+    ct_model_config cfg = m->cfg;
+    cfg.in_h = in_h;
+    cfg.in_w = in_w;
+    int h = -1, z = -1;
+    memset(t, 0, sizeof *t);
+    ct_status st = in_h < 1 || in_w < 1 ? ct_error(CT_ERR_ARG, "model: input size %dx%d", in_h, in_w)
+                                        : build_model(t, &cfg, &h, &z);
+    if (!st && (t->nparam_floats != m->nparam_floats || t->nbuf_floats != m->nbuf_floats || h < 0 || z < 0 ||
+                t->nodes[h].h != 1 || t->nodes[h].w != 1))
+        st = ct_error(CT_ERR_ARG, "model: input %dx%d does not give the same tensors as %dx%d", in_h, in_w,
+                      m->cfg.in_h, m->cfg.in_w);
+    if (st) {
+        ct_model_free(t);
+        return st;
+    }
+    t->h_node = h;
+    t->z_node = z;
+    t->param = m->param;
+    t->grad = m->grad;
+    t->buf = m->buf;
+    t->shares_slabs = 1;
+    t->bn_reduce = m->bn_reduce;
+    t->bn_reduce_ctx = m->bn_reduce_ctx;
+    return CT_OK;
+}
+
 ct_status ct_model_count(const ct_model_config *cfg, size_t *numel) {
     ct_model m;
     int h = -1, z = -1;
@@ -369,9 +396,11 @@ void ct_model_free(ct_model *m) {
     ct_free(m->nodes);
     ct_free(m->params);
     ct_free(m->bufs);
-    ct_free(m->param);
-    ct_free(m->grad);
-    ct_free(m->buf);
+    if (!m->shares_slabs) {
+        ct_free(m->param);
+        ct_free(m->grad);
+        ct_free(m->buf);
+    }
     ct_arena_free(&m->arena);
     memset(m, 0, sizeof *m);
 }

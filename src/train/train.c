@@ -457,14 +457,14 @@ typedef struct {
     float *zg, *zt, *dzg, *kg, *labf; /* distributed: global embeddings, gather scratch, global dz, keys, labels */
     int32_t *labg;
     ct_augment aug;
-    ct_model m, key;
+    ct_model m, key, t; /* t: m at the views' size when it differs from the images' */
     ct_optim opt;
     ct_moco_queue queue;
     ct_loader loader;
     void *ws;
     size_t ws_bytes;
     float *dz;
-    int have_key, have_queue, have_loader, have_opt, have_model;
+    int have_key, have_queue, have_loader, have_opt, have_model, have_t;
 } run_state;
 
 static void run_free(run_state *r) {
@@ -472,6 +472,7 @@ static void run_free(run_state *r) {
     if (r->have_queue) ct_moco_queue_free(&r->queue);
     if (r->have_opt) ct_optim_free(&r->opt);
     if (r->have_key) ct_model_free(&r->key);
+    if (r->have_t) ct_model_free(&r->t);
     if (r->have_model) ct_model_free(&r->m);
     ct_free(r->ws);
     ct_free(r->dz);
@@ -562,12 +563,6 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     ct_augment_for_dataset(&r.aug, &r.train);
     if (c->augment[0] && (st = ct_augment_parse(&r.aug, c->augment))) goto done;
     if ((st = ct_augment_check(&r.aug, &r.train))) goto done;
-    if (r.aug.out_h != r.train.h || r.aug.out_w != r.train.w) {
-        st = ct_error(CT_ERR_ARG, "train: augmentation output %dx%d must match the images (%dx%d)", r.aug.out_h,
-                      r.aug.out_w, r.train.h, r.train.w);
-        goto done;
-    }
-
     ct_model_config mc = c->model;
     mc.in_c = r.train.c;
     mc.in_h = r.train.h;
@@ -580,12 +575,23 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     if (c->sync_bn && P > 1) {
         r.m.bn_reduce = ct_dist_reduce_cb;
     }
-    if ((st = ct_model_prepare(&r.m, moco ? b : 2 * b))) goto done;
+    /* Views of another size than the images (augment size=N) train a twin of the
+     * model over the same parameters; evaluation uses the images' size. */
+    ct_model *tm = &r.m;
+    if (r.aug.out_h != r.train.h || r.aug.out_w != r.train.w) {
+        if ((st = ct_model_init_resized(&r.t, &r.m, r.aug.out_h, r.aug.out_w))) goto done;
+        r.have_t = 1;
+        tm = &r.t;
+    }
+    if ((st = ct_model_prepare(tm, moco ? b : 2 * b))) goto done;
     if ((st = ct_optim_init(&r.opt, &c->optim, r.m.nparam_floats))) goto done;
     r.have_opt = 1;
     int64_t K = 0;
     if (moco) {
-        if ((st = ct_model_init(&r.key, &mc))) goto done;
+        ct_model_config kc = mc;
+        kc.in_h = r.aug.out_h;
+        kc.in_w = r.aug.out_w;
+        if ((st = ct_model_init(&r.key, &kc))) goto done;
         r.have_key = 1;
         memcpy(r.key.param, r.m.param, r.m.nparam_floats * sizeof(float));
         memcpy(r.key.buf, r.m.buf, r.m.nbuf_floats * sizeof(float));
@@ -632,7 +638,7 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     const int64_t steps_per_epoch = r.loader.n_batches, total = steps_per_epoch * c->epochs;
     const int64_t warmup = (int64_t)(c->warmup_epochs * steps_per_epoch);
     const int last_epoch = c->stop_after > 0 && c->stop_after < c->epochs ? c->stop_after : c->epochs;
-    const size_t img = (size_t)(r.train.c * r.train.h * r.train.w);
+    const size_t img = (size_t)(r.train.c * r.aug.out_h * r.aug.out_w);
 
     for (int epoch = cs.epoch; epoch < last_epoch; epoch++) {
         double te0 = now_s(), sum_loss = 0, sum_top1 = 0, sum_pos = 0, sum_neg = 0;
@@ -645,7 +651,7 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
             if (!bt) break;
             float lr = ct_lr_schedule(c->lr, cs.step, warmup, total, c->final_lr_frac);
             ct_loss_stats ls;
-            r.m.dropout_step = (uint64_t)cs.step;
+            tm->dropout_step = (uint64_t)cs.step;
             /* The objective sees the global batch: with P processes the local
              * embeddings are all-gathered (global negatives) and each process keeps
              * its own rows of the gradient. */
@@ -653,9 +659,9 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
             float *dz = P > 1 ? r.dzg : r.dz;
             if (moco) {
                 /* queries from view 1, keys from view 2 through the momentum encoder */
-                if ((st = ct_model_forward(&r.m, bt->x, nb, 1, 1))) goto done;
+                if ((st = ct_model_forward(tm, bt->x, nb, 1, 1))) goto done;
                 if ((st = ct_model_forward(&r.key, bt->x + (size_t)nb * img, nb, 1, 1))) goto done;
-                const float *q = ct_model_embedding(&r.m), *k = ct_model_embedding(&r.key);
+                const float *q = ct_model_embedding(tm), *k = ct_model_embedding(&r.key);
                 if (P > 1) {
                     if ((st = gather_rows(r.zg, r.zt, q, 1, nb, D, P)) || (st = gather_rows(r.kg, r.zt, k, 1, nb, D, P))) goto done;
                     q = r.zg;
@@ -665,8 +671,8 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
                 st = ct_moco_loss(&ls, dz, q, k, &r.queue, ng, c->temperature, r.ws, r.ws_bytes);
                 if (st && st != CT_ERR_NUMERIC) goto done;
             } else {
-                if ((st = ct_model_forward(&r.m, bt->x, 2 * nb, 1, 1))) goto done;
-                const float *z = ct_model_embedding(&r.m);
+                if ((st = ct_model_forward(tm, bt->x, 2 * nb, 1, 1))) goto done;
+                const float *z = ct_model_embedding(tm);
                 const int32_t *labels = bt->labels;
                 if (P > 1) {
                     if ((st = gather_rows(r.zg, r.zt, z, 2, nb, D, P))) goto done;
@@ -695,8 +701,8 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
                               st ? NAN : ls.loss, epoch + 1, (long long)cs.step, lr, cs.epoch > 0 || c->resume[0] ? ckpt : "none yet");
                 goto done;
             }
-            ct_model_zero_grad(&r.m);
-            if ((st = ct_model_backward(&r.m, r.dz))) goto done;
+            ct_model_zero_grad(tm);
+            if ((st = ct_model_backward(tm, r.dz))) goto done;
             /* one all-reduce of the flat gradient buffer: each process's gradient is
              * of the global mean loss w.r.t. its own rows, so the sum is the total */
             if (P > 1 && (st = ct_dist_allreduce_f32(r.m.grad, r.m.nparam_floats))) goto done;
