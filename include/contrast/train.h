@@ -27,6 +27,8 @@ typedef struct {
     ct_method method;
     char data[512];          /* dataset spec, e.g. "fashion-mnist", "cifar10:DIR" */
     char augment[512];       /* augmentation overrides (ct_augment_parse), "" = defaults */
+    int view_size;           /* side of the training views: -1 = 5/7 of the images' (20 for 28),
+                              * 0 = the images' size; augment "size=" sets it instead */
     ct_model_config model;   /* in_c/in_h/in_w are taken from the data */
     ct_optim_config optim;
     int epochs;

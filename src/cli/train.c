@@ -30,6 +30,7 @@ int cmd_train(int argc, char **argv) {
         {"--warmup-epochs", OPT_FLOAT, &c.warmup_epochs, 0, 0, 1e5, "linear warm-up, then cosine decay"},
         {"--temperature", OPT_FLOAT, &c.temperature, 0, 1e-4, 100, "softmax temperature of the objective"},
         {"--augment", OPT_STR, c.augment, sizeof c.augment, 0, 0, "augmentation overrides, e.g. crop=0.2:1,flip=0.5 (docs/data.md)"},
+        {"--view-size", OPT_INT, &c.view_size, 0, -1, 1024, "side of the training views (-1: 5/7 of the images', 20 for 28x28; 0: the images')"},
         {"--moco-m", OPT_FLOAT, &c.moco_m, 0, 0, 1, "MoCo momentum-encoder coefficient"},
         {"--moco-k", OPT_I64, &c.moco_k, 0, 0, 1 << 24, "MoCo queue size (0: min(4096, dataset size))"},
         {"--seed", OPT_U64, &c.seed, 0, 0, 9e18, "seed of initialisation, shuffling and augmentation"},

@@ -54,7 +54,8 @@ void ct_train_config_default(ct_train_config *c) {
     c->lr = 1.2f;
     c->warmup_epochs = 1;
     c->final_lr_frac = 0.0f;
-    c->temperature = 0.2f;
+    c->temperature = 0.1f;
+    c->view_size = -1;
     c->seed = 0;
     c->threads = 0;
     c->loader_threads = 1;
@@ -157,6 +158,7 @@ static ct_status ckpt_save(const char *path, const ckpt_state *s) {
     META("train.optimizer", "%s", ct_optim_type_name(c->optim.type));
     META("train.weight_decay", "%.9g", c->optim.weight_decay);
     META("train.temperature", "%.9g", c->temperature);
+    META("train.view_size", "%d", c->view_size);
     META("train.seed", "%llu", (unsigned long long)c->seed);
     META("train.limit", "%lld", (long long)c->limit);
     META("train.optim_step", "%lld", (long long)s->opt->step);
@@ -561,7 +563,17 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
         goto done;
     }
     ct_augment_for_dataset(&r.aug, &r.train);
+    r.aug.out_h = r.aug.out_w = 0; /* set by the spec's size=, else by c->view_size */
     if (c->augment[0] && (st = ct_augment_parse(&r.aug, c->augment))) goto done;
+    if (r.aug.out_h && c->view_size >= 0) {
+        st = ct_error(CT_ERR_ARG, "train: the view size is set twice (augment size= and view size %d)", c->view_size);
+        goto done;
+    }
+    if (!r.aug.out_h) {
+        /* Smaller views cost less per step: 20x20 views of 28x28 images halve it. */
+        r.aug.out_h = c->view_size > 0 ? c->view_size : c->view_size == 0 ? r.train.h : (5 * r.train.h + 3) / 7;
+        r.aug.out_w = c->view_size > 0 ? c->view_size : c->view_size == 0 ? r.train.w : (5 * r.train.w + 3) / 7;
+    }
     if ((st = ct_augment_check(&r.aug, &r.train))) goto done;
     ct_model_config mc = c->model;
     mc.in_c = r.train.c;
