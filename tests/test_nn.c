@@ -412,6 +412,8 @@ int main(void) {
     test_conv(5, 4, 6, 6, 5, 1, 1, 0, 0);   /* pointwise (no im2col) */
     test_conv(3, 3, 7, 5, 2, 1, 2, 0, 1);   /* strided 1x1 (projection shortcut) */
     test_conv(2, 1, 5, 5, 2, 5, 1, 2, 1);   /* 5x5 kernel */
+    test_conv(3, 2, 1, 1, 3, 3, 1, 1, 0);   /* "same" 3x3 on a 1x1 map: most kernel rows miss it */
+    test_conv(2, 2, 2, 3, 3, 3, 1, 1, 1);   /* "same" 3x3 on a map narrower than the kernel */
     test_bn(4, 3, 5, 1, 0);
     test_bn(1, 2, 9, 1, 0);                 /* batch 1 (2d: statistics over H*W) */
     test_bn(6, 5, 1, 1, 0);                 /* BatchNorm1d */

@@ -31,7 +31,7 @@ ct_status ct_conv2d_shape_init(ct_conv2d_shape *s, int64_t N, int64_t C, int64_t
  * enough for the BLAS kernel to run near peak) instead of one sample's OH*OW.
  * The chunk size depends only on the per-sample shape, never on the thread
  * count, and is capped by the part size at run time (which only shrinks it). */
-#define CONV_COLS 1024
+#define CONV_COLS 512
 static int64_t chunk_samples(const ct_conv2d_shape *s) {
     int64_t ohw = s->OH * s->OW, cs = CONV_COLS / ohw;
     return cs < 1 ? 1 : cs;
@@ -51,8 +51,80 @@ static size_t part_floats(const ct_conv2d_shape *s) {
 
 size_t ct_conv2d_workspace(const ct_conv2d_shape *s) { return CT_NN_PARTS * part_floats(s); }
 
+/* "Same" stride-1 convolutions (3x3 pad 1, 5x5 pad 2) keep the map size, so the
+ * im2col row of (c, kh, kw) is the input plane shifted by dh = kh - pad rows and
+ * off = kw - pad columns: one long copy over the output rows that have an input
+ * row, after which the |off| columns per row that wrapped around from the
+ * neighbouring row are zeroed. This replaces OH short copies per row (28 floats
+ * each on a 28x28 map), where call overhead dominated. */
+static int same_stride1(const ct_conv2d_shape *s) { return s->stride == 1 && s->OH == s->H && s->OW == s->W; }
+
+/* The destination range [*d0, *d1) of row (kh, kw) whose source index is dst + sh,
+ * clipped so the source stays inside the plane. */
+static void shifted_range(const ct_conv2d_shape *s, int64_t kh, int64_t kw, int64_t *d0, int64_t *d1, int64_t *sh) {
+    const int64_t H = s->H, W = s->W, dh = kh - s->pad, off = kw - s->pad;
+    int64_t lo = dh < 0 ? -dh : 0, hi = H - dh < s->OH ? H - dh : s->OH;
+    if (hi < lo) hi = lo;
+    *sh = dh * W + off;
+    *d0 = lo * W;
+    *d1 = hi * W;
+    if (*d0 + *sh < 0) *d0 = -*sh;
+    if (*d1 + *sh > H * W) *d1 = H * W - *sh;
+    if (*d1 <= *d0) *d0 = *d1 = 0; /* no input row reaches this kernel row */
+}
+
+/* zeroes, in rows of row r, the columns whose input column lies outside the map */
+static void zero_wrapped(float *r, const ct_conv2d_shape *s, int64_t kw, int64_t d0, int64_t d1) {
+    const int64_t W = s->W, off = kw - s->pad;
+    if (off == 0) return;
+    for (int64_t row = d0 / W; row * W < d1; row++) {
+        float *rr = r + row * W;
+        if (off < 0)
+            for (int64_t ow = 0; ow < -off; ow++) rr[ow] = 0.0f;
+        else
+            for (int64_t ow = W - off; ow < W; ow++) rr[ow] = 0.0f;
+    }
+}
+
+static void im2col_same(float *col, int64_t ld, const float *x, const ct_conv2d_shape *s) {
+    const int64_t HW = s->H * s->W;
+    for (int64_t c = 0; c < s->C; c++)
+        for (int64_t kh = 0; kh < s->KH; kh++)
+            for (int64_t kw = 0; kw < s->KW; kw++) {
+                float *r = col + ((c * s->KH + kh) * s->KW + kw) * ld;
+                int64_t d0, d1, sh;
+                shifted_range(s, kh, kw, &d0, &d1, &sh);
+                memset(r, 0, (size_t)d0 * sizeof(float));
+                memcpy(r + d0, x + c * HW + d0 + sh, (size_t)(d1 - d0) * sizeof(float));
+                memset(r + d1, 0, (size_t)(HW - d1) * sizeof(float));
+                zero_wrapped(r, s, kw, d0, d1);
+            }
+}
+
+/* col2im_add for "same" stride-1 convolutions. dcol is scratch: its wrapped
+ * columns are zeroed first, so one long add per row puts only zeros in the wrong
+ * places; every dx element still receives its terms in (c, kh, kw) order. */
+static void col2im_add_same(float *dx, float *dcol, int64_t ld, const ct_conv2d_shape *s) {
+    const int64_t HW = s->H * s->W;
+    for (int64_t c = 0; c < s->C; c++)
+        for (int64_t kh = 0; kh < s->KH; kh++)
+            for (int64_t kw = 0; kw < s->KW; kw++) {
+                float *r = dcol + ((c * s->KH + kh) * s->KW + kw) * ld;
+                int64_t d0, d1, sh;
+                shifted_range(s, kh, kw, &d0, &d1, &sh);
+                zero_wrapped(r, s, kw, d0, d1);
+                float *dxc = dx + c * HW + sh;
+#pragma omp simd
+                for (int64_t i = d0; i < d1; i++) dxc[i] += r[i];
+            }
+}
+
 /* col: (C*KH*KW, ld) columns [0, OH*OW) <- x: (C, H, W) of one sample. */
 static void im2col(float *col, int64_t ld, const float *x, const ct_conv2d_shape *s) {
+    if (same_stride1(s)) {
+        im2col_same(col, ld, x, s);
+        return;
+    }
     const int64_t OH = s->OH, OW = s->OW, H = s->H, W = s->W, st = s->stride, pad = s->pad;
     for (int64_t c = 0; c < s->C; c++)
         for (int64_t kh = 0; kh < s->KH; kh++)
@@ -84,8 +156,12 @@ static void im2col(float *col, int64_t ld, const float *x, const ct_conv2d_shape
             }
 }
 
-/* dx: (C, H, W) += col2im(dcol: (C*KH*KW, ld) columns [0, OH*OW)) */
-static void col2im_add(float *dx, const float *dcol, int64_t ld, const ct_conv2d_shape *s) {
+/* dx: (C, H, W) += col2im(dcol: (C*KH*KW, ld) columns [0, OH*OW)); may clobber dcol */
+static void col2im_add(float *dx, float *dcol, int64_t ld, const ct_conv2d_shape *s) {
+    if (same_stride1(s)) {
+        col2im_add_same(dx, dcol, ld, s);
+        return;
+    }
     const int64_t OH = s->OH, OW = s->OW, H = s->H, W = s->W, st = s->stride, pad = s->pad;
     for (int64_t c = 0; c < s->C; c++)
         for (int64_t kh = 0; kh < s->KH; kh++)
@@ -128,6 +204,17 @@ void ct_conv2d_forward(float *y, const float *x, const float *w, const float *b,
         for (int64_t c0 = n0; c0 < n1; c0 += cs) {
             const int64_t nb = c0 + cs < n1 ? cs : n1 - c0, ld = nb * ohw;
             for (int64_t j = 0; j < nb; j++) im2col(col + j * ohw, ld, x + (c0 + j) * chw, s);
+            if (nb == 1) {
+                /* one sample: its (OC, OHW) product is already NCHW, no scatter */
+                float *yn = y + c0 * OC * ohw;
+                ct_gemm(0, 0, OC, ohw, ckk, 1.0f, w, ckk, col, ohw, 0.0f, yn, ohw);
+                for (int64_t oc = 0; b && oc < OC; oc++) {
+                    float *yr = yn + oc * ohw, bo = b[oc];
+#pragma omp simd
+                    for (int64_t i = 0; i < ohw; i++) yr[i] += bo;
+                }
+                continue;
+            }
             ct_gemm(0, 0, OC, ld, ckk, 1.0f, w, ckk, col, ld, 0.0f, tmp, ld);
             /* scatter (OC, nb, OHW) -> (nb, OC, OHW), adding the bias */
             for (int64_t j = 0; j < nb; j++) {
@@ -173,20 +260,24 @@ void ct_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
         if (dw) memset(dwp, 0, (size_t)wn * sizeof(float));
         for (int64_t c0 = n0; c0 < n1; c0 += cs) {
             const int64_t nb = c0 + cs < n1 ? cs : n1 - c0, ld = nb * ohw;
-            /* gather dy (nb, OC, OHW) -> (OC, nb, OHW) */
-            for (int64_t j = 0; j < nb; j++) {
-                const float *dyn = dy + (c0 + j) * OC * ohw;
-                for (int64_t oc = 0; oc < OC; oc++)
-                    memcpy(dyc + oc * ld + j * ohw, dyn + oc * ohw, (size_t)ohw * sizeof(float));
+            /* gather dy (nb, OC, OHW) -> (OC, nb, OHW); one sample's is already that */
+            const float *g = dy + c0 * OC * ohw;
+            if (nb > 1) {
+                for (int64_t j = 0; j < nb; j++) {
+                    const float *dyn = dy + (c0 + j) * OC * ohw;
+                    for (int64_t oc = 0; oc < OC; oc++)
+                        memcpy(dyc + oc * ld + j * ohw, dyn + oc * ohw, (size_t)ohw * sizeof(float));
+                }
+                g = dyc;
             }
             if (dw) {
                 for (int64_t j = 0; j < nb; j++) im2col(col + j * ohw, ld, x + (c0 + j) * chw, s);
                 /* dw (OC, CKK) += dy (OC, cols) . col^T (cols, CKK) */
-                ct_gemm(0, 1, OC, ckk, ld, 1.0f, dyc, ld, col, ld, 1.0f, dwp, ckk);
+                ct_gemm(0, 1, OC, ckk, ld, 1.0f, g, ld, col, ld, 1.0f, dwp, ckk);
             }
             if (dx) {
                 /* dcol (CKK, cols) = W^T (CKK, OC) . dy (OC, cols), reusing col */
-                ct_gemm(1, 0, ckk, ld, OC, 1.0f, w, ckk, dyc, ld, 0.0f, col, ld);
+                ct_gemm(1, 0, ckk, ld, OC, 1.0f, w, ckk, g, ld, 0.0f, col, ld);
                 for (int64_t j = 0; j < nb; j++) col2im_add(dx + (c0 + j) * chw, col + j * ohw, ld, s);
             }
         }
