@@ -86,13 +86,13 @@ ct_status ct_model_begin(ct_model *m, const ct_model_config *cfg) {
 int ct_model_add_conv(ct_model *m, int in, int64_t oc, int64_t k, int64_t stride, int64_t pad,
                       int bias, const char *name) {
     if (in < 0 || m->build_status) return fail(m, m->build_status ? m->build_status : CT_ERR_ARG);
-    const ct_node *src = &m->nodes[in];
+    const int64_t in_c = m->nodes[in].c; /* a copy: new_node may move m->nodes */
     ct_conv2d_shape s;
-    ct_status st = ct_conv2d_shape_init(&s, 1, src->c, src->h, src->w, oc, k, k, stride, pad);
+    ct_status st = ct_conv2d_shape_init(&s, 1, in_c, m->nodes[in].h, m->nodes[in].w, oc, k, k, stride, pad);
     if (st) return fail(m, st);
     int id = new_node(m, CT_NODE_CONV, in, oc, s.OH, s.OW);
     if (id < 0) return -1;
-    int64_t wshape[4] = {oc, src->c, k, k}, bshape[1] = {oc};
+    int64_t wshape[4] = {oc, in_c, k, k}, bshape[1] = {oc};
     int wi = add_tensor(m, 0, name, "weight", 4, wshape, 0);
     int bi = bias ? add_tensor(m, 0, name, "bias", 1, bshape, CT_TENSOR_NO_DECAY) : -1;
     ct_node *n = &m->nodes[id];
