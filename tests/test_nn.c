@@ -405,6 +405,28 @@ static void test_thread_invariance(void) {
     free(g[0]); free(g[1]); free(z[0]); free(z[1]); free(x); free(dz);
 }
 
+/* The Winograd path splits the batch into the same fixed parts: same bits at 1 and 2 threads. */
+static void test_conv_threads(void) {
+    ct_conv2d_shape s;
+    CHECK_OK(ct_conv2d_shape_init(&s, 7, 64, 6, 4, 64, 3, 3, 1, 1));
+    size_t nx = (size_t)(7 * 64 * 24), nw = (size_t)(64 * 64 * 9);
+    float *x = rnd(nx, 61, -1, 1), *w = rnd(nw, 62, -1, 1), *dy = rnd(nx, 63, -1, 1);
+    float *ws = calloc(ct_conv2d_workspace(&s), 4), *out[2][3];
+    for (int t = 0; t < 2; t++) {
+        ct_set_threads(t + 1);
+        out[t][0] = calloc(nx, 4); out[t][1] = calloc(nx, 4); out[t][2] = calloc(nw, 4);
+        ct_conv2d_forward(out[t][0], x, w, NULL, &s, ws);
+        ct_conv2d_backward(out[t][1], out[t][2], NULL, dy, x, w, &s, ws);
+    }
+    ct_set_threads(0);
+    CHECK(memcmp(out[0][0], out[1][0], nx * 4) == 0, "Winograd conv forward identical at 1 and 2 threads");
+    CHECK(memcmp(out[0][1], out[1][1], nx * 4) == 0, "Winograd conv dx identical at 1 and 2 threads");
+    CHECK(memcmp(out[0][2], out[1][2], nw * 4) == 0, "conv dw identical at 1 and 2 threads");
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 3; k++) free(out[t][k]);
+    free(x); free(w); free(dy); free(ws);
+}
+
 int main(void) {
     ct_set_threads(0);
     test_conv(2, 3, 7, 7, 4, 3, 1, 1, 1);   /* odd size, padding, bias */
@@ -414,6 +436,8 @@ int main(void) {
     test_conv(2, 1, 5, 5, 2, 5, 1, 2, 1);   /* 5x5 kernel */
     test_conv(3, 2, 1, 1, 3, 3, 1, 1, 0);   /* "same" 3x3 on a 1x1 map: most kernel rows miss it */
     test_conv(2, 2, 2, 3, 3, 3, 1, 1, 1);   /* "same" 3x3 on a map narrower than the kernel */
+    test_conv(3, 64, 4, 6, 65, 3, 1, 1, 1); /* Winograd: 64+ channels, non-square, bias */
+    test_conv(2, 65, 2, 2, 64, 3, 1, 1, 0); /* Winograd on a map of one tile */
     test_bn(4, 3, 5, 1, 0);
     test_bn(1, 2, 9, 1, 0);                 /* batch 1 (2d: statistics over H*W) */
     test_bn(6, 5, 1, 1, 0);                 /* BatchNorm1d */
@@ -437,5 +461,6 @@ int main(void) {
     test_small_models();
     test_model_errors();
     test_thread_invariance();
+    test_conv_threads();
     return test_done();
 }
