@@ -94,36 +94,65 @@ typedef struct {
     gc_ctx g;
     float *x, *gamma, *beta, *mean, *invstd, *rm, *rv;
     int64_t N, C, HW;
-    int training;
+    int training, relu;
 } bn_ctx;
 
 static void bn_fwd(void *p) {
     bn_ctx *c = p;
     ct_batchnorm_forward(c->g.y, c->mean, c->invstd, c->rm, c->rv, c->x, c->gamma, c->beta, c->N, c->C, c->HW,
-                         1e-5f, 0.1f, c->training);
+                         1e-5f, 0.1f, c->training, c->relu);
 }
 
-static void test_bn(int64_t N, int64_t C, int64_t HW, int training) {
+/* With relu, x is built so that no normalised value lies near ReLU's kink (where
+ * a finite difference would straddle it): per channel, pairs centre +- (0.5 + u)
+ * around the centre the normalisation subtracts (the batch mean in training, the
+ * running mean in eval), and |beta| <= 0.1 moves the kink at most 0.3 from it. */
+static void test_bn(int64_t N, int64_t C, int64_t HW, int training, int relu) {
     bn_ctx c;
     memset(&c, 0, sizeof c);
-    c.N = N; c.C = C; c.HW = HW; c.training = training;
+    c.N = N; c.C = C; c.HW = HW; c.training = training; c.relu = relu;
     size_t n = (size_t)(N * C * HW);
     c.x = rnd(n, 11, -2, 3);
     c.gamma = rnd((size_t)C, 12, 0.5f, 1.5f);
-    c.beta = rnd((size_t)C, 13, -1, 1);
+    c.beta = rnd((size_t)C, 13, relu ? -0.1f : -1.0f, relu ? 0.1f : 1.0f);
     c.mean = calloc((size_t)C, 4); c.invstd = calloc((size_t)C, 4);
     c.rm = rnd((size_t)C, 14, -0.5f, 0.5f); c.rv = rnd((size_t)C, 15, 0.5f, 2.0f);
+    if (relu) {
+        CHECK((N * HW) % 2 == 0, "BN+ReLU test needs an even count per channel");
+        for (int64_t ch = 0; ch < C; ch++)
+            for (int64_t e = 0; e < N * HW; e += 2) {
+                float centre = training ? 0.3f * (float)ch - 0.2f : c.rm[ch], d = 0.5f + c.x[(size_t)e] * 0.2f + 0.4f;
+                int64_t i0 = ((e / HW) * C + ch) * HW + e % HW, i1 = (((e + 1) / HW) * C + ch) * HW + (e + 1) % HW;
+                c.x[i0] = centre + d;
+                c.x[i1] = centre - d;
+            }
+    }
     c.g.y = calloc(n, 4); c.g.r = rnd(n, 16, -1, 1); c.g.ny = n; c.g.fwd = bn_fwd;
+    float *rm0 = malloc((size_t)C * 4), *rv0 = malloc((size_t)C * 4);
+    memcpy(rm0, c.rm, (size_t)C * 4); memcpy(rv0, c.rv, (size_t)C * 4);
     bn_fwd(&c);
+    if (relu) {
+        /* the fused output is relu of the plain one, and ct_batchnorm_apply
+         * recomputes it bit for bit from the saved statistics */
+        float *plain = calloc(n, 4), *again = calloc(n, 4), *mean = calloc((size_t)C, 4), *invstd = calloc((size_t)C, 4);
+        ct_batchnorm_forward(plain, mean, invstd, rm0, rv0, c.x, c.gamma, c.beta, N, C, HW, 1e-5f, 0.1f, training, 0);
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++) bad += c.g.y[i] != (plain[i] > 0.0f ? plain[i] : 0.0f);
+        CHECK(bad == 0, "BN+ReLU output equals relu(BN output): %zu differ", bad);
+        ct_batchnorm_apply(again, c.x, c.mean, c.invstd, c.gamma, c.beta, N, C, HW, 1);
+        CHECK(memcmp(again, c.g.y, n * 4) == 0, "ct_batchnorm_apply recomputes the forward's bits");
+        free(plain); free(again); free(mean); free(invstd);
+    }
     float *dx = calloc(n, 4), *dg = calloc((size_t)C, 4), *dbt = calloc((size_t)C, 4);
-    ct_batchnorm_backward(dx, dg, dbt, c.g.r, c.x, c.mean, c.invstd, c.gamma, N, C, HW, training);
+    ct_batchnorm_backward(dx, dg, dbt, c.g.r, c.x, c.mean, c.invstd, c.gamma, c.beta, N, C, HW, training, relu);
     char what[96];
-    snprintf(what, sizeof what, "batchnorm N%lld C%lld HW%lld %s dx", (long long)N, (long long)C, (long long)HW,
-             training ? "train" : "eval");
+    snprintf(what, sizeof what, "batchnorm%s N%lld C%lld HW%lld %s dx", relu ? "+relu" : "", (long long)N,
+             (long long)C, (long long)HW, training ? "train" : "eval");
     gradcheck(what, c.x, dx, n, gc_loss, &c, 1e-3f, 2e-3, 2e-2, 200);
     gradcheck("batchnorm dgamma", c.gamma, dg, (size_t)C, gc_loss, &c, 1e-3f, 2e-3, 2e-2, 200);
     gradcheck("batchnorm dbeta", c.beta, dbt, (size_t)C, gc_loss, &c, 1e-3f, 2e-3, 2e-2, 200);
-    if (training) {
+    free(rm0); free(rv0);
+    if (training && !relu) {
         /* normalised output: per-channel mean beta, std gamma; running stats moved by momentum */
         double s = 0, ss = 0;
         for (int64_t i = 0; i < N; i++)
@@ -141,12 +170,12 @@ static void test_bn(int64_t N, int64_t C, int64_t HW, int training) {
 static void test_bn_running_stats(void) {
     /* one channel, values 1..4: mean 2.5, unbiased var 5/3; momentum 0.1 from (0, 1) */
     float x[4] = {1, 2, 3, 4}, y[4], mean, invstd, rm = 0, rv = 1, g = 1, b = 0;
-    ct_batchnorm_forward(y, &mean, &invstd, &rm, &rv, x, &g, &b, 4, 1, 1, 1e-5f, 0.1f, 1);
+    ct_batchnorm_forward(y, &mean, &invstd, &rm, &rv, x, &g, &b, 4, 1, 1, 1e-5f, 0.1f, 1, 0);
     CHECK(fabs(rm - 0.25f) < 1e-6, "running mean %g, expected 0.25", rm);
     CHECK(fabs(rv - (0.9f + 0.1f * 5.0f / 3.0f)) < 1e-6, "running var %g", rv);
     CHECK(fabs(invstd - 1.0f / sqrtf(1.25f + 1e-5f)) < 1e-6, "invstd uses the biased variance");
     /* eval mode uses the running statistics */
-    ct_batchnorm_forward(y, &mean, &invstd, &rm, &rv, x, &g, &b, 4, 1, 1, 1e-5f, 0.1f, 0);
+    ct_batchnorm_forward(y, &mean, &invstd, &rm, &rv, x, &g, &b, 4, 1, 1, 1e-5f, 0.1f, 0, 0);
     CHECK(fabs(y[0] - (1 - rm) / sqrtf(rv + 1e-5f)) < 1e-6, "eval output %g", y[0]);
 }
 
@@ -183,7 +212,7 @@ typedef struct {
     float *x, *x2, *mask;
     int32_t *argmax;
     int64_t N, C, H, W, k, stride, pad;
-    int op; /* 0 max, 1 avg, 2 gap, 3 relu, 4 add, 5 dropout */
+    int op; /* 0 max, 1 avg, 2 gap, 3 relu, 4 add, 5 dropout, 6 add+relu */
 } pool_ctx;
 
 static void pool_fwd(void *p) {
@@ -196,12 +225,13 @@ static void pool_fwd(void *p) {
     case 3: ct_relu_forward(c->g.y, c->x, n); break;
     case 4: ct_add_forward(c->g.y, c->x, c->x2, n); break;
     case 5: ct_dropout_forward(c->g.y, c->mask, c->x, n, 0.3f, 77); break;
+    case 6: ct_add_relu_forward(c->g.y, c->x, c->x2, n); break;
     }
 }
 
 static void test_pointwise_and_pool(int op, int64_t N, int64_t C, int64_t H, int64_t W, int64_t k, int64_t stride,
                                     int64_t pad) {
-    static const char *names[] = {"maxpool", "avgpool", "global avgpool", "relu", "add", "dropout"};
+    static const char *names[] = {"maxpool", "avgpool", "global avgpool", "relu", "add", "dropout", "add+relu"};
     pool_ctx c;
     memset(&c, 0, sizeof c);
     c.N = N; c.C = C; c.H = H; c.W = W; c.k = k; c.stride = stride; c.pad = pad; c.op = op;
@@ -215,6 +245,9 @@ static void test_pointwise_and_pool(int op, int64_t N, int64_t C, int64_t H, int
     if (op == 0)
         for (size_t i = 0; i < nx; i++) c.x[i] = (float)((i * 7919) % nx) * 0.05f - (float)nx * 0.02f;
     c.x2 = rnd(nx, 32, -1, 1);
+    /* add+relu: x + x2 = x * (1 + |x2| / 2) keeps x's distance from the kink */
+    if (op == 6)
+        for (size_t i = 0; i < nx; i++) c.x2[i] = 0.5f * c.x[i] * fabsf(c.x2[i]);
     c.mask = calloc(nx, 4);
     c.argmax = calloc(ny, 4);
     c.g.y = calloc(ny, 4); c.g.r = rnd(ny, 33, -1, 1); c.g.ny = ny; c.g.fwd = pool_fwd;
@@ -227,12 +260,13 @@ static void test_pointwise_and_pool(int op, int64_t N, int64_t C, int64_t H, int
     case 3: ct_relu_backward(dx, c.g.r, c.g.y, nx); break;
     case 4: for (size_t i = 0; i < nx; i++) { dx[i] += c.g.r[i]; dx2[i] += c.g.r[i]; } break;
     case 5: ct_dropout_backward(dx, c.g.r, c.mask, nx); break;
+    case 6: ct_add_relu_backward(dx, dx2, c.g.r, c.g.y, nx); break;
     }
     char what[96];
     snprintf(what, sizeof what, "%s N%lld C%lld %lldx%lld k%lld s%lld p%lld", names[op], (long long)N, (long long)C,
              (long long)H, (long long)W, (long long)k, (long long)stride, (long long)pad);
     gradcheck(what, c.x, dx, nx, gc_loss, &c, 1e-2f, 2e-3, 2e-2, 300);
-    if (op == 4) gradcheck("add second input", c.x2, dx2, nx, gc_loss, &c, 1e-2f, 2e-3, 2e-2, 300);
+    if (op == 4 || op == 6) gradcheck("add second input", c.x2, dx2, nx, gc_loss, &c, 1e-2f, 2e-3, 2e-2, 300);
     if (op == 5) {
         size_t kept = 0;
         for (size_t i = 0; i < nx; i++) kept += c.mask[i] != 0;
@@ -371,6 +405,28 @@ static void test_thread_invariance(void) {
     free(g[0]); free(g[1]); free(z[0]); free(z[1]); free(x); free(dz);
 }
 
+/* The Winograd path splits the batch into the same fixed parts: same bits at 1 and 2 threads. */
+static void test_conv_threads(void) {
+    ct_conv2d_shape s;
+    CHECK_OK(ct_conv2d_shape_init(&s, 7, 64, 6, 4, 64, 3, 3, 1, 1));
+    size_t nx = (size_t)(7 * 64 * 24), nw = (size_t)(64 * 64 * 9);
+    float *x = rnd(nx, 61, -1, 1), *w = rnd(nw, 62, -1, 1), *dy = rnd(nx, 63, -1, 1);
+    float *ws = calloc(ct_conv2d_workspace(&s), 4), *out[2][3];
+    for (int t = 0; t < 2; t++) {
+        ct_set_threads(t + 1);
+        out[t][0] = calloc(nx, 4); out[t][1] = calloc(nx, 4); out[t][2] = calloc(nw, 4);
+        ct_conv2d_forward(out[t][0], x, w, NULL, &s, ws);
+        ct_conv2d_backward(out[t][1], out[t][2], NULL, dy, x, w, &s, ws);
+    }
+    ct_set_threads(0);
+    CHECK(memcmp(out[0][0], out[1][0], nx * 4) == 0, "Winograd conv forward identical at 1 and 2 threads");
+    CHECK(memcmp(out[0][1], out[1][1], nx * 4) == 0, "Winograd conv dx identical at 1 and 2 threads");
+    CHECK(memcmp(out[0][2], out[1][2], nw * 4) == 0, "conv dw identical at 1 and 2 threads");
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 3; k++) free(out[t][k]);
+    free(x); free(w); free(dy); free(ws);
+}
+
 int main(void) {
     ct_set_threads(0);
     test_conv(2, 3, 7, 7, 4, 3, 1, 1, 1);   /* odd size, padding, bias */
@@ -378,10 +434,17 @@ int main(void) {
     test_conv(5, 4, 6, 6, 5, 1, 1, 0, 0);   /* pointwise (no im2col) */
     test_conv(3, 3, 7, 5, 2, 1, 2, 0, 1);   /* strided 1x1 (projection shortcut) */
     test_conv(2, 1, 5, 5, 2, 5, 1, 2, 1);   /* 5x5 kernel */
-    test_bn(4, 3, 5, 1);
-    test_bn(1, 2, 9, 1);                    /* batch 1 (2d: statistics over H*W) */
-    test_bn(6, 5, 1, 1);                    /* BatchNorm1d */
-    test_bn(3, 3, 4, 0);                    /* eval mode */
+    test_conv(3, 2, 1, 1, 3, 3, 1, 1, 0);   /* "same" 3x3 on a 1x1 map: most kernel rows miss it */
+    test_conv(2, 2, 2, 3, 3, 3, 1, 1, 1);   /* "same" 3x3 on a map narrower than the kernel */
+    test_conv(3, 64, 4, 6, 65, 3, 1, 1, 1); /* Winograd: 64+ channels, non-square, bias */
+    test_conv(2, 65, 2, 2, 64, 3, 1, 1, 0); /* Winograd on a map of one tile */
+    test_bn(4, 3, 5, 1, 0);
+    test_bn(1, 2, 9, 1, 0);                 /* batch 1 (2d: statistics over H*W) */
+    test_bn(6, 5, 1, 1, 0);                 /* BatchNorm1d */
+    test_bn(3, 3, 4, 0, 0);                 /* eval mode */
+    test_bn(4, 3, 5, 1, 1);                 /* BN+ReLU fused */
+    test_bn(6, 5, 1, 1, 1);                 /* BN1d+ReLU */
+    test_bn(3, 3, 4, 0, 1);                 /* BN+ReLU, eval mode */
     test_bn_running_stats();
     test_linear(3, 7, 5);
     test_linear(1, 4, 9);
@@ -393,9 +456,11 @@ int main(void) {
     test_pointwise_and_pool(3, 2, 3, 4, 5, 0, 0, 0);
     test_pointwise_and_pool(4, 2, 3, 4, 5, 0, 0, 0);
     test_pointwise_and_pool(5, 2, 3, 4, 5, 0, 0, 0);
+    test_pointwise_and_pool(6, 2, 3, 4, 5, 0, 0, 0);
     test_basic_block_model();
     test_small_models();
     test_model_errors();
     test_thread_invariance();
+    test_conv_threads();
     return test_done();
 }

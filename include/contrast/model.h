@@ -57,8 +57,12 @@ typedef struct {
     int weight, bias;        /* rows of the parameter table, -1 if none */
     int rmean, rvar;         /* rows of the buffer table (BN running stats), -1 if none */
     float eps, momentum, p;  /* BN eps and momentum, dropout probability */
+    int relu;                /* BN, ADD: a fused ReLU on the output */
     /* set by ct_model_prepare: */
-    float *out, *dout;       /* (batch, c, h, w) */
+    float *out, *dout;       /* (batch, c, h, w): the output where it is now, its gradient */
+    float *out_fwd;          /* where the forward writes the output */
+    float *out_bwd;          /* non-NULL: recomputed here in backward (out then points here) */
+    int recompute_at;        /* node whose backward first recomputes this output, or -1 */
     float *save0, *save1;    /* BN: mean, invstd (c); dropout: mask in save0 */
     int32_t *argmax;         /* max pool: (batch, c, h, w) input index of each max */
     int lastc;               /* last node that reads this one (its gradient's first writer) */
@@ -143,6 +147,9 @@ ct_status ct_model_begin(ct_model *m, const ct_model_config *cfg);
 int ct_model_add_conv(ct_model *m, int in, int64_t oc, int64_t k, int64_t stride, int64_t pad,
                       int bias, const char *name);
 int ct_model_add_bn(ct_model *m, int in, const char *name);
+/* BatchNorm followed by ReLU as one node (same parameters and names as add_bn):
+ * one pass forward and backward, and its output need not be kept for backward. */
+int ct_model_add_bn_relu(ct_model *m, int in, const char *name);
 int ct_model_add_relu(ct_model *m, int in);
 int ct_model_add_maxpool(ct_model *m, int in, int64_t k, int64_t stride, int64_t pad);
 int ct_model_add_avgpool(ct_model *m, int in, int64_t k, int64_t stride, int64_t pad);
@@ -151,6 +158,8 @@ int ct_model_add_flatten(ct_model *m, int in);
 int ct_model_add_linear(ct_model *m, int in, int64_t out, int bias, const char *name);
 int ct_model_add_dropout(ct_model *m, int in, float p);
 int ct_model_add_add(ct_model *m, int a, int b);
+/* relu(a + b) as one node (the end of a residual block). */
+int ct_model_add_add_relu(ct_model *m, int a, int b);
 /* ResNet basic block: conv3x3(stride)-BN-ReLU-conv3x3-BN + shortcut, then ReLU.
  * The shortcut is a 1x1 conv (stride) + BN ("<name>.downsample.0/1") when the
  * stride or the channel count changes, else the identity. */

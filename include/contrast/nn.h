@@ -26,7 +26,9 @@ extern "C" {
 
 /* ---- conv2d ----------------------------------------------------------------
  * y = conv(x, w) + b, square or rectangular kernel, stride, zero padding.
- * Lowered to im2col + one GEMM per sample. */
+ * Lowered to im2col + GEMM over chunks of samples; 3x3, stride 1, pad 1 with 64+
+ * channels on even-sized maps use Winograd F(2x2, 3x3) for the forward and the
+ * input gradient (see conv2d.c). */
 typedef struct {
     int64_t N, C, H, W;     /* input  (N, C, H, W)  */
     int64_t OC, KH, KW;     /* weight (OC, C, KH, KW) */
@@ -60,7 +62,10 @@ void ct_conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, co
  * Over (N, C, HW): BatchNorm2d with HW = H*W, BatchNorm1d with HW = 1.
  * Training: normalise with batch statistics (biased variance), save mean and
  * 1/sqrt(var+eps), and update running stats with momentum using the unbiased
- * variance, exactly as PyTorch. Eval: normalise with the running statistics. */
+ * variance, exactly as PyTorch. Eval: normalise with the running statistics.
+ * relu != 0 fuses a ReLU: y = max(0, bn(x)), and backward masks dy with
+ * bn(x) > 0, recomputed from x and the saved statistics, so neither bn(x) nor y
+ * is needed in backward: only x, mean and invstd. */
 void ct_batchnorm_forward(float *y,             /* (N, C, HW) */
                           float *mean,          /* (C) saved (training) */
                           float *invstd,        /* (C) saved (training) */
@@ -69,13 +74,21 @@ void ct_batchnorm_forward(float *y,             /* (N, C, HW) */
                           const float *x,       /* (N, C, HW) */
                           const float *gamma, const float *beta, /* (C) */
                           int64_t N, int64_t C, int64_t HW, float eps, float momentum,
-                          int training);
+                          int training, int relu);
+/* Recomputes the forward's y from x and the saved mean/invstd: the same bits as
+ * the forward wrote (for a consumer that needs y in backward after its buffer was
+ * reused). One pass over x. */
+void ct_batchnorm_apply(float *y,                                /* (N, C, HW) */
+                        const float *x,                          /* (N, C, HW) */
+                        const float *mean, const float *invstd,  /* (C) saved by the forward */
+                        const float *gamma, const float *beta,   /* (C) */
+                        int64_t N, int64_t C, int64_t HW, int relu);
 /* Training-mode backward (batch statistics); in eval mode pass training = 0 and
- * the running statistics' mean/invstd. */
+ * the running statistics' mean/invstd. beta is read only with relu. */
 void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, /* accumulated */
                            const float *dy, const float *x, const float *mean,
-                           const float *invstd, const float *gamma, int64_t N, int64_t C,
-                           int64_t HW, int training);
+                           const float *invstd, const float *gamma, const float *beta, int64_t N,
+                           int64_t C, int64_t HW, int training, int relu);
 
 /* SyncBatchNorm (training mode): statistics over the samples of every process.
  * `reduce` sums a double buffer in place over all processes (a no-op for one);
@@ -84,11 +97,12 @@ void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, /* accumulate
 typedef void (*ct_reduce_fn)(double *buf, size_t n, void *ctx);
 void ct_batchnorm_forward_sync(float *y, float *mean, float *invstd, float *running_mean, float *running_var,
                                const float *x, const float *gamma, const float *beta, int64_t N, int64_t C,
-                               int64_t HW, float eps, float momentum, double *scratch, ct_reduce_fn reduce,
-                               void *ctx);
+                               int64_t HW, float eps, float momentum, int relu, double *scratch,
+                               ct_reduce_fn reduce, void *ctx);
 void ct_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                                const float *mean, const float *invstd, const float *gamma, int64_t N, int64_t C,
-                                int64_t HW, double *scratch, ct_reduce_fn reduce, void *ctx);
+                                const float *mean, const float *invstd, const float *gamma, const float *beta,
+                                int64_t N, int64_t C, int64_t HW, int relu, double *scratch, ct_reduce_fn reduce,
+                                void *ctx);
 
 /* ---- linear: y = x W^T + b (PyTorch layout) ---------------------------------- */
 void ct_linear_forward(float *y,         /* (N, OUT) */
@@ -105,6 +119,10 @@ void ct_relu_forward(float *y, const float *x, size_t n);
 void ct_relu_backward(float *dx, const float *dy, const float *y, size_t n);
 /* out = a + b (residual join); backward adds dy to both inputs. */
 void ct_add_forward(float *y, const float *a, const float *b, size_t n);
+/* y = max(0, a + b), the residual join and its ReLU in one pass (y may alias a or
+ * b); backward adds dy where y > 0 to da and db (either may be NULL). */
+void ct_add_relu_forward(float *y, const float *a, const float *b, size_t n);
+void ct_add_relu_backward(float *da, float *db, const float *dy, const float *y, size_t n);
 /* Inverted dropout: keep with probability 1-p and scale by 1/(1-p). The mask is
  * drawn from the counter-based generator keyed by `key` (e.g. seed, step, layer),
  * so it is the same at any thread count. mask: (n) saved scale factors (0 or 1/(1-p)). */

@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- building ---------------------------------------------------------------- */
@@ -85,13 +86,13 @@ ct_status ct_model_begin(ct_model *m, const ct_model_config *cfg) {
 int ct_model_add_conv(ct_model *m, int in, int64_t oc, int64_t k, int64_t stride, int64_t pad,
                       int bias, const char *name) {
     if (in < 0 || m->build_status) return fail(m, m->build_status ? m->build_status : CT_ERR_ARG);
-    const ct_node *src = &m->nodes[in];
+    const int64_t in_c = m->nodes[in].c; /* a copy: new_node may move m->nodes */
     ct_conv2d_shape s;
-    ct_status st = ct_conv2d_shape_init(&s, 1, src->c, src->h, src->w, oc, k, k, stride, pad);
+    ct_status st = ct_conv2d_shape_init(&s, 1, in_c, m->nodes[in].h, m->nodes[in].w, oc, k, k, stride, pad);
     if (st) return fail(m, st);
     int id = new_node(m, CT_NODE_CONV, in, oc, s.OH, s.OW);
     if (id < 0) return -1;
-    int64_t wshape[4] = {oc, src->c, k, k}, bshape[1] = {oc};
+    int64_t wshape[4] = {oc, in_c, k, k}, bshape[1] = {oc};
     int wi = add_tensor(m, 0, name, "weight", 4, wshape, 0);
     int bi = bias ? add_tensor(m, 0, name, "bias", 1, bshape, CT_TENSOR_NO_DECAY) : -1;
     ct_node *n = &m->nodes[id];
@@ -115,6 +116,12 @@ int ct_model_add_bn(ct_model *m, int in, const char *name) {
     n->eps = 1e-5f;
     n->momentum = 0.1f;
     return m->build_status ? -1 : id;
+}
+
+int ct_model_add_bn_relu(ct_model *m, int in, const char *name) {
+    int id = ct_model_add_bn(m, in, name);
+    if (id >= 0) m->nodes[id].relu = 1;
+    return id;
 }
 
 static int same_shape(ct_model *m, ct_node_kind kind, int in) {
@@ -189,6 +196,12 @@ int ct_model_add_add(ct_model *m, int a, int b) {
     return id;
 }
 
+int ct_model_add_add_relu(ct_model *m, int a, int b) {
+    int id = ct_model_add_add(m, a, b);
+    if (id >= 0) m->nodes[id].relu = 1;
+    return id;
+}
+
 int ct_model_add_basic_block(ct_model *m, int in, int64_t planes, int64_t stride, const char *name) {
     if (in < 0) return fail(m, CT_ERR_ARG);
     char buf[CT_MAX_NAME];
@@ -196,7 +209,7 @@ int ct_model_add_basic_block(ct_model *m, int in, int64_t planes, int64_t stride
     snprintf(buf, sizeof buf, "%s.conv1", name);
     int x = ct_model_add_conv(m, in, planes, 3, stride, 1, 0, buf);
     snprintf(buf, sizeof buf, "%s.bn1", name);
-    x = ct_model_add_relu(m, ct_model_add_bn(m, x, buf));
+    x = ct_model_add_bn_relu(m, x, buf);
     snprintf(buf, sizeof buf, "%s.conv2", name);
     x = ct_model_add_conv(m, x, planes, 3, 1, 1, 0, buf);
     snprintf(buf, sizeof buf, "%s.bn2", name);
@@ -208,7 +221,7 @@ int ct_model_add_basic_block(ct_model *m, int in, int64_t planes, int64_t stride
         snprintf(buf, sizeof buf, "%s.downsample.1", name);
         sc = ct_model_add_bn(m, sc, buf);
     }
-    return ct_model_add_relu(m, ct_model_add_add(m, x, sc));
+    return ct_model_add_add_relu(m, x, sc);
 }
 
 /* ---- initialisation ---------------------------------------------------------- */
@@ -297,7 +310,7 @@ static int build_cnn(ct_model *m, int x) {
         snprintf(name, sizeof name, "encoder.conv%d", i);
         x = ct_model_add_conv(m, x, w << (i - 1), 3, 1, 1, 0, name);
         snprintf(name, sizeof name, "encoder.bn%d", i);
-        x = ct_model_add_relu(m, ct_model_add_bn(m, x, name));
+        x = ct_model_add_bn_relu(m, x, name);
         if (i < 4 && x >= 0 && m->nodes[x].h >= 2) x = ct_model_add_maxpool(m, x, 2, 2, 0);
     }
     return ct_model_add_gap(m, x);
@@ -307,7 +320,7 @@ static int build_cnn(ct_model *m, int x) {
 static int build_resnet18(ct_model *m, int x) {
     int64_t w = m->cfg.width;
     x = ct_model_add_conv(m, x, w, 3, 1, 1, 0, "encoder.conv1");
-    x = ct_model_add_relu(m, ct_model_add_bn(m, x, "encoder.bn1"));
+    x = ct_model_add_bn_relu(m, x, "encoder.bn1");
     char name[48];
     for (int layer = 1; layer <= 4; layer++)
         for (int b = 0; b < 2; b++) {
@@ -329,7 +342,7 @@ static ct_status build_model(ct_model *m, const ct_model_config *cfg, int *h_out
     if (cfg->head_hidden > 0) {
         z = ct_model_add_linear(m, h, cfg->head_hidden, 1, "head.0");
         if (cfg->head_bn) {
-            z = ct_model_add_relu(m, ct_model_add_bn(m, z, "head.1"));
+            z = ct_model_add_bn_relu(m, z, "head.1");
             z = ct_model_add_linear(m, z, cfg->head_out, 1, "head.3");
         } else {
             z = ct_model_add_relu(m, z);
@@ -424,18 +437,43 @@ static ct_conv2d_shape conv_shape(const ct_model *m, const ct_node *n, int64_t N
     return s;
 }
 
-/* Memory plan, fixed per model (done in prepare, never in a step):
- *  - a ReLU or a residual add whose (first) input feeds nothing else writes in place
- *    over that input: no backward needs the output of a conv, BN, add, linear or
- *    pool (ReLU needs only its own, add none);
- *  - activation gradients share buffers by liveness. In backward (node index
- *    descending) the gradient of node x is first written by its last consumer
- *    lastc[x] and last read when x itself runs, so it lives over [x, lastc[x]];
- *    nodes whose intervals do not meet share a buffer, and each gradient is zeroed
- *    just before its first write (see backward_node). */
+/* Memory plan, fixed per model (made in prepare, never in a step).
+ *
+ * Every block the arena holds is live over an interval of steps: node i's forward
+ * runs at step i, the top's gradient is copied in at step nn (the node count) and
+ * node i's backward runs at step 2nn - i. Blocks whose intervals do not meet may
+ * share memory; placement is greedy by size (largest first, each at the lowest
+ * offset free over its whole interval), as in TFLite's arena planner.
+ *  - A ReLU or a residual add whose (first) input feeds nothing else writes in
+ *    place over that input, so a conv -> BN -> add -> ReLU chain is one buffer.
+ *  - An output lives from its forward to its last forward reader, and on to its
+ *    earliest backward reader if a backward needs it: a conv, linear or BN reads
+ *    its input, a ReLU or a fused add+ReLU its own output; pools, GAP, add and
+ *    dropout read neither. So a BN+ReLU output that only feeds a max pool is freed
+ *    as soon as the pool ran.
+ *  - A BN output that a backward needs (a BN+ReLU feeding a conv) is not kept
+ *    either: the backward of its last reader first recomputes it from the BN's input
+ *    and saved statistics (ct_batchnorm_apply, one elementwise pass) into a block
+ *    that lives only until its earliest backward reader ran.
+ *  - A gradient is first written by its last consumer's backward (lastc) and last
+ *    read by its own node's, and is zeroed just before that first write. */
 static int owner_of(const ct_model *m, int i) {
     while (i > 0 && m->nodes[i].kind == CT_NODE_FLATTEN) i = m->nodes[i].in0;
     return i;
+}
+
+/* the node whose buffer holds node i's output (through in-place nodes and flattens) */
+static int root_of(const ct_model *m, int i) {
+    while (i > 0 && (m->nodes[i].inplace || m->nodes[i].kind == CT_NODE_FLATTEN)) i = m->nodes[i].in0;
+    return i;
+}
+
+static int reads_input_in_backward(ct_node_kind k) {
+    return k == CT_NODE_CONV || k == CT_NODE_LINEAR || k == CT_NODE_BN;
+}
+
+static int reads_output_in_backward(const ct_node *n) {
+    return n->kind == CT_NODE_RELU || (n->kind == CT_NODE_ADD && n->relu);
 }
 
 static void plan_nodes(ct_model *m) {
@@ -465,87 +503,166 @@ static void plan_nodes(ct_model *m) {
     }
 }
 
-/* Walks the nodes once to size the arena (carve == 0) or to hand out its blocks. */
-static size_t layout(ct_model *m, int64_t B, int carve) {
-    size_t total = 0, ws = 0;
-#define TAKE(ptr, nfl)                                                          \
-    do {                                                                        \
-        size_t nf_ = (nfl);                                                     \
-        total += ct_arena_need(nf_);                                            \
-        if (carve) ptr = ct_arena_floats(&m->arena, nf_);                       \
-    } while (0)
-    plan_nodes(m);
-    /* gradient buffers: greedy interval colouring in order of first write */
-    int nslot = 0, nn = m->nnodes;
-    int *slot_of = ct_alloc((size_t)nn * sizeof(int)), *busy_until = ct_alloc((size_t)nn * sizeof(int));
-    size_t *slot_size = ct_alloc((size_t)nn * sizeof(size_t));
-    float **slot_ptr = ct_alloc((size_t)nn * sizeof(float *));
-    if (!slot_of || !busy_until || !slot_size || !slot_ptr) {
-        total = SIZE_MAX;
-        goto out;
-    }
-    for (int t = nn; t >= 1; t--) /* first writes happen at lastc, in descending order */
-        for (int x = 1; x < nn; x++) {
-            ct_node *n = &m->nodes[x];
-            if (n->kind == CT_NODE_FLATTEN || n->lastc != t) continue;
-            size_t need = node_elems(n, B);
-            int best = -1;
-            for (int k = 0; k < nslot; k++) /* free once its occupant ran, before x's first write */
-                if (busy_until[k] > n->lastc && (best < 0 || (slot_size[k] >= need && slot_size[best] < need)))
-                    best = k;
-            if (best < 0) {
-                best = nslot++;
-                slot_size[best] = 0;
+typedef enum { B_OUT, B_OUT_BWD, B_GRAD, B_SAVE0, B_SAVE1, B_ARGMAX, B_WS, B_BN_SCRATCH } block_kind;
+
+typedef struct {
+    int first, last;   /* steps over which the block is live, inclusive */
+    size_t floats, offset;
+    block_kind kind;
+    int node;
+} block;
+
+static int cmp_block_size(const void *pa, const void *pb) {
+    const block *a = pa, *b = pb;
+    if (a->floats != b->floats) return a->floats < b->floats ? 1 : -1;
+    return (a->first > b->first) - (a->first < b->first);
+}
+
+static int cmp_block_offset(const void *pa, const void *pb) {
+    const block *a = *(const block *const *)pa, *b = *(const block *const *)pb;
+    return (a->offset > b->offset) - (a->offset < b->offset);
+}
+
+/* Places blocks (in size order) at the lowest offset free over their interval,
+ * preferring the tightest gap that fits; returns the arena size in floats. */
+static size_t place_blocks(block *bl, int nb, const block **scratch) {
+    qsort(bl, (size_t)nb, sizeof *bl, cmp_block_size);
+    size_t total = 0;
+    for (int i = 0; i < nb; i++) {
+        int nov = 0;
+        for (int j = 0; j < i; j++)
+            if (bl[j].first <= bl[i].last && bl[i].first <= bl[j].last) scratch[nov++] = &bl[j];
+        qsort(scratch, (size_t)nov, sizeof *scratch, cmp_block_offset);
+        size_t need = (bl[i].floats + 15) & ~(size_t)15, end = 0, best = SIZE_MAX, best_gap = SIZE_MAX;
+        for (int j = 0; j < nov; j++) {
+            if (scratch[j]->offset >= end && scratch[j]->offset - end >= need && scratch[j]->offset - end < best_gap) {
+                best = end;
+                best_gap = scratch[j]->offset - end;
             }
-            busy_until[best] = x;
-            if (need > slot_size[best]) slot_size[best] = need;
-            slot_of[x] = best;
+            size_t e = scratch[j]->offset + ((scratch[j]->floats + 15) & ~(size_t)15);
+            if (e > end) end = e;
         }
-    for (int k = 0; k < nslot; k++) TAKE(slot_ptr[k], slot_size[k]);
-    for (int x = 1; x < nn && carve; x++)
-        if (m->nodes[x].kind != CT_NODE_FLATTEN && m->nodes[x].lastc >= 0) m->nodes[x].dout = slot_ptr[slot_of[x]];
-    for (int i = 1; i < m->nnodes; i++) {
-        ct_node *n = &m->nodes[i];
+        bl[i].offset = best != SIZE_MAX ? best : end;
+        if (bl[i].offset + need > total) total = bl[i].offset + need;
+    }
+    return total;
+}
+
+/* Lists the arena's blocks for batch B; returns how many (bl holds 5 * nnodes + 2). */
+static int list_blocks(ct_model *m, int64_t B, block *bl) {
+    const int nn = m->nnodes, forever = 2 * nn + 1;
+    int nb = 0;
+#define ADD_BLOCK(k, i, f, l, nfl) (bl[nb++] = (block){(f), (l), (nfl), 0, (k), (i)})
+    plan_nodes(m);
+    const int hr = root_of(m, m->h_node), zr = root_of(m, m->z_node);
+    for (int i = 0; i < nn; i++) m->nodes[i].recompute_at = -1;
+    for (int r = 1; r < nn; r++) {
+        ct_node *n = &m->nodes[r];
+        if (n->kind == CT_NODE_FLATTEN || n->inplace) continue;
+        /* forward readers, backward readers, and whether anything aliases r's buffer */
+        int fwd_last = r, hi = -1, lo = nn, aliased = 0;
+        for (int j = r; j < nn; j++) {
+            const ct_node *c = &m->nodes[j];
+            if (j > r && root_of(m, j) == r) aliased = 1;
+            if (root_of(m, j) == r && reads_output_in_backward(c)) {
+                hi = j > hi ? j : hi;
+                lo = j < lo ? j : lo;
+            }
+            if (j == r) continue;
+            if ((c->in0 > 0 && root_of(m, c->in0) == r) || (c->in1 > 0 && root_of(m, c->in1) == r)) {
+                fwd_last = j;
+                if (reads_input_in_backward(c->kind) && root_of(m, c->in0) == r) {
+                    hi = j > hi ? j : hi;
+                    lo = j < lo ? j : lo;
+                }
+            }
+        }
+        size_t ne = node_elems(n, B);
+        const ct_node *src = &m->nodes[n->in0];
+        int src_recomputed = n->in0 > 0 && src->recompute_at >= 0;
+        if (r == hr || r == zr) {
+            ADD_BLOCK(B_OUT, r, r, forever, ne); /* the caller reads h and z */
+        } else if (hi < 0) {
+            ADD_BLOCK(B_OUT, r, r, fwd_last, ne);
+        } else if (n->kind == CT_NODE_BN && !aliased && !src_recomputed) {
+            ADD_BLOCK(B_OUT, r, r, fwd_last, ne);
+            ADD_BLOCK(B_OUT_BWD, r, 2 * nn - hi, 2 * nn - lo, ne);
+            n->recompute_at = hi;
+        } else {
+            ADD_BLOCK(B_OUT, r, r, 2 * nn - lo, ne);
+        }
+    }
+    size_t ws = 1;
+    int64_t maxc = 1;
+    for (int x = 1; x < nn; x++) {
+        ct_node *n = &m->nodes[x];
+        if (n->c > maxc) maxc = n->c;
         if (n->kind == CT_NODE_FLATTEN) continue;
-        if (!n->inplace) TAKE(n->out, node_elems(n, B));
+        if (n->lastc >= 0) {
+            int first = 2 * nn - n->lastc;
+            if ((x == m->h_node || x == m->z_node) && first > nn) first = nn; /* dtop lands at step nn */
+            ADD_BLOCK(B_GRAD, x, first, 2 * nn - x, node_elems(n, B));
+        }
         if (n->kind == CT_NODE_BN) {
-            TAKE(n->save0, (size_t)n->c);
-            TAKE(n->save1, (size_t)n->c);
+            ADD_BLOCK(B_SAVE0, x, x, 2 * nn - x, (size_t)n->c);
+            ADD_BLOCK(B_SAVE1, x, x, 2 * nn - x, (size_t)n->c);
         } else if (n->kind == CT_NODE_DROPOUT) {
-            TAKE(n->save0, node_elems(n, B));
+            ADD_BLOCK(B_SAVE0, x, x, 2 * nn - x, node_elems(n, B));
         } else if (n->kind == CT_NODE_MAXPOOL) {
-            float *p = NULL;
-            TAKE(p, node_elems(n, B)); /* int32 and float have the same size */
-            if (carve) n->argmax = (int32_t *)p;
+            ADD_BLOCK(B_ARGMAX, x, x, 2 * nn - x, node_elems(n, B)); /* int32 and float have the same size */
         } else if (n->kind == CT_NODE_CONV) {
             ct_conv2d_shape s = conv_shape(m, n, B);
             size_t need = ct_conv2d_workspace(&s);
             if (need > ws) ws = need;
         }
     }
-    TAKE(m->ws, ws ? ws : 1);
-    int64_t maxc = 1;
-    for (int i = 0; i < m->nnodes; i++)
-        if (m->nodes[i].c > maxc) maxc = m->nodes[i].c;
-    float *bs = NULL;
-    TAKE(bs, (size_t)(3 * maxc + 2) * 2); /* doubles */
-    if (carve) m->bn_scratch = (double *)bs;
-#undef TAKE
-out:
-    ct_free(slot_of);
-    ct_free(busy_until);
-    ct_free(slot_size);
-    ct_free(slot_ptr);
-    if (total == SIZE_MAX) return total;
-    if (carve) /* in-place nodes and flatten nodes alias their input, in node order */
+    ADD_BLOCK(B_WS, 0, 0, forever, ws);
+    ADD_BLOCK(B_BN_SCRATCH, 0, 0, forever, (size_t)(3 * maxc + 2) * 2); /* doubles */
+#undef ADD_BLOCK
+    return nb;
+}
+
+/* Plans the arena for batch B: its size in bytes (SIZE_MAX if out of memory), and
+ * with carve != 0 points every node's buffers into m->arena. */
+static size_t layout(ct_model *m, int64_t B, int carve) {
+    int cap = 5 * m->nnodes + 2;
+    block *bl = ct_alloc((size_t)cap * sizeof *bl);
+    const block **scratch = ct_alloc((size_t)cap * sizeof *scratch);
+    size_t total = SIZE_MAX;
+    if (!bl || !scratch) goto out;
+    int nb = list_blocks(m, B, bl);
+    total = place_blocks(bl, nb, scratch);
+    if (carve) {
+        float *base = ct_arena_floats(&m->arena, total);
+        for (int i = 0; i < m->nnodes; i++) m->nodes[i].out_bwd = NULL;
+        for (int i = 0; i < nb; i++) {
+            ct_node *n = &m->nodes[bl[i].node];
+            float *p = base + bl[i].offset;
+            switch (bl[i].kind) {
+            case B_OUT: n->out = n->out_fwd = p; break;
+            case B_OUT_BWD: n->out_bwd = p; break;
+            case B_GRAD: n->dout = p; break;
+            case B_SAVE0: n->save0 = p; break;
+            case B_SAVE1: n->save1 = p; break;
+            case B_ARGMAX: n->argmax = (int32_t *)p; break;
+            case B_WS: m->ws = p; break;
+            case B_BN_SCRATCH: m->bn_scratch = (double *)p; break;
+            }
+        }
+        /* in-place nodes and flatten nodes alias their input, in node order */
         for (int i = 1; i < m->nnodes; i++) {
             ct_node *n = &m->nodes[i];
-            if (n->inplace) n->out = m->nodes[n->in0].out;
+            if (n->inplace) n->out = n->out_fwd = m->nodes[n->in0].out_fwd;
             if (n->kind == CT_NODE_FLATTEN) {
                 n->out = m->nodes[n->in0].out;
                 n->dout = m->nodes[n->in0].dout;
             }
         }
+    }
+    total = ct_arena_need(total);
+out:
+    ct_free(bl);
+    ct_free(scratch);
     return total;
 }
 
@@ -597,6 +714,7 @@ void ct_model_node_forward(ct_model *m, int i) {
     ct_node *n = &m->nodes[i];
     const ct_node *a = &m->nodes[n->in0];
     size_t ne = node_elems(n, N);
+    if (n->kind != CT_NODE_FLATTEN) n->out = n->out_fwd; /* back from a recompute block */
     switch (n->kind) {
     case CT_NODE_CONV: {
         ct_conv2d_shape s = conv_shape(m, n, N);
@@ -606,12 +724,12 @@ void ct_model_node_forward(ct_model *m, int i) {
         if (training && m->bn_reduce) {
             ct_batchnorm_forward_sync(n->out, n->save0, n->save1, BUF(m, n->rmean), BUF(m, n->rvar), a->out,
                                       P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, n->eps, n->momentum,
-                                      m->bn_scratch, m->bn_reduce, m->bn_reduce_ctx);
+                                      n->relu, m->bn_scratch, m->bn_reduce, m->bn_reduce_ctx);
             break;
         }
         ct_batchnorm_forward(n->out, n->save0, n->save1, BUF(m, n->rmean), BUF(m, n->rvar), a->out,
                              P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, n->eps, n->momentum,
-                             training);
+                             training, n->relu);
         break;
     case CT_NODE_RELU: ct_relu_forward(n->out, a->out, ne); break;
     case CT_NODE_MAXPOOL:
@@ -632,7 +750,10 @@ void ct_model_node_forward(ct_model *m, int i) {
         else
             memcpy(n->out, a->out, ne * sizeof(float));
         break;
-    case CT_NODE_ADD: ct_add_forward(n->out, a->out, m->nodes[n->in1].out, ne); break;
+    case CT_NODE_ADD:
+        if (n->relu) ct_add_relu_forward(n->out, a->out, m->nodes[n->in1].out, ne);
+        else ct_add_forward(n->out, a->out, m->nodes[n->in1].out, ne);
+        break;
     case CT_NODE_INPUT: break;
     }
 }
@@ -662,8 +783,20 @@ static void zero_before_first_write(ct_model *m, int i, int input) {
     if (o->lastc == i) memset(o->dout, 0, node_elems(o, m->cur_n) * sizeof(float));
 }
 
+/* Before the backward of the last node that reads it, a BN output whose block was
+ * reused after the forward is recomputed from the BN's input and saved statistics. */
+static void recompute_input(ct_model *m, int i, int input) {
+    if (input <= 0 || m->nodes[input].recompute_at != i) return;
+    ct_node *n = &m->nodes[input];
+    n->out = n->out_bwd;
+    ct_batchnorm_apply(n->out, m->nodes[n->in0].out, n->save0, n->save1, P(m, n->weight), P(m, n->bias), m->cur_n,
+                       n->c, n->h * n->w, n->relu);
+}
+
 void ct_model_node_backward(ct_model *m, int i) {
     const int64_t N = m->cur_n;
+    recompute_input(m, i, m->nodes[i].in0);
+    recompute_input(m, i, m->nodes[i].in1);
     zero_before_first_write(m, i, m->nodes[i].in0);
     zero_before_first_write(m, i, m->nodes[i].in1);
     ct_node *n = &m->nodes[i];
@@ -678,12 +811,12 @@ void ct_model_node_backward(ct_model *m, int i) {
     case CT_NODE_BN:
         if (m->last_training && m->bn_reduce) {
             ct_batchnorm_backward_sync(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, n->save0, n->save1,
-                                       P(m, n->weight), N, n->c, n->h * n->w, m->bn_scratch, m->bn_reduce,
-                                       m->bn_reduce_ctx);
+                                       P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, n->relu,
+                                       m->bn_scratch, m->bn_reduce, m->bn_reduce_ctx);
             break;
         }
         ct_batchnorm_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, n->save0, n->save1,
-                              P(m, n->weight), N, n->c, n->h * n->w, m->last_training);
+                              P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, m->last_training, n->relu);
         break;
     case CT_NODE_RELU:
         if (da) ct_relu_backward(da, n->dout, n->out, ne);
@@ -708,10 +841,14 @@ void ct_model_node_backward(ct_model *m, int i) {
         }
         break;
     case CT_NODE_ADD: {
-        ct_node *b = &m->nodes[n->in1];
-        for (size_t j = 0; j < ne; j++) {
-            if (da) da[j] += n->dout[j];
-            if (n->in1 > 0) b->dout[j] += n->dout[j];
+        float *db = n->in1 > 0 ? m->nodes[n->in1].dout : NULL;
+        if (n->relu) {
+            ct_add_relu_backward(da, db, n->dout, n->out, ne);
+        } else {
+            for (size_t j = 0; j < ne; j++) {
+                if (da) da[j] += n->dout[j];
+                if (db) db[j] += n->dout[j];
+            }
         }
     } break;
     case CT_NODE_INPUT: break;

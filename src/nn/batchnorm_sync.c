@@ -11,10 +11,19 @@
 
 #include <math.h>
 
+/* scale = gamma * invstd, shift = beta - mean * scale: the expression of
+ * batchnorm.c's bn_affine, so the ReLU mask here is the forward's exactly */
+static void bn_affine(float m, float is, const float *gamma, const float *beta, int64_t c, float *scale,
+                      float *shift) {
+    float g = gamma ? gamma[c] : 1.0f, b = beta ? beta[c] : 0.0f;
+    *scale = g * is;
+    *shift = b - m * *scale;
+}
+
 void ct_batchnorm_forward_sync(float *y, float *mean, float *invstd, float *running_mean, float *running_var,
                                const float *x, const float *gamma, const float *beta, int64_t N, int64_t C,
-                               int64_t HW, float eps, float momentum, double *scratch, ct_reduce_fn reduce,
-                               void *ctx) {
+                               int64_t HW, float eps, float momentum, int relu, double *scratch,
+                               ct_reduce_fn reduce, void *ctx) {
     double *s = scratch; /* (C + 1): per-channel sums, then the element count */
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < C; c++) {
@@ -47,31 +56,29 @@ void ct_batchnorm_forward_sync(float *y, float *mean, float *invstd, float *runn
         double mu = s[c] / M, ss = s[C + 1 + c], var = ss / M;
         if (running_mean) running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
         if (running_var) running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * (M > 1 ? ss / (M - 1) : var));
-        float m = (float)mu, is = (float)(1.0 / sqrt(var + eps));
-        mean[c] = m;
-        invstd[c] = is;
-        float g = gamma ? gamma[c] : 1.0f, b = beta ? beta[c] : 0.0f, scale = g * is, shift = b - m * scale;
-        for (int64_t n = 0; n < N; n++) {
-            const float *xc = x + (n * C + c) * HW;
-            float *yc = y + (n * C + c) * HW;
-            for (int64_t i = 0; i < HW; i++) yc[i] = xc[i] * scale + shift;
-        }
+        mean[c] = (float)mu;
+        invstd[c] = (float)(1.0 / sqrt(var + eps));
     }
+    ct_batchnorm_apply(y, x, mean, invstd, gamma, beta, N, C, HW, relu);
 }
 
 void ct_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
-                                const float *mean, const float *invstd, const float *gamma, int64_t N, int64_t C,
-                                int64_t HW, double *scratch, ct_reduce_fn reduce, void *ctx) {
-    double *s = scratch; /* (2C + 1): sum dy, sum dy*xhat, count */
+                                const float *mean, const float *invstd, const float *gamma, const float *beta,
+                                int64_t N, int64_t C, int64_t HW, int relu, double *scratch, ct_reduce_fn reduce,
+                                void *ctx) {
+    double *s = scratch; /* (2C + 1): sum dy, sum dy*xhat, count (dy masked by the ReLU) */
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < C; c++) {
         const float m = mean[c], is = invstd[c];
+        float scale, shift;
+        bn_affine(m, is, gamma, beta, c, &scale, &shift);
         double sdy = 0.0, sdyx = 0.0;
         for (int64_t n = 0; n < N; n++) {
             const float *xc = x + (n * C + c) * HW, *dyc = dy + (n * C + c) * HW;
             for (int64_t i = 0; i < HW; i++) {
-                sdy += dyc[i];
-                sdyx += (double)dyc[i] * ((xc[i] - m) * is);
+                float g = relu && !(xc[i] * scale + shift > 0.0f) ? 0.0f : dyc[i];
+                sdy += g;
+                sdyx += (double)g * ((xc[i] - m) * is);
             }
         }
         if (dgamma) dgamma[c] += (float)sdyx;
@@ -85,12 +92,17 @@ void ct_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const fl
     const double M = s[2 * C];
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < C; c++) {
-        const float m = mean[c], is = invstd[c], g = gamma ? gamma[c] : 1.0f;
-        float k = g * is, a = (float)(s[c] / M), bcoef = (float)(s[C + c] / M);
+        const float m = mean[c], is = invstd[c];
+        float scale, shift;
+        bn_affine(m, is, gamma, beta, c, &scale, &shift);
+        float k = scale, a = (float)(s[c] / M), bcoef = (float)(s[C + c] / M);
         for (int64_t n = 0; n < N; n++) {
             const float *xc = x + (n * C + c) * HW, *dyc = dy + (n * C + c) * HW;
             float *dxc = dx + (n * C + c) * HW;
-            for (int64_t i = 0; i < HW; i++) dxc[i] += k * (dyc[i] - a - (xc[i] - m) * is * bcoef);
+            for (int64_t i = 0; i < HW; i++) {
+                float g = relu && !(xc[i] * scale + shift > 0.0f) ? 0.0f : dyc[i];
+                dxc[i] += k * (g - a - (xc[i] - m) * is * bcoef);
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-/* elementwise.c: ReLU, residual add, dropout. */
+/* elementwise.c: ReLU, residual add (with or without its ReLU), dropout. */
 #include "contrast/nn.h"
 
 /* "parallel for simd": GCC's -O2 cost model will not vectorise loops that need
@@ -20,6 +20,26 @@ void ct_relu_backward(float *dx, const float *dy, const float *y, size_t n) {
 void ct_add_forward(float *y, const float *a, const float *b, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= CT_PAR_MIN)
     for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+void ct_add_relu_forward(float *y, const float *a, const float *b, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= CT_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float v = a[i] + b[i];
+        y[i] = v > 0.0f ? v : 0.0f;
+    }
+}
+
+void ct_add_relu_backward(float *da, float *db, const float *dy, const float *y, size_t n) {
+    if (da && db) {
+#pragma omp parallel for simd schedule(static) if (n >= CT_PAR_MIN)
+        for (size_t i = 0; i < n; i++) {
+            float g = y[i] > 0.0f ? dy[i] : 0.0f;
+            da[i] += g;
+            db[i] += g;
+        }
+    } else if (da || db)
+        ct_relu_backward(da ? da : db, dy, y, n);
 }
 
 void ct_dropout_forward(float *y, float *mask, const float *x, size_t n, float p, uint64_t key) {
