@@ -49,9 +49,9 @@ void ct_train_config_default(ct_train_config *c) {
     ct_model_config_default(&c->model);
     ct_optim_config_default(&c->optim, CT_OPTIM_LARS);
     c->optim.weight_decay = 1e-6f;
-    c->epochs = 6;
+    c->epochs = 16;
     c->batch = 256;
-    c->lr = 1.2f;
+    c->lr = 4.5f;
     c->warmup_epochs = 1;
     c->final_lr_frac = 0.0f;
     c->temperature = 0.1f;
