@@ -587,7 +587,7 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     if (c->sync_bn && P > 1) {
         r.m.bn_reduce = ct_dist_reduce_cb;
     }
-    /* Views of another size than the images (augment size=N) train a twin of the
+    /* Views of another size than the images (--view-size, augment size=) train a twin of the
      * model over the same parameters; evaluation uses the images' size. */
     ct_model *tm = &r.m;
     if (r.aug.out_h != r.train.h || r.aug.out_w != r.train.w) {
