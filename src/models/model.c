@@ -261,7 +261,8 @@ static void init_params(ct_model *m) {
     }
 }
 
-ct_status ct_model_finish(ct_model *m, int h_node, int z_node) {
+/* Checks and records the output nodes of a built model (no allocation). */
+static ct_status set_outputs(ct_model *m, int h_node, int z_node) {
     if (m->build_status != CT_OK) return m->build_status;
     if (h_node < 0 || h_node >= m->nnodes || z_node < 0 || z_node >= m->nnodes)
         return ct_error(CT_ERR_ARG, "model: bad output nodes %d, %d", h_node, z_node);
@@ -269,6 +270,12 @@ ct_status ct_model_finish(ct_model *m, int h_node, int z_node) {
         return ct_error(CT_ERR_ARG, "model: outputs must be vectors (use global average pooling)");
     m->h_node = h_node;
     m->z_node = z_node;
+    return CT_OK;
+}
+
+ct_status ct_model_finish(ct_model *m, int h_node, int z_node) {
+    ct_status st = set_outputs(m, h_node, z_node);
+    if (st) return st;
     size_t np = m->nparam_floats ? m->nparam_floats : 1, nb = m->nbuf_floats ? m->nbuf_floats : 1;
     m->param = ct_alloc(np * sizeof(float));
     m->grad = ct_alloc(np * sizeof(float));
@@ -371,16 +378,14 @@ ct_status ct_model_init_resized(ct_model *t, const ct_model *m, int in_h, int in
     memset(t, 0, sizeof *t);
     ct_status st = in_h < 1 || in_w < 1 ? ct_error(CT_ERR_ARG, "model: input size %dx%d", in_h, in_w)
                                         : build_model(t, &cfg, &h, &z);
-    if (!st && (t->nparam_floats != m->nparam_floats || t->nbuf_floats != m->nbuf_floats || h < 0 || z < 0 ||
-                t->nodes[h].h != 1 || t->nodes[h].w != 1))
+    if (!st) st = set_outputs(t, h, z);
+    if (!st && (t->nparam_floats != m->nparam_floats || t->nbuf_floats != m->nbuf_floats))
         st = ct_error(CT_ERR_ARG, "model: input %dx%d does not give the same tensors as %dx%d", in_h, in_w,
                       m->cfg.in_h, m->cfg.in_w);
     if (st) {
         ct_model_free(t);
         return st;
     }
-    t->h_node = h;
-    t->z_node = z;
     t->param = m->param;
     t->grad = m->grad;
     t->buf = m->buf;

@@ -529,6 +529,12 @@ static uint64_t param_hash(const ct_model *m) {
     return h;
 }
 
+/* A training view's side for an image side: view_size > 0 itself, 0 the image's,
+ * -1 5/7 of it (smaller views cost less per step: 20x20 of 28x28 halves it). */
+static int view_side(int view_size, int side) {
+    return view_size > 0 ? view_size : view_size == 0 ? side : (5 * side + 3) / 7;
+}
+
 ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     double t0 = now_s();
     memset(res, 0, sizeof *res);
@@ -570,9 +576,8 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
         goto done;
     }
     if (!r.aug.out_h) {
-        /* Smaller views cost less per step: 20x20 views of 28x28 images halve it. */
-        r.aug.out_h = c->view_size > 0 ? c->view_size : c->view_size == 0 ? r.train.h : (5 * r.train.h + 3) / 7;
-        r.aug.out_w = c->view_size > 0 ? c->view_size : c->view_size == 0 ? r.train.w : (5 * r.train.w + 3) / 7;
+        r.aug.out_h = view_side(c->view_size, r.train.h);
+        r.aug.out_w = view_side(c->view_size, r.train.w);
     }
     if ((st = ct_augment_check(&r.aug, &r.train))) goto done;
     ct_model_config mc = c->model;
