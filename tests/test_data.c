@@ -626,6 +626,63 @@ static void test_loader(void) {
     ct_dataset_free(&ds);
 }
 
+/* Multi-crop: local crops come from their own pipeline and keys (view 2 + j), leave the
+ * two global views as they were, and do not depend on the thread count. */
+static void test_loader_local(void) {
+    ct_dataset ds;
+    make_synth(&ds, 21, 1, 10, 10, 3);
+    ct_augment a, la;
+    ct_augment_for_dataset(&a, &ds);
+    la = a;
+    CHECK_OK(ct_augment_parse(&la, "crop=0.05:0.4,size=4x6"));
+    const size_t per = 100, lper = 24;
+    float *ref_x = NULL, *ref_l = NULL;
+    for (int threads = 0; threads <= 2; threads += 2) {
+        ct_loader plain, L;
+        CHECK_OK(ct_loader_init(&plain, &ds, &a, 8, 2, 1, 5, 0));
+        CHECK_OK(ct_loader_init(&L, &ds, &a, 8, 2, 1, 5, threads));
+        CHECK_OK(ct_loader_set_local(&L, &la, 3));
+        CHECK(ct_loader_set_local(&L, &la, 3) == CT_ERR_STATE, "local crops are set once");
+        CHECK_OK(ct_loader_start_epoch(&plain, 1));
+        CHECK_OK(ct_loader_start_epoch(&L, 1));
+        ct_batch *p, *b;
+        CHECK_OK(ct_loader_next(&plain, &p));
+        CHECK_OK(ct_loader_next(&L, &b));
+        CHECK(b && p && b->nlocal == 3 && b->lh == 4 && b->lw == 6 && b->xl && p->nlocal == 0 && p->xl == NULL,
+              "batch carries 3 local crops of 4x6");
+        CHECK(!memcmp(b->x, p->x, 2 * 8 * per * sizeof(float)), "global views unchanged by local crops");
+        /* local crop 2 of sample 5 is ct_augment_view with key (seed, epoch, index, 2 + 2) */
+        float v[24], *scr = malloc(ct_augment_scratch_floats(&la, &ds) * sizeof(float));
+        ct_augment_view(v, scr, &la, &ds, b->index[5], ct_rng_key(5, 1, (uint64_t)b->index[5], 4));
+        CHECK(!memcmp(v, b->xl + (2 * 8 + 5) * lper, sizeof v), "local crop j of sample i at rows j*n + i, key view 2 + j");
+        CHECK(memcmp(b->xl + 5 * lper, b->xl + (8 + 5) * lper, sizeof v), "local crops of a sample differ");
+        free(scr);
+        if (!ref_x) {
+            ref_x = malloc(2 * 8 * per * sizeof(float));
+            ref_l = malloc(3 * 8 * lper * sizeof(float));
+            memcpy(ref_x, b->x, 2 * 8 * per * sizeof(float));
+            memcpy(ref_l, b->xl, 3 * 8 * lper * sizeof(float));
+        } else {
+            CHECK(!memcmp(ref_x, b->x, 2 * 8 * per * sizeof(float)) && !memcmp(ref_l, b->xl, 3 * 8 * lper * sizeof(float)),
+                  "2 loader threads give the synchronous loader's batch");
+        }
+        ct_loader_free(&plain);
+        ct_loader_free(&L);
+    }
+    free(ref_x);
+    free(ref_l);
+    ct_loader L;
+    CHECK_OK(ct_loader_init(&L, &ds, &a, 8, 1, 1, 5, 0));
+    CHECK(ct_loader_set_local(&L, &la, 2) == CT_ERR_ARG, "local crops need two global views");
+    ct_loader_free(&L);
+    CHECK_OK(ct_loader_init(&L, &ds, &a, 8, 2, 1, 5, 1));
+    CHECK(ct_loader_set_local(&L, &la, 0) == CT_ERR_ARG, "0 local crops refused");
+    CHECK_OK(ct_loader_start_epoch(&L, 0));
+    CHECK(ct_loader_set_local(&L, &la, 2) == CT_ERR_STATE, "local crops after start refused");
+    ct_loader_free(&L);
+    ct_dataset_free(&ds);
+}
+
 /* ---- Fashion-MNIST and the CLI --------------------------------------------------- */
 static void test_fashion_mnist(void) {
     ct_dataset ds;
@@ -701,6 +758,7 @@ int main(void) {
     test_augment_check_finite();
     test_augment_ops();
     test_loader();
+    test_loader_local();
     test_fashion_mnist();
     test_cli();
     char cmd[128];

@@ -6,6 +6,7 @@
  *   - MoCo and SupCon run and learn
  *   - views smaller than the images (augment size=N) train a twin of the model over
  *     the same parameters; the checkpoint still evaluates full images
+ *   - local crops (multi-crop) train a second twin whose gradient adds to the first's
  *   - a non-finite loss stops the run with a message and keeps the last checkpoint
  *   - the CLI: eval --json, embed .npy, bad options, --help */
 #include "harness.h"
@@ -196,6 +197,68 @@ static void test_resized_twin(void) {
     CHECK(st == CT_ERR_ARG && strstr(ct_errmsg(), "twice"), "view size set twice is refused: %s", ct_errmsg());
 }
 
+/* Multi-crop: two twins (global views, local crops) add into one gradient slab; a
+ * SimCLR run with local crops learns; MoCo with local crops and a local size set
+ * twice are refused. */
+static void test_local_crops(void) {
+    ct_model_config mc;
+    ct_model_config_default(&mc);
+    mc.width = 4;
+    mc.head_hidden = 16;
+    mc.head_out = 8;
+    ct_model m, t;
+    CHECK_OK(ct_model_init(&m, &mc));
+    CHECK_OK(ct_model_init_resized(&t, &m, 12, 12));
+    static float x[3 * 28 * 28], xs[5 * 12 * 12], g1[20000], g2[20000];
+    float dz[5 * 8];
+    for (int i = 0; i < 3 * 28 * 28; i++) x[i] = (float)((i * 29) % 13) / 6.0f - 1.0f;
+    for (int i = 0; i < 5 * 12 * 12; i++) xs[i] = (float)((i * 37) % 11) / 5.0f - 1.0f;
+    for (int i = 0; i < 5 * 8; i++) dz[i] = (float)(i % 7) - 3.0f;
+    size_t np = m.nparam_floats;
+    CHECK(np <= 20000, "small model (%zu parameters)", np);
+    CHECK_OK(ct_model_prepare(&m, 3));
+    CHECK_OK(ct_model_prepare(&t, 5));
+    /* (a backward may reuse its forward's activations, so each backward has its own forward) */
+    CHECK_OK(ct_model_forward(&m, x, 3, 1, 1));
+    ct_model_zero_grad(&m);
+    CHECK_OK(ct_model_backward(&m, dz));
+    memcpy(g1, m.grad, np * sizeof(float));
+    CHECK_OK(ct_model_forward(&t, xs, 5, 1, 1));
+    ct_model_zero_grad(&m);
+    CHECK_OK(ct_model_backward(&t, dz));
+    memcpy(g2, m.grad, np * sizeof(float));
+    CHECK_OK(ct_model_forward(&m, x, 3, 1, 1));
+    CHECK_OK(ct_model_forward(&t, xs, 5, 1, 1));
+    ct_model_zero_grad(&m);
+    CHECK_OK(ct_model_backward(&m, dz));
+    CHECK_OK(ct_model_backward(&t, dz));
+    double err = 0, mag = 0;
+    for (size_t i = 0; i < np; i++) {
+        double e = fabs(m.grad[i] - (g1[i] + g2[i]));
+        err = e > err ? e : err;
+        mag += fabs(g2[i]);
+    }
+    CHECK(mag > 0 && err <= 1e-5 * (1 + mag / np), "backward of both twins = the sum of each (max diff %g)", err);
+    ct_model_free(&t);
+    ct_model_free(&m);
+
+    ct_train_config c;
+    ct_train_result r;
+    base_config(&c, "local-crops");
+    c.epochs = 2;
+    c.local_crops = 2;
+    CHECK_OK(ct_train_run(&c, &r));
+    CHECK(r.knn_top1 > 0.55, "SimCLR with 2 local crops of 12x12 learns: kNN %.3f", r.knn_top1);
+    c.method = CT_METHOD_MOCO;
+    ct_status st = ct_train_run(&c, &r);
+    CHECK(st == CT_ERR_ARG && strstr(ct_errmsg(), "local crops"), "MoCo with local crops refused: %s", ct_errmsg());
+    c.method = CT_METHOD_SIMCLR;
+    c.local_size = 10;
+    snprintf(c.local_augment, sizeof c.local_augment, "size=8");
+    st = ct_train_run(&c, &r);
+    CHECK(st == CT_ERR_ARG && strstr(ct_errmsg(), "twice"), "local crop size set twice refused: %s", ct_errmsg());
+}
+
 static void test_nan_stops(void) {
     ct_train_config c;
     ct_train_result r;
@@ -298,6 +361,20 @@ static void test_cli(void) {
     CHECK(run(cmd) == 0, "bad value: exit 2 and named");
     snprintf(cmd, sizeof cmd, "%s train --view-size -2 2> %s/err.txt; test $? -eq 2 && grep -q view-size %s/err.txt", bin, tmpdir, tmpdir);
     CHECK(run(cmd) == 0, "--view-size below -1: exit 2 and named");
+    snprintf(cmd, sizeof cmd, "%s train --local-crops 65 2> %s/err.txt; test $? -eq 2 && grep -q local-crops %s/err.txt", bin, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "--local-crops above 64: exit 2 and named");
+    /* the multi-crop flags reach the run: the checkpoint's metadata records them */
+    snprintf(cmd, sizeof cmd,
+             "%s train --limit 128 --batch 64 --epochs 1 --width 4 --head-hidden 16 --head-out 8 --eval-every 0 --no-probe "
+             "--quiet --local-crops 3 --local-size 9 --local-augment flip=0 --out %s/mc > /dev/null && "
+             "grep -aq '\"train.local_crops\":\"3\"' %s/mc/checkpoint.safetensors && "
+             "grep -aq '\"train.local_size\":\"9\"' %s/mc/checkpoint.safetensors && "
+             "grep -aq '\"train.local_augment\":\"flip=0\"' %s/mc/checkpoint.safetensors",
+             bin, tmpdir, tmpdir, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "--local-crops/--local-size/--local-augment train and are recorded in the checkpoint");
+    snprintf(cmd, sizeof cmd, "%s train --limit 128 --batch 64 --epochs 1 --width 4 --quiet --local-crops 2 --local-augment bogus=1 --out %s/mc2 2> %s/err.txt; test $? -eq 1 && grep -q bogus %s/err.txt",
+             bin, tmpdir, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "a bad --local-augment spec: exit 1 and named");
     snprintf(cmd, sizeof cmd, "%s train --method byol 2> /dev/null; test $? -eq 2", bin);
     CHECK(run(cmd) == 0, "unknown method refused");
     snprintf(cmd, sizeof cmd, "%s train --data mnist:/nonexistent --quiet --out %s/x 2> %s/err.txt; test $? -eq 1 && grep -q nonexistent %s/err.txt",
@@ -338,6 +415,7 @@ int main(void) {
     test_learns_and_resumes();
     test_other_methods();
     test_resized_twin();
+    test_local_crops();
     test_nan_stops();
     test_checkpoint_metadata_refused();
     test_cli();

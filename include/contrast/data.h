@@ -127,6 +127,8 @@ typedef struct {
     int32_t *labels;    /* (n)                                                            */
     int64_t *index;     /* (n) dataset indices of the samples                             */
     int64_t batch_no;   /* position in the epoch                                          */
+    int nlocal, lh, lw; /* local crops (ct_loader_set_local): how many, their size; else 0   */
+    float *xl;          /* (nlocal*n, c, lh, lw): rows [j*n, (j+1)*n) local crop j, or NULL  */
 } ct_batch;
 
 struct ct_loader_state;
@@ -147,6 +149,11 @@ ct_status ct_loader_init(ct_loader *L, const ct_dataset *ds, const ct_augment *a
  * with the same order and augmentations as one process reading whole batches.
  * Needs drop_last and batch % size == 0; call before the first start_epoch. */
 ct_status ct_loader_shard(ct_loader *L, int rank, int size);
+/* Multi-crop (Caron et al. 2020, SwAV): every sample also gets `nlocal` views from a
+ * second pipeline `local` (typically small, tight crops), in ct_batch.xl, drawn from
+ * ct_rng_key(seed, epoch, index, 2 + j) for local crop j. Call before the first
+ * start_epoch; needs views == 2. nlocal 1..64. */
+ct_status ct_loader_set_local(ct_loader *L, const ct_augment *local, int nlocal);
 /* Begins epoch `epoch` (shuffle from the seed and epoch); abandons any batches left
  * over from the previous epoch. */
 ct_status ct_loader_start_epoch(ct_loader *L, int64_t epoch);

@@ -29,6 +29,10 @@ typedef struct {
     char augment[512];       /* augmentation overrides (ct_augment_parse), "" = defaults */
     int view_size;           /* side of the training views: -1 = 5/7 of the images' (20 for 28),
                               * 0 = the images' size; augment "size=" sets it instead */
+    int local_crops;         /* multi-crop: extra small views per sample (0 = off; SimCLR, SupCon) */
+    int local_size;          /* their side: -1 = 3/7 of the images' (12 for 28), 0 = the images' */
+    char local_augment[256]; /* overrides for the local crops' pipeline, on top of the global one
+                              * with crop scale 0.05-0.4 ("" = just that) */
     ct_model_config model;   /* in_c/in_h/in_w are taken from the data */
     ct_optim_config optim;
     int epochs;

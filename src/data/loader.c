@@ -23,7 +23,8 @@ typedef struct {
 
 struct ct_loader_state {
     const ct_dataset *ds;
-    ct_augment aug;
+    ct_augment aug, local; /* local: the local crops' pipeline (nlocal > 0) */
+    int nlocal;
     int64_t batch, n_batches;
     int views;
     uint64_t seed;
@@ -57,18 +58,28 @@ static void fill_batch(struct ct_loader_state *s, ct_batch *b, int64_t k, float 
         for (int v = 0; v < s->views; v++)
             ct_augment_view(b->x + ((size_t)v * n + i) * per, scratch, &s->aug, ds, idx,
                             ct_rng_key(s->seed, (uint64_t)s->epoch, (uint64_t)idx, (uint64_t)v));
+        size_t lper = (size_t)b->c * b->lh * b->lw;
+        for (int j = 0; j < s->nlocal; j++)
+            ct_augment_view(b->xl + ((size_t)j * n + i) * lper, scratch, &s->local, ds, idx,
+                            ct_rng_key(s->seed, (uint64_t)s->epoch, (uint64_t)idx, (uint64_t)(s->views + j)));
     }
 }
 
 static void *worker(void *arg) {
     struct ct_loader_state *s = arg;
-    float *scratch = malloc(s->scratch_n * sizeof(float)); /* checked: NULL ends the worker */
+    float *scratch = NULL; /* sized when work arrives: local crops may need more (set_local) */
+    size_t have = 0;
     pthread_mutex_lock(&s->mu);
-    while (!s->shutdown && scratch) {
+    while (!s->shutdown) {
         int64_t k = s->next_fill;
         if (!s->started || k >= s->n_batches || s->slots[k % s->nslots].state != SLOT_FREE) {
             pthread_cond_wait(&s->cv, &s->mu);
             continue;
+        }
+        if (have < s->scratch_n) {
+            free(scratch);
+            have = s->scratch_n;
+            if (!(scratch = malloc(have * sizeof(float)))) break; /* checked: NULL ends the worker */
         }
         slot *sl = &s->slots[k % s->nslots];
         sl->state = SLOT_FILLING;
@@ -90,6 +101,7 @@ static void free_state(struct ct_loader_state *s) {
     if (!s) return;
     for (int i = 0; s->slots && i < s->nslots; i++) {
         ct_free(s->slots[i].b.x);
+        ct_free(s->slots[i].b.xl);
         ct_free(s->slots[i].b.labels);
         ct_free(s->slots[i].b.index);
     }
@@ -164,6 +176,41 @@ ct_status ct_loader_init(ct_loader *L, const ct_dataset *ds, const ct_augment *a
         }
     }
     return CT_OK;
+}
+
+ct_status ct_loader_set_local(ct_loader *L, const ct_augment *local, int nlocal) {
+    struct ct_loader_state *s = L->s;
+    if (!s || s->started || s->nlocal) return ct_error(CT_ERR_STATE, "loader: set local crops once, before the first epoch");
+    if (s->views != 2) return ct_error(CT_ERR_ARG, "loader: local crops need two global views, not %d", s->views);
+    if (nlocal < 1 || nlocal > 64) return ct_error(CT_ERR_ARG, "loader: local crops must be 1..64, not %d", nlocal);
+    ct_status st = ct_augment_check(local, s->ds);
+    if (st) return st;
+    const ct_dataset *ds = s->ds;
+    int lh = local->out_h > 0 ? local->out_h : ds->h, lw = local->out_w > 0 ? local->out_w : ds->w;
+    size_t xn, need = ct_augment_scratch_floats(local, ds);
+    if (ct_size_mul((size_t)nlocal * s->batch * ds->c, (size_t)lh * lw * sizeof(float), &xn))
+        return ct_error(CT_ERR_NOMEM, "loader: local crop batch size overflows");
+    if (s->nthreads) pthread_mutex_lock(&s->mu); /* workers read scratch_n when they start */
+    if (need > s->scratch_n) {
+        s->scratch_n = need;
+        if (s->scratch0) {
+            ct_free(s->scratch0);
+            if (!(s->scratch0 = ct_alloc(need * sizeof(float)))) st = CT_ERR_NOMEM;
+        }
+    }
+    for (int i = 0; i < s->nslots && !st; i++) {
+        ct_batch *b = &s->slots[i].b;
+        if (!(b->xl = ct_alloc(xn))) st = CT_ERR_NOMEM;
+        b->nlocal = nlocal;
+        b->lh = lh;
+        b->lw = lw;
+    }
+    if (!st) {
+        s->local = *local;
+        s->nlocal = nlocal;
+    }
+    if (s->nthreads) pthread_mutex_unlock(&s->mu);
+    return st ? ct_error(st, "loader: out of memory for local crops") : CT_OK;
 }
 
 ct_status ct_loader_start_epoch(ct_loader *L, int64_t epoch) {

@@ -56,6 +56,7 @@ void ct_train_config_default(ct_train_config *c) {
     c->final_lr_frac = 0.0f;
     c->temperature = 0.1f;
     c->view_size = -1;
+    c->local_size = -1;
     c->seed = 0;
     c->threads = 0;
     c->loader_threads = 1;
@@ -159,6 +160,8 @@ static ct_status ckpt_save(const char *path, const ckpt_state *s) {
     META("train.weight_decay", "%.9g", c->optim.weight_decay);
     META("train.temperature", "%.9g", c->temperature);
     META("train.view_size", "%d", c->view_size);
+    META("train.local_crops", "%d", c->local_crops);
+    META("train.local_size", "%d", c->local_size);
     META("train.seed", "%llu", (unsigned long long)c->seed);
     META("train.limit", "%lld", (long long)c->limit);
     META("train.optim_step", "%lld", (long long)s->opt->step);
@@ -174,7 +177,9 @@ static ct_status ckpt_save(const char *path, const ckpt_state *s) {
     all[nm].value = c->data;
     all[nm + 1].key = "train.augment";
     all[nm + 1].value = c->augment;
-    return ct_st_write(path, t, n, all, nm + 2);
+    all[nm + 2].key = "train.local_augment";
+    all[nm + 2].value = c->local_augment;
+    return ct_st_write(path, t, n, all, nm + 3);
 }
 
 /* Re-reports the current error as "<path>: <what><message>" (copied first: the
@@ -458,15 +463,17 @@ typedef struct {
     ct_dataset train, test;
     float *zg, *zt, *dzg, *kg, *labf; /* distributed: global embeddings, gather scratch, global dz, keys, labels */
     int32_t *labg;
-    ct_augment aug;
-    ct_model m, key, t; /* t: m at the views' size when it differs from the images' */
+    float *zc;          /* multi-crop: this process's embeddings of all views, (views*b, D) */
+    int32_t *idx;       /* multi-crop SimCLR: sample numbers 0..B-1 as labels (positives = same sample) */
+    ct_augment aug, laug;
+    ct_model m, key, t, tl; /* t: m at the views' size when it differs from the images'; tl: at the local crops' */
     ct_optim opt;
     ct_moco_queue queue;
     ct_loader loader;
     void *ws;
     size_t ws_bytes;
     float *dz;
-    int have_key, have_queue, have_loader, have_opt, have_model, have_t;
+    int have_key, have_queue, have_loader, have_opt, have_model, have_t, have_tl;
 } run_state;
 
 static void run_free(run_state *r) {
@@ -475,6 +482,7 @@ static void run_free(run_state *r) {
     if (r->have_opt) ct_optim_free(&r->opt);
     if (r->have_key) ct_model_free(&r->key);
     if (r->have_t) ct_model_free(&r->t);
+    if (r->have_tl) ct_model_free(&r->tl);
     if (r->have_model) ct_model_free(&r->m);
     ct_free(r->ws);
     ct_free(r->dz);
@@ -484,6 +492,8 @@ static void run_free(run_state *r) {
     ct_free(r->kg);
     ct_free(r->labf);
     ct_free(r->labg);
+    ct_free(r->zc);
+    ct_free(r->idx);
     ct_dataset_free(&r->train);
     ct_dataset_free(&r->test);
 }
@@ -529,10 +539,26 @@ static uint64_t param_hash(const ct_model *m) {
     return h;
 }
 
-/* A training view's side for an image side: view_size > 0 itself, 0 the image's,
- * -1 5/7 of it (smaller views cost less per step: 20x20 of 28x28 halves it). */
-static int view_side(int view_size, int side) {
-    return view_size > 0 ? view_size : view_size == 0 ? side : (5 * side + 3) / 7;
+/* A training view's side for an image side: size > 0 itself, 0 the image's, -1
+ * num/7 of it (smaller views cost less per step: 20x20 of 28x28 halves it). */
+static int view_side(int size, int side, int num) {
+    return size > 0 ? size : size == 0 ? side : (num * side + 3) / 7;
+}
+
+/* The pipeline `a` for one kind of view: overrides from `spec`, whose size= must not
+ * clash with an explicit `size` (>= 0); otherwise view_side(size, ..., num). */
+static ct_status view_pipeline(ct_augment *a, const ct_dataset *ds, const char *spec, int size, int num,
+                               const char *what) {
+    a->out_h = a->out_w = 0;
+    ct_status st = spec[0] ? ct_augment_parse(a, spec) : CT_OK;
+    if (st) return st;
+    if (a->out_h && size >= 0)
+        return ct_error(CT_ERR_ARG, "train: the %s size is set twice (augment size= and %s size %d)", what, what, size);
+    if (!a->out_h) {
+        a->out_h = view_side(size, ds->h, num);
+        a->out_w = view_side(size, ds->w, num);
+    }
+    return ct_augment_check(a, ds);
 }
 
 ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
@@ -569,17 +595,21 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
         goto done;
     }
     ct_augment_for_dataset(&r.aug, &r.train);
-    r.aug.out_h = r.aug.out_w = 0; /* set by the spec's size=, else by c->view_size */
-    if (c->augment[0] && (st = ct_augment_parse(&r.aug, c->augment))) goto done;
-    if (r.aug.out_h && c->view_size >= 0) {
-        st = ct_error(CT_ERR_ARG, "train: the view size is set twice (augment size= and view size %d)", c->view_size);
+    if ((st = view_pipeline(&r.aug, &r.train, c->augment, c->view_size, 5, "view"))) goto done;
+    const int nloc = c->local_crops, V = 2 + nloc; /* views per sample */
+    if (nloc < 0 || nloc > 64 || (nloc && c->method == CT_METHOD_MOCO)) {
+        st = ct_error(CT_ERR_ARG, "train: local crops must be 0..64 and need simclr or supcon (got %d with %s)", nloc,
+                      ct_method_name(c->method));
         goto done;
     }
-    if (!r.aug.out_h) {
-        r.aug.out_h = view_side(c->view_size, r.train.h);
-        r.aug.out_w = view_side(c->view_size, r.train.w);
+    if (nloc) {
+        /* local crops: the views' pipeline with tight crops (SwAV's 0.05-0.4), then overrides */
+        r.laug = r.aug;
+        r.laug.crop = 1;
+        r.laug.crop_scale[0] = 0.05f;
+        r.laug.crop_scale[1] = 0.4f;
+        if ((st = view_pipeline(&r.laug, &r.train, c->local_augment, c->local_size, 3, "local crop"))) goto done;
     }
-    if ((st = ct_augment_check(&r.aug, &r.train))) goto done;
     ct_model_config mc = c->model;
     mc.in_c = r.train.c;
     mc.in_h = r.train.h;
@@ -601,6 +631,11 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
         tm = &r.t;
     }
     if ((st = ct_model_prepare(tm, moco ? b : 2 * b))) goto done;
+    if (nloc) { /* local crops train their own twin (always smaller views, or the images') */
+        if ((st = ct_model_init_resized(&r.tl, &r.m, r.laug.out_h, r.laug.out_w))) goto done;
+        r.have_tl = 1;
+        if ((st = ct_model_prepare(&r.tl, nloc * b))) goto done;
+    }
     if ((st = ct_optim_init(&r.opt, &c->optim, r.m.nparam_floats))) goto done;
     r.have_opt = 1;
     int64_t K = 0;
@@ -618,15 +653,21 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
         if ((st = ct_moco_queue_init(&r.queue, K, D, c->seed))) goto done;
         r.have_queue = 1;
         r.ws_bytes = ct_moco_workspace_size(B, K, D);
-    } else if (c->method == CT_METHOD_SUPCON) {
-        r.ws_bytes = ct_supcon_workspace_size(B, 2, D);
+    } else if (c->method == CT_METHOD_SUPCON || nloc) {
+        r.ws_bytes = ct_supcon_workspace_size(B, V, D);
     } else {
         r.ws_bytes = ct_ntxent_workspace_size(B, D);
     }
     r.ws = ct_alloc(r.ws_bytes ? r.ws_bytes : 1);
-    r.dz = ct_alloc((size_t)(2 * B * D) * sizeof(float));
+    r.dz = ct_alloc((size_t)(V * B * D) * sizeof(float));
+    if (nloc) {
+        r.zc = ct_alloc((size_t)(V * b * D) * sizeof(float));
+        r.idx = ct_alloc((size_t)B * sizeof(int32_t));
+        if (!r.zc || !r.idx) st = CT_ERR_NOMEM;
+        for (int64_t i = 0; r.idx && i < B; i++) r.idx[i] = (int32_t)i;
+    }
     if (P > 1) {
-        size_t g = (size_t)(2 * B * D) * sizeof(float);
+        size_t g = (size_t)(V * B * D) * sizeof(float);
         r.zg = ct_alloc(g);
         r.zt = ct_alloc(g);
         r.dzg = ct_alloc(g);
@@ -651,6 +692,7 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     }
     if ((st = ct_loader_init(&r.loader, &r.train, &r.aug, B, 2, 1, c->seed, c->loader_threads))) goto done;
     r.have_loader = 1;
+    if (nloc && (st = ct_loader_set_local(&r.loader, &r.laug, nloc))) goto done;
     if (P > 1 && (st = ct_loader_shard(&r.loader, rank, P))) goto done;
     const int64_t steps_per_epoch = r.loader.n_batches, total = steps_per_epoch * c->epochs;
     const int64_t warmup = (int64_t)(c->warmup_epochs * steps_per_epoch);
@@ -669,6 +711,7 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
             float lr = ct_lr_schedule(c->lr, cs.step, warmup, total, c->final_lr_frac);
             ct_loss_stats ls;
             tm->dropout_step = (uint64_t)cs.step;
+            r.tl.dropout_step = (uint64_t)cs.step;
             /* The objective sees the global batch: with P processes the local
              * embeddings are all-gathered (global negatives) and each process keeps
              * its own rows of the gradient. */
@@ -690,9 +733,15 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
             } else {
                 if ((st = ct_model_forward(tm, bt->x, 2 * nb, 1, 1))) goto done;
                 const float *z = ct_model_embedding(tm);
-                const int32_t *labels = bt->labels;
+                const int32_t *labels = c->method == CT_METHOD_SUPCON ? bt->labels : r.idx;
+                if (nloc) { /* all views' embeddings in one (V * nb, D) block, view-major */
+                    if ((st = ct_model_forward(&r.tl, bt->xl, nloc * nb, 1, 1))) goto done;
+                    memcpy(r.zc, z, (size_t)(2 * nb * D) * sizeof(float));
+                    memcpy(r.zc + 2 * nb * D, ct_model_embedding(&r.tl), (size_t)(nloc * nb * D) * sizeof(float));
+                    z = r.zc;
+                }
                 if (P > 1) {
-                    if ((st = gather_rows(r.zg, r.zt, z, 2, nb, D, P))) goto done;
+                    if ((st = gather_rows(r.zg, r.zt, z, V, nb, D, P))) goto done;
                     z = r.zg;
                     if (c->method == CT_METHOD_SUPCON) {
                         float lf[4096];
@@ -703,13 +752,14 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
                         labels = r.labg;
                     }
                 }
-                if (c->method == CT_METHOD_SUPCON)
-                    st = ct_supcon_loss(&ls, dz, z, labels, ng, 2, D, c->temperature, r.ws, r.ws_bytes);
+                /* SupCon's positives are the same label; multi-crop SimCLR's the same sample */
+                if (c->method == CT_METHOD_SUPCON || nloc)
+                    st = ct_supcon_loss(&ls, dz, z, labels, ng, V, D, c->temperature, r.ws, r.ws_bytes);
                 else
                     st = ct_ntxent_loss(&ls, dz, z, ng, D, c->temperature, r.ws, r.ws_bytes);
                 if (st && st != CT_ERR_NUMERIC) goto done;
             }
-            if (P > 1 && !(st == CT_ERR_NUMERIC || !isfinite(ls.loss))) scatter_rows(r.dz, r.dzg, moco ? 1 : 2, nb, D, rank, P);
+            if (P > 1 && !(st == CT_ERR_NUMERIC || !isfinite(ls.loss))) scatter_rows(r.dz, r.dzg, moco ? 1 : V, nb, D, rank, P);
             if (st == CT_ERR_NUMERIC || !isfinite(ls.loss)) {
                 if (c->progress == 1) fputc('\n', stderr);
                 st = ct_error(CT_ERR_NUMERIC,
@@ -720,6 +770,8 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
             }
             ct_model_zero_grad(tm);
             if ((st = ct_model_backward(tm, r.dz))) goto done;
+            /* the local twin's backward adds to the same gradient slab */
+            if (nloc && (st = ct_model_backward(&r.tl, r.dz + 2 * nb * D))) goto done;
             /* one all-reduce of the flat gradient buffer: each process's gradient is
              * of the global mean loss w.r.t. its own rows, so the sum is the total */
             if (P > 1 && (st = ct_dist_allreduce_f32(r.m.grad, r.m.nparam_floats))) goto done;
