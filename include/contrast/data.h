@@ -87,8 +87,8 @@ typedef struct {
 } ct_augment;
 
 /* SimCLR-style defaults. channels 1 (Fashion-MNIST): crop (0.2,1) ratio (3/4,4/3),
- * flip 0.5, brightness/contrast 0.4 @ 1, mean 0.2860 std 0.3530. channels 3
- * (CIFAR-10): the same with jitter @ 0.8 plus saturation 0.4, hue 0.1, grayscale 0.2, CIFAR-10
+ * flip 0.5, brightness/contrast 0.4 @ 0.8, mean 0.2860 std 0.3530. channels 3
+ * (CIFAR-10): the same plus saturation 0.4, hue 0.1, grayscale 0.2, CIFAR-10
  * mean/std. No blur or solarisation (SimCLR's CIFAR recipe). */
 void ct_augment_defaults(ct_augment *a, int channels);
 /* ct_augment_defaults(a, ds->c) with the dataset's mean/std and size. */

@@ -23,7 +23,7 @@ void ct_augment_defaults(ct_augment *a, int channels) {
     a->crop_scale[0] = 0.2f; a->crop_scale[1] = 1.0f;
     a->crop_ratio[0] = 3.0f / 4.0f; a->crop_ratio[1] = 4.0f / 3.0f;
     a->flip_p = 0.5f;
-    a->jitter_p = channels == 3 ? 0.8f : 1.0f; /* grayscale: always (measured, docs/recipe.md) */
+    a->jitter_p = 0.8f;
     a->brightness = 0.4f;
     a->contrast = 0.4f;
     a->blur_sigma[0] = 0.1f; a->blur_sigma[1] = 2.0f;
