@@ -190,7 +190,7 @@ ct_status ct_loader_set_local(ct_loader *L, const ct_augment *local, int nlocal)
     size_t xn, need = ct_augment_scratch_floats(local, ds);
     if (ct_size_mul((size_t)nlocal * s->batch * ds->c, (size_t)lh * lw * sizeof(float), &xn))
         return ct_error(CT_ERR_NOMEM, "loader: local crop batch size overflows");
-    if (s->nthreads) pthread_mutex_lock(&s->mu); /* workers read scratch_n when they start */
+    if (s->nthreads) pthread_mutex_lock(&s->mu); /* workers read scratch_n as they take a batch */
     if (need > s->scratch_n) {
         s->scratch_n = need;
         if (s->scratch0) {
@@ -200,6 +200,7 @@ ct_status ct_loader_set_local(ct_loader *L, const ct_augment *local, int nlocal)
     }
     for (int i = 0; i < s->nslots && !st; i++) {
         ct_batch *b = &s->slots[i].b;
+        ct_free(b->xl); /* left by an earlier attempt that ran out of memory */
         if (!(b->xl = ct_alloc(xn))) st = CT_ERR_NOMEM;
         b->nlocal = nlocal;
         b->lh = lh;
