@@ -175,8 +175,18 @@ static void test_resized_twin(void) {
     double g = 0;
     for (size_t i = 0; i < m.nparam_floats; i++) g += fabs(m.grad[i]);
     CHECK(g > 0 && isfinite(g), "the twin's backward fills m's gradient (sum |g| = %g)", g);
+    /* m's own forward gives the same features before and after the twin is freed */
+    static float xm[2 * 28 * 28], h0[2 * 32];
+    for (int i = 0; i < 2 * 28 * 28; i++) xm[i] = (float)((i * 13) % 7) / 3.0f - 1.0f;
+    CHECK_OK(ct_model_prepare(&m, 2));
+    CHECK_OK(ct_model_forward(&m, xm, 2, 0, 0));
+    int64_t hd = ct_model_feature_dim(&m);
+    CHECK(hd == 32, "width-4 CNN: 32 features");
+    memcpy(h0, ct_model_features(&m), (size_t)(2 * hd) * sizeof(float));
     ct_model_free(&t);
-    CHECK(m.param != NULL && m.param[0] == m.param[0], "freeing the twin leaves m's slabs");
+    CHECK_OK(ct_model_forward(&m, xm, 2, 0, 0));
+    CHECK(!memcmp(h0, ct_model_features(&m), (size_t)(2 * hd) * sizeof(float)),
+          "freeing the twin leaves m's slabs: m's features unchanged");
     CHECK(ct_model_init_resized(&t, &m, 0, 20) == CT_ERR_ARG, "size 0 refused");
     ct_model_free(&m);
 
