@@ -153,15 +153,20 @@ static void test_other_methods(void) {
     CHECK(r.knn_top1 > 0.65, "SupCon (labels) kNN %.3f", r.knn_top1);
 }
 
-/* ct_model_init_resized: the same tensors, shared slabs, gradients land in m. */
-static void test_resized_twin(void) {
+/* A width-4 CNN with a 16-8 head, for the twin tests. */
+static void init_tiny(ct_model *m) {
     ct_model_config mc;
     ct_model_config_default(&mc);
     mc.width = 4;
     mc.head_hidden = 16;
     mc.head_out = 8;
+    CHECK_OK(ct_model_init(m, &mc));
+}
+
+/* ct_model_init_resized: the same tensors, shared slabs, gradients land in m. */
+static void test_resized_twin(void) {
     ct_model m, t;
-    CHECK_OK(ct_model_init(&m, &mc));
+    init_tiny(&m);
     CHECK_OK(ct_model_init_resized(&t, &m, 20, 16));
     CHECK(t.param == m.param && t.grad == m.grad && t.buf == m.buf && t.nparams == m.nparams, "twin shares the slabs");
     CHECK(t.cfg.in_h == 20 && t.cfg.in_w == 16 && ct_model_embed_dim(&t) == 8, "twin takes 20x16 inputs");
@@ -211,13 +216,8 @@ static void test_resized_twin(void) {
  * SimCLR run with local crops learns; MoCo with local crops and a local size set
  * twice are refused. */
 static void test_local_crops(void) {
-    ct_model_config mc;
-    ct_model_config_default(&mc);
-    mc.width = 4;
-    mc.head_hidden = 16;
-    mc.head_out = 8;
     ct_model m, t;
-    CHECK_OK(ct_model_init(&m, &mc));
+    init_tiny(&m);
     CHECK_OK(ct_model_init_resized(&t, &m, 12, 12));
     static float x[3 * 28 * 28], xs[5 * 12 * 12], g1[20000], g2[20000];
     float dz[5 * 8];
