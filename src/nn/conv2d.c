@@ -1,4 +1,5 @@
-/* conv2d.c: 2-D convolution lowered to im2col + GEMM over chunks of samples.
+/* conv2d.c: 2-D convolution lowered to im2col + GEMM over chunks of samples, and
+ * 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3) (section below).
  *
  * The batch is split into CT_NN_PARTS fixed blocks; each block owns its scratch
  * and, in backward, its own partial weight gradient. Blocks run in parallel and
@@ -9,6 +10,9 @@
 #include "contrast/nn.h"
 
 #include <string.h>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
 
 ct_status ct_conv2d_shape_init(ct_conv2d_shape *s, int64_t N, int64_t C, int64_t H, int64_t W,
                                int64_t OC, int64_t KH, int64_t KW, int64_t stride, int64_t pad) {
@@ -63,34 +67,154 @@ static size_t part_floats(const ct_conv2d_shape *s) {
  * product; the 2x2 output tile is A^T M A. 16 multiplies per 4 outputs instead of
  * 36: 2.25x fewer FLOPs in those two products. The transforms only add and halve,
  * the rounding stays within the tests' tolerance against the direct reference.
- * The weight gradient keeps im2col + GEMM. Tiles are independent and the batch is
- * split into the same fixed parts, so results do not depend on the thread count. */
-#define WINO_TILES 256 /* tiles per GEMM (its columns) */
-#define WINO_MIN_C 64  /* with fewer channels the 16 GEMMs are too thin to win */
+ * The weight gradient is the gradient of that product: 16 GEMMs dU = (A dY A^T) V^T
+ * summed over the tiles, then dw = G^T dU G (wino_dw). Tiles are independent and the
+ * batch is split into the same fixed parts, so results do not depend on the thread
+ * count.
+ *
+ * The tile transforms run on WL = 8 samples at once, one per lane of a GCC vector
+ * (one AVX register with -march=native, plain C where there is none): the columns
+ * of V and M are ordered (group of 8 samples, tile, lane), so every load and store
+ * of a transform is 8 contiguous floats with no bounds checks. The input planes of
+ * a group are first interleaved into a zero-padded plane (which also pads odd maps
+ * to whole tiles); the output tiles are written to such a plane and copied out.
+ * Lanes past the batch's end stay zero and are not copied out. */
+#define WINO_TILES 256 /* tiles per GEMM (its columns), rounded to whole groups */
+#define WL 8           /* samples per transform, the lanes of a wvec */
+typedef float wvec __attribute__((vector_size(WL * sizeof(float))));
 
-/* Measured on ResNet-18 width 32 (one thread): a clear gain on the 256-channel
- * 4x4 and 64-channel 14x14 maps; none on 7x7 maps (tiles cover 8x8, 30% waste)
- * nor with 32 channels (GEMMs with K = 32), so those keep im2col. */
+static wvec wload(const float *p) {
+    wvec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static void wstore(float *p, wvec v) { memcpy(p, &v, sizeof v); }
+
+#ifdef __AVX__
+/* the 8x8 transpose of rows r[0..7] */
+static void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 2; k++)
+        for (int h = 0; h < 2; h++) {
+            u[4 * k + 2 * h] = _mm256_shuffle_ps(t[4 * k + h], t[4 * k + h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+            u[4 * k + 2 * h + 1] = _mm256_shuffle_ps(t[4 * k + h], t[4 * k + h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        }
+    for (int k = 0; k < 4; k++) {
+        r[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
+        r[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
+    }
+}
+#endif
+
+/* P[(yy * pw + xx) * WL + l] = x[l * ls + yy * W + xx] for the nl lanes: one plane
+ * of nl samples (ls apart) into a plane of lanes with row stride pw; 8 full lanes
+ * go 8 pixels at a time through a register transpose. */
+static void to_lanes(float *P, int64_t pw, const float *x, int64_t ls, int64_t nl, int64_t H, int64_t W) {
+    int64_t i = 0, yy = 0, xx = 0;
+#ifdef __AVX__
+    if (nl == WL)
+        for (; i + 8 <= H * W; i += 8) {
+            __m256 r[8];
+            for (int l = 0; l < 8; l++) r[l] = _mm256_loadu_ps(x + l * ls + i);
+            transpose8(r);
+            for (int k = 0; k < 8; k++) {
+                _mm256_storeu_ps(P + (yy * pw + xx) * WL, r[k]);
+                if (++xx == W) xx = 0, yy++;
+            }
+        }
+#endif
+    for (; i < H * W; i++) {
+        for (int64_t l = 0; l < nl; l++) P[(yy * pw + xx) * WL + l] = x[l * ls + i];
+        if (++xx == W) xx = 0, yy++;
+    }
+}
+
+/* y[l * ls + yy * W + xx] (+)= P[(yy * pw + xx) * WL + l]: the inverse of to_lanes */
+static void from_lanes(float *y, int accumulate, int64_t ls, const float *P, int64_t pw, int64_t nl, int64_t H,
+                       int64_t W) {
+    int64_t i = 0, yy = 0, xx = 0;
+#ifdef __AVX__
+    if (nl == WL)
+        for (; i + 8 <= H * W; i += 8) {
+            __m256 r[8];
+            for (int k = 0; k < 8; k++) {
+                r[k] = _mm256_loadu_ps(P + (yy * pw + xx) * WL);
+                if (++xx == W) xx = 0, yy++;
+            }
+            transpose8(r);
+            for (int l = 0; l < 8; l++) {
+                float *yl = y + l * ls + i;
+                _mm256_storeu_ps(yl, accumulate ? _mm256_add_ps(_mm256_loadu_ps(yl), r[l]) : r[l]);
+            }
+        }
+#endif
+    for (; i < H * W; i++) {
+        const float *p = P + (yy * pw + xx) * WL;
+        for (int64_t l = 0; l < nl; l++) y[l * ls + i] = accumulate ? y[l * ls + i] + p[l] : p[l];
+        if (++xx == W) xx = 0, yy++;
+    }
+}
+
+/* The rule, measured one layer at a time against im2col (docs/performance.md):
+ * Winograd is faster on every 3x3 stride-1 pad-1 conv of the CNN (20x20 and 28x28
+ * inputs) and of ResNet-18, on any map size (odd maps are padded to whole tiles,
+ * a 2x2 map is one tile), from 8 channels in and out (4 -> 8 ties; the 1-channel
+ * stem is 3x slower: GEMMs with K = 1). The batch must fill the lanes: at least
+ * two groups per part (N >= 64), so idle lanes are under a third of a part's work.
+ * The workspace this needs only grows with N, so one sized for a prepared batch
+ * serves every smaller one. */
+#define WINO_MIN_C 8
 static int wino_ok(const ct_conv2d_shape *s) {
     return s->KH == 3 && s->KW == 3 && s->stride == 1 && s->pad == 1 && s->C >= WINO_MIN_C &&
-           s->OC >= WINO_MIN_C && s->H % 2 == 0 && s->W % 2 == 0;
+           s->OC >= WINO_MIN_C && s->N >= 2 * WL * CT_NN_PARTS;
 }
 
 static int64_t wino_tiles(const ct_conv2d_shape *s) { return ((s->OH + 1) / 2) * ((s->OW + 1) / 2); }
 
+/* samples per chunk: whole groups of WL, about WINO_TILES tiles, at most a part */
 static int64_t wino_chunk(const ct_conv2d_shape *s) {
-    int64_t cs = WINO_TILES / wino_tiles(s), per = (s->N + CT_NN_PARTS - 1) / CT_NN_PARTS;
-    if (cs < 1) cs = 1;
-    return cs < per ? cs : per;
+    int64_t g = WINO_TILES / (wino_tiles(s) * WL), per = (s->N + CT_NN_PARTS - 1) / CT_NN_PARTS;
+    int64_t pg = (per + WL - 1) / WL;
+    if (g < 1) g = 1;
+    return (g < pg ? g : pg) * WL;
 }
 
-/* per part: V (16, max(C, OC), cols) and M (16, max(C, OC), cols); U (16, OC, C) before the parts */
+/* the padded, interleaved plane of one group: (2*th + 2, 2*tw + 2, WL) */
+static size_t wino_plane_floats(const ct_conv2d_shape *s) {
+    return (size_t)((2 * ((s->H + 1) / 2) + 2) * (2 * ((s->W + 1) / 2) + 2) * WL);
+}
+
+static size_t round16(size_t f) { return (f + 15) & ~(size_t)15; }
+
+/* One part's scratch: V and M (16, max(C, OC), cols), the group's plane, and the
+ * part's share of the weight gradient's dU (16, OC, C). */
+typedef struct {
+    float *V, *M, *P, *dU;
+} wino_part;
+
+static size_t wino_vm_floats(const ct_conv2d_shape *s) {
+    return round16(16 * (size_t)(s->C > s->OC ? s->C : s->OC) * (size_t)(wino_chunk(s) * wino_tiles(s)));
+}
+
+static size_t wino_u_floats(const ct_conv2d_shape *s) { return round16(16 * (size_t)(s->OC * s->C)); }
+
 static size_t wino_part_floats(const ct_conv2d_shape *s) {
-    size_t cmax = (size_t)(s->C > s->OC ? s->C : s->OC), cols = (size_t)(wino_chunk(s) * wino_tiles(s));
-    return (2 * 16 * cmax * cols + 15) & ~(size_t)15;
+    return 2 * wino_vm_floats(s) + round16(wino_plane_floats(s)) + wino_u_floats(s);
 }
 
-static size_t wino_u_floats(const ct_conv2d_shape *s) { return (16 * (size_t)(s->OC * s->C) + 15) & ~(size_t)15; }
+static wino_part wino_part_at(const ct_conv2d_shape *s, float *parts, int p) {
+    wino_part w;
+    w.V = parts + (size_t)p * wino_part_floats(s);
+    w.M = w.V + wino_vm_floats(s);
+    w.P = w.M + wino_vm_floats(s);
+    w.dU = w.P + round16(wino_plane_floats(s));
+    return w;
+}
 
 size_t ct_conv2d_workspace(const ct_conv2d_shape *s) {
     size_t im2col = CT_NN_PARTS * part_floats(s);
@@ -125,88 +249,175 @@ static void wino_weights(float *U, const float *w, int64_t OC, int64_t C, int fl
         }
 }
 
-/* V (16, Cin, ld) columns [t0, t0 + tiles) <- the 4x4 input tiles of x: (Cin, H, W) */
-static void wino_input(float *V, int64_t ld, int64_t t0, const float *x, int64_t Cin, int64_t H, int64_t W) {
-    const int64_t th = (H + 1) / 2, tw = (W + 1) / 2;
+/* V (16, Cin, ld) columns [col0, col0 + tiles * WL) <- the 4x4 input tiles of the
+ * nl <= WL samples x: (nl, Cin, H, W); P: the group's plane (scratch) */
+static void wino_input(float *V, int64_t ld, int64_t col0, const float *x, int64_t nl, int64_t Cin, int64_t H,
+                       int64_t W, float *P) {
+    const int64_t th = (H + 1) / 2, tw = (W + 1) / 2, pw = 2 * tw + 2, hw = H * W, st = Cin * ld;
+    /* the same interior is rewritten for every channel: padding and idle lanes stay zero */
+    memset(P, 0, (size_t)((2 * th + 2) * pw * WL) * sizeof(float));
     for (int64_t c = 0; c < Cin; c++) {
-        const float *xc = x + c * H * W;
+        to_lanes(P + (pw + 1) * WL, pw, x + c * hw, Cin * hw, nl, H, W);
+        float *vc = V + c * ld + col0;
         for (int64_t ty = 0; ty < th; ty++)
             for (int64_t tx = 0; tx < tw; tx++) {
-                float d[4][4], t[4][4];
-                const int64_t y0 = 2 * ty - 1, x0 = 2 * tx - 1;
+                const float *p = P + (2 * ty * pw + 2 * tx) * WL;
+                wvec d[4][4], t[4][4];
                 for (int r = 0; r < 4; r++)
-                    for (int q = 0; q < 4; q++) {
-                        int64_t yy = y0 + r, xx = x0 + q;
-                        d[r][q] = yy >= 0 && yy < H && xx >= 0 && xx < W ? xc[yy * W + xx] : 0.0f;
-                    }
+                    for (int q = 0; q < 4; q++) d[r][q] = wload(p + (r * pw + q) * WL);
                 for (int q = 0; q < 4; q++) {
                     t[0][q] = d[0][q] - d[2][q];
                     t[1][q] = d[1][q] + d[2][q];
                     t[2][q] = d[2][q] - d[1][q];
                     t[3][q] = d[1][q] - d[3][q];
                 }
-                float *v = V + c * ld + t0 + ty * tw + tx;
-                const int64_t st = Cin * ld; /* stride between transform elements */
+                float *v = vc + (ty * tw + tx) * WL;
                 for (int r = 0; r < 4; r++) {
-                    v[(r * 4 + 0) * st] = t[r][0] - t[r][2];
-                    v[(r * 4 + 1) * st] = t[r][1] + t[r][2];
-                    v[(r * 4 + 2) * st] = t[r][2] - t[r][1];
-                    v[(r * 4 + 3) * st] = t[r][1] - t[r][3];
+                    wstore(v + (r * 4 + 0) * st, t[r][0] - t[r][2]);
+                    wstore(v + (r * 4 + 1) * st, t[r][1] + t[r][2]);
+                    wstore(v + (r * 4 + 2) * st, t[r][2] - t[r][1]);
+                    wstore(v + (r * 4 + 3) * st, t[r][1] - t[r][3]);
                 }
             }
     }
 }
 
-/* y: (Cout, H, W) (+)= A^T M A of each tile, M (16, Cout, ld) columns [t0, t0 + tiles) */
-static void wino_output(float *y, int accumulate, const float *M, int64_t ld, int64_t t0, int64_t Cout, int64_t H,
-                        int64_t W) {
-    const int64_t th = (H + 1) / 2, tw = (W + 1) / 2, st = Cout * ld;
+/* y: (nl, Cout, H, W) (+)= A^T M A of each tile, M (16, Cout, ld) columns
+ * [col0, col0 + tiles * WL); P: the group's plane (scratch) */
+static void wino_output(float *y, int accumulate, const float *M, int64_t ld, int64_t col0, int64_t nl,
+                        int64_t Cout, int64_t H, int64_t W, float *P) {
+    const int64_t th = (H + 1) / 2, tw = (W + 1) / 2, pw = 2 * tw, hw = H * W, st = Cout * ld;
     for (int64_t o = 0; o < Cout; o++) {
-        float *yc = y + o * H * W;
+        const float *mo = M + o * ld + col0;
         for (int64_t ty = 0; ty < th; ty++)
             for (int64_t tx = 0; tx < tw; tx++) {
-                const float *m = M + o * ld + t0 + ty * tw + tx;
-                float s[4][2];
+                const float *m = mo + (ty * tw + tx) * WL;
+                wvec s[4][2];
                 for (int r = 0; r < 4; r++) {
-                    float m0 = m[(r * 4 + 0) * st], m1 = m[(r * 4 + 1) * st], m2 = m[(r * 4 + 2) * st],
-                          m3 = m[(r * 4 + 3) * st];
+                    wvec m0 = wload(m + (r * 4 + 0) * st), m1 = wload(m + (r * 4 + 1) * st),
+                         m2 = wload(m + (r * 4 + 2) * st), m3 = wload(m + (r * 4 + 3) * st);
                     s[r][0] = m0 + m1 + m2;
                     s[r][1] = m1 - m2 - m3;
                 }
+                float *p = P + (2 * ty * pw + 2 * tx) * WL;
                 for (int q = 0; q < 2; q++) {
-                    float v0 = s[0][q] + s[1][q] + s[2][q], v1 = s[1][q] - s[2][q] - s[3][q];
-                    int64_t yy = 2 * ty, xx = 2 * tx + q;
-                    if (xx >= W) continue;
-                    if (accumulate) yc[yy * W + xx] += v0;
-                    else yc[yy * W + xx] = v0;
-                    if (yy + 1 < H) {
-                        if (accumulate) yc[(yy + 1) * W + xx] += v1;
-                        else yc[(yy + 1) * W + xx] = v1;
-                    }
+                    wstore(p + q * WL, s[0][q] + s[1][q] + s[2][q]);
+                    wstore(p + (pw + q) * WL, s[1][q] - s[2][q] - s[3][q]);
+                }
+            }
+        from_lanes(y + o * hw, accumulate, Cout * hw, P, pw, nl, H, W);
+    }
+}
+
+/* D (16, Cout, ld) columns [col0, col0 + tiles * WL) <- A dY A^T of the 2x2 tiles
+ * of dy: (nl, Cout, H, W), the transpose of wino_output (the gradient of M);
+ * positions past an odd map's edge are zero. P: the group's plane (scratch). */
+static void wino_dy_tiles(float *D, int64_t ld, int64_t col0, const float *dy, int64_t nl, int64_t Cout, int64_t H,
+                          int64_t W, float *P) {
+    const int64_t th = (H + 1) / 2, tw = (W + 1) / 2, pw = 2 * tw, hw = H * W, st = Cout * ld;
+    memset(P, 0, (size_t)(2 * th * pw * WL) * sizeof(float));
+    for (int64_t o = 0; o < Cout; o++) {
+        to_lanes(P, pw, dy + o * hw, Cout * hw, nl, H, W);
+        float *dc = D + o * ld + col0;
+        for (int64_t ty = 0; ty < th; ty++)
+            for (int64_t tx = 0; tx < tw; tx++) {
+                const float *p = P + (2 * ty * pw + 2 * tx) * WL;
+                const wvec a = wload(p), b = wload(p + WL), c = wload(p + pw * WL), e = wload(p + (pw + 1) * WL);
+                const wvec t[4][2] = {{a, b}, {a + c, b + e}, {a - c, b - e}, {-c, -e}}; /* A dY */
+                float *d = dc + (ty * tw + tx) * WL;
+                for (int r = 0; r < 4; r++) {
+                    wstore(d + (r * 4 + 0) * st, t[r][0]);
+                    wstore(d + (r * 4 + 1) * st, t[r][0] + t[r][1]);
+                    wstore(d + (r * 4 + 2) * st, t[r][0] - t[r][1]);
+                    wstore(d + (r * 4 + 3) * st, -t[r][1]);
                 }
             }
     }
+}
+
+/* dw (OC, C, 3, 3) += G^T dU G for each kernel; dU (16, OC, C): the gradient of
+ * U = G g G^T, transposed back to the kernels. */
+static void wino_weights_grad(float *dw, const float *dU, int64_t OC, int64_t C) {
+#pragma omp parallel for schedule(static) if (OC * C * 16 >= CT_PAR_MIN)
+    for (int64_t o = 0; o < OC; o++)
+        for (int64_t i = 0; i < C; i++) {
+            float u[4][4], t[3][4];
+            for (int xi = 0; xi < 16; xi++) u[xi / 4][xi % 4] = dU[(xi * OC + o) * C + i];
+            for (int q = 0; q < 4; q++) {
+                t[0][q] = u[0][q] + 0.5f * (u[1][q] + u[2][q]);
+                t[1][q] = 0.5f * (u[1][q] - u[2][q]);
+                t[2][q] = 0.5f * (u[1][q] + u[2][q]) + u[3][q];
+            }
+            float *k = dw + (o * C + i) * 9;
+            for (int r = 0; r < 3; r++) {
+                k[r * 3 + 0] += t[r][0] + 0.5f * (t[r][1] + t[r][2]);
+                k[r * 3 + 1] += 0.5f * (t[r][1] - t[r][2]);
+                k[r * 3 + 2] += 0.5f * (t[r][1] + t[r][2]) + t[r][3];
+            }
+        }
+}
+
+/* dw (OC, C, 3, 3) += the weight gradient by Winograd: dU[xi] (OC, C) = the sum
+ * over tiles of (A dY A^T)[xi] (OC, tiles) . V[xi]^T (tiles, C), each part's
+ * share in its own dU, summed in part order (same bits at any thread count),
+ * then G^T dU G. ws: U's place (the summed dU), then the parts. */
+static void wino_dw(float *dw, const float *dy, const float *x, const ct_conv2d_shape *s, float *ws) {
+    const int64_t OC = s->OC, C = s->C, H = s->H, W = s->W, tps = wino_tiles(s), cs = wino_chunk(s);
+    const int64_t gcols = tps * WL, nu = 16 * OC * C;
+    float *parts = ws + wino_u_floats(s);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int p = 0; p < CT_NN_PARTS; p++) {
+        int64_t n0, n1;
+        part_range(s->N, p, &n0, &n1);
+        const wino_part wp = wino_part_at(s, parts, p);
+        memset(wp.dU, 0, (size_t)nu * sizeof(float));
+        for (int64_t c0 = n0; c0 < n1; c0 += cs) {
+            const int64_t nb = c0 + cs < n1 ? cs : n1 - c0, ng = (nb + WL - 1) / WL, ld = ng * gcols;
+            for (int64_t g = 0; g < ng; g++) {
+                const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL, n = c0 + g * WL;
+                wino_input(wp.V, ld, g * gcols, x + n * C * H * W, nl, C, H, W, wp.P);
+                wino_dy_tiles(wp.M, ld, g * gcols, dy + n * OC * H * W, nl, OC, H, W, wp.P);
+            }
+            for (int xi = 0; xi < 16; xi++)
+                ct_gemm(0, 1, OC, C, ld, 1.0f, wp.M + xi * OC * ld, ld, wp.V + xi * C * ld, ld, 1.0f,
+                        wp.dU + xi * OC * C, C);
+        }
+    }
+    const float *dU0 = wino_part_at(s, parts, 0).dU;
+    const size_t pf = wino_part_floats(s);
+#pragma omp parallel for schedule(static) if (nu * CT_NN_PARTS >= CT_PAR_MIN)
+    for (int64_t i = 0; i < nu; i++) {
+        float acc = 0.0f;
+        for (int p = 0; p < CT_NN_PARTS; p++) acc += dU0[p * pf + i];
+        ws[i] = acc;
+    }
+    wino_weights_grad(dw, ws, OC, C);
 }
 
 /* out: (N, Cout, H, W) (+)= the "same" 3x3 convolution of in: (N, Cin, H, W) with
  * transformed kernels U (16, Cout, Cin); parts: the per-part scratch. */
 static void wino_conv(float *out, int accumulate, const float *in, const float *U, int64_t N, int64_t Cin,
                       int64_t Cout, int64_t H, int64_t W, const ct_conv2d_shape *s, float *parts) {
-    const int64_t tps = wino_tiles(s), cs = wino_chunk(s);
-    const size_t pf = wino_part_floats(s), cmax = (size_t)(s->C > s->OC ? s->C : s->OC);
+    const int64_t tps = wino_tiles(s), cs = wino_chunk(s), gcols = tps * WL;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int p = 0; p < CT_NN_PARTS; p++) {
         int64_t n0, n1;
         part_range(N, p, &n0, &n1);
-        float *V = parts + p * pf, *M = V + 16 * cmax * (size_t)(cs * tps);
+        const wino_part wp = wino_part_at(s, parts, p);
+        float *V = wp.V, *M = wp.M, *P = wp.P;
         for (int64_t c0 = n0; c0 < n1; c0 += cs) {
-            const int64_t nb = c0 + cs < n1 ? cs : n1 - c0, ld = nb * tps;
-            for (int64_t j = 0; j < nb; j++) wino_input(V, ld, j * tps, in + (c0 + j) * Cin * H * W, Cin, H, W);
+            const int64_t nb = c0 + cs < n1 ? cs : n1 - c0, ng = (nb + WL - 1) / WL, ld = ng * gcols;
+            for (int64_t g = 0; g < ng; g++) {
+                const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL;
+                wino_input(V, ld, g * gcols, in + (c0 + g * WL) * Cin * H * W, nl, Cin, H, W, P);
+            }
             for (int xi = 0; xi < 16; xi++)
                 ct_gemm(0, 0, Cout, ld, Cin, 1.0f, U + xi * Cout * Cin, Cin, V + xi * Cin * ld, ld, 0.0f,
                         M + xi * Cout * ld, ld);
-            for (int64_t j = 0; j < nb; j++)
-                wino_output(out + (c0 + j) * Cout * H * W, accumulate, M, ld, j * tps, Cout, H, W);
+            for (int64_t g = 0; g < ng; g++) {
+                const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL;
+                wino_output(out + (c0 + g * WL) * Cout * H * W, accumulate, M, ld, g * gcols, nl, Cout, H, W, P);
+            }
         }
     }
 }
@@ -421,9 +632,11 @@ void ct_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
         }
     }
     float *dx_wino = NULL;
-    if (dx && wino_ok(s)) { /* the input gradient after the weight gradient, by Winograd */
+    if (wino_ok(s)) { /* both gradients by Winograd: the weight's first, the input's after */
+        if (dw) wino_dw(dw, dy, x, s, ws);
         dx_wino = dx;
         dx = NULL;
+        dw = NULL;
     }
     if (!dx && !dw) goto input_gradient;
 #pragma omp parallel for schedule(dynamic, 1)
