@@ -93,7 +93,7 @@ static void wstore(float *p, wvec v) { memcpy(p, &v, sizeof v); }
 
 #ifdef __AVX__
 /* the 8x8 transpose of rows r[0..7] */
-static void transpose8(__m256 r[8]) {
+static inline void transpose8(__m256 r[8]) {
     __m256 t[8], u[8];
     for (int k = 0; k < 4; k++) {
         t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
