@@ -411,11 +411,12 @@ static void test_thread_invariance(void) {
 }
 
 /* The Winograd path splits the batch into the same fixed parts: same bits at 1 and 2
- * threads (odd map, a partial group of lanes in every part). */
-static void test_conv_threads(void) {
+ * threads (odd maps, a partial group of lanes in every part; F(3x3) on the 5x3 map,
+ * F(2x2) on the 7x4 one). */
+static void test_conv_threads(int64_t H, int64_t W) {
     ct_conv2d_shape s;
-    CHECK_OK(ct_conv2d_shape_init(&s, 70, 16, 5, 3, 16, 3, 3, 1, 1));
-    size_t nx = (size_t)(70 * 16 * 15), nw = (size_t)(16 * 16 * 9);
+    CHECK_OK(ct_conv2d_shape_init(&s, 70, 16, H, W, 16, 3, 3, 1, 1));
+    size_t nx = (size_t)(70 * 16 * H * W), nw = (size_t)(16 * 16 * 9);
     float *x = rnd(nx, 61, -1, 1), *w = rnd(nw, 62, -1, 1), *dy = rnd(nx, 63, -1, 1);
     float *ws = calloc(ct_conv2d_workspace(&s), 4), *out[2][3];
     for (int t = 0; t < 2; t++) {
@@ -445,17 +446,20 @@ int main(void) {
     test_conv(3, 64, 4, 6, 65, 3, 1, 1, 1); /* 64+ channels, batch too small for Winograd */
     /* Winograd (3x3, stride 1, pad 1, 8+ channels, batch 64+): the parts hold whole
      * groups of 8 lanes, or end in a partial group (batch 67, 70); maps even, odd,
-     * non-square, of one tile (2x2, 1x1) and the CNN's at 20x20 and 28x28 inputs */
+     * non-square, of one tile and the CNN's at 20x20 and 28x28 inputs. F(2x2): */
     test_conv(64, 8, 6, 4, 8, 3, 1, 1, 1);   /* even, non-square, bias */
     test_conv(67, 9, 5, 7, 8, 3, 1, 1, 0);   /* odd, non-square, partial groups */
     test_conv(64, 16, 2, 2, 24, 3, 1, 1, 1); /* one tile */
     test_conv(70, 8, 1, 1, 8, 3, 1, 1, 0);   /* a 1x1 map padded to a tile */
-    test_conv(64, 16, 10, 10, 8, 3, 1, 1, 0); /* the CNN's maps at 20x20 and 28x28 inputs */
+    test_conv(64, 16, 10, 10, 8, 3, 1, 1, 0); /* the CNN's 10x10, 14x14, 7x7 maps */
     test_conv(64, 8, 14, 14, 8, 3, 1, 1, 0);
-    test_conv(64, 8, 5, 5, 16, 3, 1, 1, 0);
-    test_conv(64, 8, 3, 3, 8, 3, 1, 1, 0);
     test_conv(64, 32, 7, 7, 8, 3, 1, 1, 1);
-    test_conv(64, 7, 4, 4, 8, 3, 1, 1, 0);    /* 7 channels: im2col */
+    /* F(3x3): */
+    test_conv(64, 8, 5, 5, 16, 3, 1, 1, 0);  /* the CNN's 5x5 and 3x3 maps */
+    test_conv(64, 8, 3, 3, 8, 3, 1, 1, 0);
+    test_conv(67, 8, 3, 5, 8, 3, 1, 1, 1);   /* non-square, partial groups, bias */
+    test_conv(64, 8, 9, 9, 8, 3, 1, 1, 0);   /* 3x3 tiles */
+    test_conv(64, 7, 4, 4, 8, 3, 1, 1, 0);   /* 7 channels: im2col */
     test_bn(4, 3, 5, 1, 0);
     test_bn(1, 2, 9, 1, 0);                 /* batch 1 (2d: statistics over H*W) */
     test_bn(6, 5, 1, 1, 0);                 /* BatchNorm1d */
@@ -479,6 +483,7 @@ int main(void) {
     test_small_models();
     test_model_errors();
     test_thread_invariance();
-    test_conv_threads();
+    test_conv_threads(5, 3);
+    test_conv_threads(7, 4);
     return test_done();
 }
