@@ -318,9 +318,9 @@ static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 /* The output tile side. F(3x3) rounds about 10x worse than F(2x2) (max error
  * 1-3e-4 instead of 1-4e-5 on outputs up to 67, 64-256 channels; im2col 2e-5),
  * so it is taken only where it saves a quarter of the multiplies per plane (tiles
- * x a^2): on 3x3 maps (0.39x) and 5x5 maps (0.69x), where it measured 1.2-2x
- * faster. On 7x7 and 14x14 maps (0.88x, 0.80x) it measured no clear gain; 2x2,
- * 4x4 and 10x10 maps need more multiplies with it. */
+ * x a^2): on 3x3 maps (0.39x) and 5x5 maps (0.69x), where it measured 1.1-2.2x
+ * faster. On 7x7 and 14x14 maps (0.88x, 0.80x) it measured no clear gain; 2x2
+ * and 4x4 maps need more multiplies with it, 10x10 as many. */
 static int wino_m(const ct_conv2d_shape *s) {
     int64_t f2 = ceil_div(s->H, 2) * ceil_div(s->W, 2) * 16, f3 = ceil_div(s->H, 3) * ceil_div(s->W, 3) * 25;
     return 4 * f3 < 3 * f2 ? 3 : 2;
