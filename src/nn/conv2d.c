@@ -1,5 +1,6 @@
 /* conv2d.c: 2-D convolution lowered to im2col + GEMM over chunks of samples, and
- * 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3) (section below).
+ * 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3) or F(3x3, 3x3) (section
+ * below).
  *
  * The batch is split into CT_NN_PARTS fixed blocks; each block owns its scratch
  * and, in backward, its own partial weight gradient. Blocks run in parallel and
@@ -84,14 +85,12 @@ static size_t part_floats(const ct_conv2d_shape *s) {
 #define WINO_TILES 256 /* tiles per GEMM (its columns), rounded to whole groups */
 #define WL 8           /* samples per transform, the lanes of a wvec */
 typedef float wvec __attribute__((vector_size(WL * sizeof(float))));
-
-static wvec wload(const float *p) {
-    wvec v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static void wstore(float *p, wvec v) { memcpy(p, &v, sizeof v); }
+/* Loads and stores through an unaligned, aliasing view of 8 floats: plain
+ * dereferences, so no vector crosses a function boundary by value (without AVX
+ * that changes the ABI, and GCC and clang warn). */
+typedef float wvec_u __attribute__((vector_size(WL * sizeof(float)), aligned(sizeof(float)), may_alias));
+#define WLOAD(p) (*(const wvec_u *)(p))
+#define WSTORE(p, v) (*(wvec_u *)(p) = (v))
 
 #ifdef __AVX__
 /* the 8x8 transpose of rows r[0..7] */
@@ -170,7 +169,7 @@ static void from_lanes(float *y, int accumulate, int64_t ls, const float *P, int
 static void tile_in2(float *v, int64_t st, const float *p, int64_t pw) {
     wvec d[4][4], t[4][4];
     for (int r = 0; r < 4; r++)
-        for (int q = 0; q < 4; q++) d[r][q] = wload(p + (r * pw + q) * WL);
+        for (int q = 0; q < 4; q++) d[r][q] = WLOAD(p + (r * pw + q) * WL);
     for (int q = 0; q < 4; q++) {
         t[0][q] = d[0][q] - d[2][q];
         t[1][q] = d[1][q] + d[2][q];
@@ -178,33 +177,32 @@ static void tile_in2(float *v, int64_t st, const float *p, int64_t pw) {
         t[3][q] = d[1][q] - d[3][q];
     }
     for (int r = 0; r < 4; r++) {
-        wstore(v + (r * 4 + 0) * st, t[r][0] - t[r][2]);
-        wstore(v + (r * 4 + 1) * st, t[r][1] + t[r][2]);
-        wstore(v + (r * 4 + 2) * st, t[r][2] - t[r][1]);
-        wstore(v + (r * 4 + 3) * st, t[r][1] - t[r][3]);
+        WSTORE(v + (r * 4 + 0) * st, t[r][0] - t[r][2]);
+        WSTORE(v + (r * 4 + 1) * st, t[r][1] + t[r][2]);
+        WSTORE(v + (r * 4 + 2) * st, t[r][2] - t[r][1]);
+        WSTORE(v + (r * 4 + 3) * st, t[r][1] - t[r][3]);
     }
 }
 
 /* B^T x for F(3x3): rows (2 -1 -2 1 0) (0 -2 -1 1 0) (0 2 -3 1 0) (0 -1 0 1 0) (0 2 -1 -2 1) */
-static void bt5(wvec o[5], wvec x0, wvec x1, wvec x2, wvec x3, wvec x4) {
-    o[0] = 2.0f * (x0 - x2) - x1 + x3;
-    o[1] = x3 - x2 - 2.0f * x1;
-    o[2] = x3 + 2.0f * x1 - 3.0f * x2;
-    o[3] = x3 - x1;
-    o[4] = x4 + 2.0f * (x1 - x3) - x2;
+static void bt5(wvec o[5], const wvec x[5]) {
+    o[0] = 2.0f * (x[0] - x[2]) - x[1] + x[3];
+    o[1] = x[3] - x[2] - 2.0f * x[1];
+    o[2] = x[3] + 2.0f * x[1] - 3.0f * x[2];
+    o[3] = x[3] - x[1];
+    o[4] = x[4] + 2.0f * (x[1] - x[3]) - x[2];
 }
 
 static void tile_in3(float *v, int64_t st, const float *p, int64_t pw) {
-    wvec t[5][5], o[5];
+    wvec t[5][5], x[5], o[5];
     for (int q = 0; q < 5; q++) {
-        const float *c = p + q * WL;
-        bt5(o, wload(c), wload(c + pw * WL), wload(c + 2 * pw * WL), wload(c + 3 * pw * WL),
-            wload(c + 4 * pw * WL));
+        for (int r = 0; r < 5; r++) x[r] = WLOAD(p + (r * pw + q) * WL);
+        bt5(o, x);
         for (int r = 0; r < 5; r++) t[r][q] = o[r];
     }
     for (int r = 0; r < 5; r++) {
-        bt5(o, t[r][0], t[r][1], t[r][2], t[r][3], t[r][4]);
-        for (int q = 0; q < 5; q++) wstore(v + (r * 5 + q) * st, o[q]);
+        bt5(o, t[r]);
+        for (int q = 0; q < 5; q++) WSTORE(v + (r * 5 + q) * st, o[q]);
     }
 }
 
@@ -212,14 +210,14 @@ static void tile_in3(float *v, int64_t st, const float *p, int64_t pw) {
 static void tile_out2(float *p, int64_t pw, const float *m, int64_t st) {
     wvec s[4][2];
     for (int r = 0; r < 4; r++) {
-        wvec m0 = wload(m + (r * 4 + 0) * st), m1 = wload(m + (r * 4 + 1) * st), m2 = wload(m + (r * 4 + 2) * st),
-             m3 = wload(m + (r * 4 + 3) * st);
+        wvec m0 = WLOAD(m + (r * 4 + 0) * st), m1 = WLOAD(m + (r * 4 + 1) * st), m2 = WLOAD(m + (r * 4 + 2) * st),
+             m3 = WLOAD(m + (r * 4 + 3) * st);
         s[r][0] = m0 + m1 + m2;
         s[r][1] = m1 - m2 - m3;
     }
     for (int q = 0; q < 2; q++) {
-        wstore(p + q * WL, s[0][q] + s[1][q] + s[2][q]);
-        wstore(p + (pw + q) * WL, s[1][q] - s[2][q] - s[3][q]);
+        WSTORE(p + q * WL, s[0][q] + s[1][q] + s[2][q]);
+        WSTORE(p + (pw + q) * WL, s[1][q] - s[2][q] - s[3][q]);
     }
 }
 
@@ -233,47 +231,47 @@ static void at5(wvec o[3], const wvec x[5]) {
 static void tile_out3(float *p, int64_t pw, const float *m, int64_t st) {
     wvec s[5][3], x[5], o[3];
     for (int r = 0; r < 5; r++) {
-        for (int q = 0; q < 5; q++) x[q] = wload(m + (r * 5 + q) * st);
+        for (int q = 0; q < 5; q++) x[q] = WLOAD(m + (r * 5 + q) * st);
         at5(s[r], x);
     }
     for (int q = 0; q < 3; q++) {
         for (int r = 0; r < 5; r++) x[r] = s[r][q];
         at5(o, x);
-        for (int r = 0; r < 3; r++) wstore(p + (r * pw + q) * WL, o[r]);
+        for (int r = 0; r < 3; r++) WSTORE(p + (r * pw + q) * WL, o[r]);
     }
 }
 
 /* d <- A dY A^T of the m x m tile of dy at p: the transpose of tile_out */
 static void tile_dy2(float *d, int64_t st, const float *p, int64_t pw) {
-    const wvec a = wload(p), b = wload(p + WL), c = wload(p + pw * WL), e = wload(p + (pw + 1) * WL);
+    const wvec a = WLOAD(p), b = WLOAD(p + WL), c = WLOAD(p + pw * WL), e = WLOAD(p + (pw + 1) * WL);
     const wvec t[4][2] = {{a, b}, {a + c, b + e}, {a - c, b - e}, {-c, -e}}; /* A dY */
     for (int r = 0; r < 4; r++) {
-        wstore(d + (r * 4 + 0) * st, t[r][0]);
-        wstore(d + (r * 4 + 1) * st, t[r][0] + t[r][1]);
-        wstore(d + (r * 4 + 2) * st, t[r][0] - t[r][1]);
-        wstore(d + (r * 4 + 3) * st, -t[r][1]);
+        WSTORE(d + (r * 4 + 0) * st, t[r][0]);
+        WSTORE(d + (r * 4 + 1) * st, t[r][0] + t[r][1]);
+        WSTORE(d + (r * 4 + 2) * st, t[r][0] - t[r][1]);
+        WSTORE(d + (r * 4 + 3) * st, -t[r][1]);
     }
 }
 
 /* A y for F(3x3): the columns of at5 */
-static void a5(wvec o[5], wvec y0, wvec y1, wvec y2) {
-    o[0] = y0;
-    o[1] = y0 + y1 + y2;
-    o[2] = y0 - y1 + y2;
-    o[3] = y0 + 2.0f * y1 + 4.0f * y2;
-    o[4] = y2;
+static void a5(wvec o[5], const wvec y[3]) {
+    o[0] = y[0];
+    o[1] = y[0] + y[1] + y[2];
+    o[2] = y[0] - y[1] + y[2];
+    o[3] = y[0] + 2.0f * y[1] + 4.0f * y[2];
+    o[4] = y[2];
 }
 
 static void tile_dy3(float *d, int64_t st, const float *p, int64_t pw) {
-    wvec t[5][3], o[5];
+    wvec t[5][3], y[3], o[5];
     for (int q = 0; q < 3; q++) {
-        const float *c = p + q * WL;
-        a5(o, wload(c), wload(c + pw * WL), wload(c + 2 * pw * WL));
+        for (int r = 0; r < 3; r++) y[r] = WLOAD(p + (r * pw + q) * WL);
+        a5(o, y);
         for (int r = 0; r < 5; r++) t[r][q] = o[r];
     }
     for (int r = 0; r < 5; r++) {
-        a5(o, t[r][0], t[r][1], t[r][2]);
-        for (int q = 0; q < 5; q++) wstore(d + (r * 5 + q) * st, o[q]);
+        a5(o, t[r]);
+        for (int q = 0; q < 5; q++) WSTORE(d + (r * 5 + q) * st, o[q]);
     }
 }
 
