@@ -10,8 +10,9 @@
  * one node at a time in the model's own order (the same calls ct_model_forward
  * and ct_model_backward make). --gemm measures this machine's sgemm.
  *
- *   bench_step [--model cnn|resnet18] [--width W] [--batch B] [--steps S] [--warmup K]
+ *   bench_step [--model cnn|resnet18] [--width W] [--size S] [--batch B] [--steps S] [--warmup K]
  *              [--threads T] [--profile] [--layers] [--cpu-clock] [--gemm]
+ * --size sets the input side (default 28; the trainer's views are 20x20).
  * One line per measurement, "key value" pairs, for bench/run.sh to parse. */
 #include "contrast.h"
 
@@ -166,7 +167,7 @@ static void profile_backward(ct_model *m, const float *dz, int64_t N, double *t,
 
 int main(int argc, char **argv) {
     const char *model = "cnn";
-    int width = 0, steps = 10, warmup = 2, threads = 0, profile = 0, gemm = 0;
+    int width = 0, size = 0, steps = 10, warmup = 2, threads = 0, profile = 0, gemm = 0;
     int64_t B = 256;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -176,12 +177,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--gemm")) gemm = 1;
         else if (v && !strcmp(a, "--model")) model = argv[++i];
         else if (v && !strcmp(a, "--width")) width = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--size")) size = atoi(argv[++i]);
         else if (v && !strcmp(a, "--batch")) B = atoll(argv[++i]);
         else if (v && !strcmp(a, "--steps")) steps = atoi(argv[++i]);
         else if (v && !strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
         else if (v && !strcmp(a, "--threads")) threads = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_step [--model cnn|resnet18] [--width W] [--batch B] [--steps S] "
+            fprintf(stderr, "usage: bench_step [--model cnn|resnet18] [--width W] [--size S] [--batch B] [--steps S] "
                             "[--warmup K] [--threads T] [--profile] [--layers] [--cpu-clock] [--gemm]\n");
             return 2;
         }
@@ -205,6 +207,7 @@ int main(int argc, char **argv) {
     ct_status st = ct_encoder_parse(model, &cfg.encoder);
     if (st) die(st, "model");
     if (width > 0) cfg.width = width;
+    if (size > 0) cfg.in_h = cfg.in_w = size;
     ct_model m;
     if ((st = ct_model_init(&m, &cfg))) die(st, "init");
     const int64_t N = 2 * B, D = ct_model_embed_dim(&m);

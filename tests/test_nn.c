@@ -79,12 +79,17 @@ static void test_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, in
     check_close("conv dw vs ref (accumulating)", dw, dwr, nw, 1e-4, 1e-4);
     if (bias) check_close("conv db vs ref", db, dbr, (size_t)OC, 1e-4, 1e-4);
 
-    /* finite differences on fresh gradients */
+    /* finite differences on fresh gradients, on one thread: hundreds of forwards,
+     * each a parallel region whose barrier spins whole time slices on a busy machine
+     * (measured at load 4: 30 s instead of 120 for this file; the results do not
+     * depend on the thread count, test_conv_threads) */
     memset(dx, 0, nx * 4); memset(dw, 0, nw * 4); memset(db, 0, (size_t)OC * 4);
     ct_conv2d_backward(dx, dw, bias ? db : NULL, c.g.r, c.x, c.w, &c.s, c.ws);
+    ct_set_threads(1);
     gradcheck(what, c.x, dx, nx, gc_loss, &c, 1e-2f, 2e-3, 2e-2, 200);
     gradcheck("conv dw", c.w, dw, nw, gc_loss, &c, 1e-2f, 2e-3, 2e-2, 200);
     if (bias) gradcheck("conv db", c.b, db, (size_t)OC, gc_loss, &c, 1e-2f, 2e-3, 2e-2, 200);
+    ct_set_threads(0);
     free(yref); free(dx); free(dw); free(db); free(dxr); free(dwr); free(dbr);
     free(c.x); free(c.w); free(c.b); free(c.ws); free(c.g.y); free(c.g.r);
 }
@@ -405,11 +410,13 @@ static void test_thread_invariance(void) {
     free(g[0]); free(g[1]); free(z[0]); free(z[1]); free(x); free(dz);
 }
 
-/* The Winograd path splits the batch into the same fixed parts: same bits at 1 and 2 threads. */
-static void test_conv_threads(void) {
+/* The Winograd path splits the batch into the same fixed parts: same bits at 1 and 2
+ * threads (odd maps, a partial group of lanes in every part; F(3x3) on the 5x3 map,
+ * F(2x2) on the 7x4 one). */
+static void test_conv_threads(int64_t H, int64_t W) {
     ct_conv2d_shape s;
-    CHECK_OK(ct_conv2d_shape_init(&s, 7, 64, 6, 4, 64, 3, 3, 1, 1));
-    size_t nx = (size_t)(7 * 64 * 24), nw = (size_t)(64 * 64 * 9);
+    CHECK_OK(ct_conv2d_shape_init(&s, 70, 16, H, W, 16, 3, 3, 1, 1));
+    size_t nx = (size_t)(70 * 16 * H * W), nw = (size_t)(16 * 16 * 9);
     float *x = rnd(nx, 61, -1, 1), *w = rnd(nw, 62, -1, 1), *dy = rnd(nx, 63, -1, 1);
     float *ws = calloc(ct_conv2d_workspace(&s), 4), *out[2][3];
     for (int t = 0; t < 2; t++) {
@@ -421,7 +428,7 @@ static void test_conv_threads(void) {
     ct_set_threads(0);
     CHECK(memcmp(out[0][0], out[1][0], nx * 4) == 0, "Winograd conv forward identical at 1 and 2 threads");
     CHECK(memcmp(out[0][1], out[1][1], nx * 4) == 0, "Winograd conv dx identical at 1 and 2 threads");
-    CHECK(memcmp(out[0][2], out[1][2], nw * 4) == 0, "conv dw identical at 1 and 2 threads");
+    CHECK(memcmp(out[0][2], out[1][2], nw * 4) == 0, "Winograd conv dw identical at 1 and 2 threads");
     for (int t = 0; t < 2; t++)
         for (int k = 0; k < 3; k++) free(out[t][k]);
     free(x); free(w); free(dy); free(ws);
@@ -436,8 +443,23 @@ int main(void) {
     test_conv(2, 1, 5, 5, 2, 5, 1, 2, 1);   /* 5x5 kernel */
     test_conv(3, 2, 1, 1, 3, 3, 1, 1, 0);   /* "same" 3x3 on a 1x1 map: most kernel rows miss it */
     test_conv(2, 2, 2, 3, 3, 3, 1, 1, 1);   /* "same" 3x3 on a map narrower than the kernel */
-    test_conv(3, 64, 4, 6, 65, 3, 1, 1, 1); /* Winograd: 64+ channels, non-square, bias */
-    test_conv(2, 65, 2, 2, 64, 3, 1, 1, 0); /* Winograd on a map of one tile */
+    test_conv(3, 64, 4, 6, 65, 3, 1, 1, 1); /* 64+ channels, batch too small for Winograd */
+    /* Winograd (3x3, stride 1, pad 1, 8+ channels, batch 64+): the parts hold whole
+     * groups of 8 lanes, or end in a partial group (batch 67, 70); maps even, odd,
+     * non-square, of one tile and the CNN's at 20x20 and 28x28 inputs. F(2x2): */
+    test_conv(64, 8, 6, 4, 8, 3, 1, 1, 1);   /* even, non-square, bias */
+    test_conv(67, 9, 5, 7, 8, 3, 1, 1, 0);   /* odd, non-square, partial groups */
+    test_conv(64, 16, 2, 2, 24, 3, 1, 1, 1); /* one tile */
+    test_conv(70, 8, 1, 1, 8, 3, 1, 1, 0);   /* a 1x1 map padded to a tile */
+    test_conv(64, 16, 10, 10, 8, 3, 1, 1, 0); /* the CNN's 10x10, 14x14, 7x7 maps */
+    test_conv(64, 8, 14, 14, 8, 3, 1, 1, 0);
+    test_conv(64, 32, 7, 7, 8, 3, 1, 1, 1);
+    /* F(3x3): */
+    test_conv(64, 8, 5, 5, 16, 3, 1, 1, 0);  /* the CNN's 5x5 and 3x3 maps */
+    test_conv(64, 8, 3, 3, 8, 3, 1, 1, 0);
+    test_conv(67, 8, 3, 5, 8, 3, 1, 1, 1);   /* non-square, partial groups, bias */
+    test_conv(64, 8, 9, 9, 8, 3, 1, 1, 0);   /* 3x3 tiles */
+    test_conv(64, 7, 4, 4, 8, 3, 1, 1, 0);   /* 7 channels: im2col */
     test_bn(4, 3, 5, 1, 0);
     test_bn(1, 2, 9, 1, 0);                 /* batch 1 (2d: statistics over H*W) */
     test_bn(6, 5, 1, 1, 0);                 /* BatchNorm1d */
@@ -461,6 +483,7 @@ int main(void) {
     test_small_models();
     test_model_errors();
     test_thread_invariance();
-    test_conv_threads();
+    test_conv_threads(5, 3);
+    test_conv_threads(7, 4);
     return test_done();
 }

@@ -26,9 +26,9 @@ extern "C" {
 
 /* ---- conv2d ----------------------------------------------------------------
  * y = conv(x, w) + b, square or rectangular kernel, stride, zero padding.
- * Lowered to im2col + GEMM over chunks of samples; 3x3, stride 1, pad 1 with 64+
- * channels on even-sized maps use Winograd F(2x2, 3x3) for the forward and the
- * input gradient (see conv2d.c). */
+ * Lowered to im2col + GEMM over chunks of samples; 3x3, stride 1, pad 1 with 8+
+ * channels in and out and a batch of 64+ use Winograd F(2x2, 3x3), or F(3x3, 3x3)
+ * on 3x3 and 5x5 maps, for the forward and both gradients (see conv2d.c). */
 typedef struct {
     int64_t N, C, H, W;     /* input  (N, C, H, W)  */
     int64_t OC, KH, KW;     /* weight (OC, C, KH, KW) */

@@ -1,4 +1,6 @@
-/* conv2d.c: 2-D convolution lowered to im2col + GEMM over chunks of samples.
+/* conv2d.c: 2-D convolution lowered to im2col + GEMM over chunks of samples, and
+ * 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3) or F(3x3, 3x3) (section
+ * below).
  *
  * The batch is split into CT_NN_PARTS fixed blocks; each block owns its scratch
  * and, in backward, its own partial weight gradient. Blocks run in parallel and
@@ -9,6 +11,9 @@
 #include "contrast/nn.h"
 
 #include <string.h>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
 
 ct_status ct_conv2d_shape_init(ct_conv2d_shape *s, int64_t N, int64_t C, int64_t H, int64_t W,
                                int64_t OC, int64_t KH, int64_t KW, int64_t stride, int64_t pad) {
@@ -54,43 +59,317 @@ static size_t part_floats(const ct_conv2d_shape *s) {
     return (f + 15) & ~(size_t)15;
 }
 
-/* ---- Winograd F(2x2, 3x3) ------------------------------------------------------
+/* ---- Winograd F(2x2, 3x3) and F(3x3, 3x3) ----------------------------------------
  * For 3x3 convolutions with stride 1 and padding 1 (most of ResNet-18 and the CNN)
- * the forward and the input gradient (itself such a convolution of dy with the
- * flipped, transposed kernel) use Winograd's minimal filtering: each 4x4 input tile
- * becomes V = B^T d B, each 3x3 kernel U = G g G^T, and 16 GEMMs (one per element
- * of the 4x4 transform) M = U V over the channels replace im2col's 9x larger
- * product; the 2x2 output tile is A^T M A. 16 multiplies per 4 outputs instead of
- * 36: 2.25x fewer FLOPs in those two products. The transforms only add and halve,
- * the rounding stays within the tests' tolerance against the direct reference.
- * The weight gradient keeps im2col + GEMM. Tiles are independent and the batch is
- * split into the same fixed parts, so results do not depend on the thread count. */
-#define WINO_TILES 256 /* tiles per GEMM (its columns) */
-#define WINO_MIN_C 64  /* with fewer channels the 16 GEMMs are too thin to win */
+ * the forward, the input gradient (itself such a convolution of dy with the
+ * flipped, transposed kernel) and the weight gradient use Winograd's minimal
+ * filtering F(m x m, 3x3), m = 2 or 3: each a x a input tile (a = m + 2) becomes
+ * V = B^T d B, each 3x3 kernel U = G g G^T, and a*a GEMMs (one per element of the
+ * transform) M = U V over the channels replace im2col's product; the m x m output
+ * tile is A^T M A. F(2x2) takes 16 multiplies per 4 outputs, F(3x3) 25 per 9,
+ * instead of 36 and 81. The weight gradient is the gradient of that product: a*a
+ * GEMMs dU = (A dY A^T) V^T summed over the tiles, then dw = G^T dU G. The
+ * matrices (Lavin and Gray, points 0, 1, -1 (, 2) and infinity) only add, halve
+ * and, for F(3x3), scale by small integers and sixths; the rounding stays within
+ * the tests' tolerance against the direct reference. Tiles are independent and the
+ * batch is split into the same fixed parts, so results do not depend on the
+ * thread count.
+ *
+ * The tile transforms run on WL = 8 samples at once, one per lane of a GCC vector
+ * (one AVX register with -march=native, plain C where there is none): the columns
+ * of V and M are ordered (group of 8 samples, tile, lane), so every load and store
+ * of a transform is 8 contiguous floats with no bounds checks. The input planes of
+ * a group are first interleaved into a zero-padded plane (which also pads maps to
+ * whole tiles); the output tiles are written to such a plane and copied out.
+ * Lanes past the batch's end stay zero and are not copied out. */
+#define WINO_TILES 256 /* tiles per GEMM (its columns), rounded to whole groups */
+#define WL 8           /* samples per transform, the lanes of a wvec */
+typedef float wvec __attribute__((vector_size(WL * sizeof(float))));
+/* Loads and stores through an unaligned, aliasing view of 8 floats: plain
+ * dereferences, so no vector crosses a function boundary by value (without AVX
+ * that changes the ABI, and GCC and clang warn). */
+typedef float wvec_u __attribute__((vector_size(WL * sizeof(float)), aligned(sizeof(float)), may_alias));
+#define WLOAD(p) (*(const wvec_u *)(p))
+#define WSTORE(p, v) (*(wvec_u *)(p) = (v))
 
-/* Measured on ResNet-18 width 32 (one thread): a clear gain on the 256-channel
- * 4x4 and 64-channel 14x14 maps; none on 7x7 maps (tiles cover 8x8, 30% waste)
- * nor with 32 channels (GEMMs with K = 32), so those keep im2col. */
+#ifdef __AVX__
+/* the 8x8 transpose of rows r[0..7] */
+static inline void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 2; k++)
+        for (int h = 0; h < 2; h++) {
+            u[4 * k + 2 * h] = _mm256_shuffle_ps(t[4 * k + h], t[4 * k + h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+            u[4 * k + 2 * h + 1] = _mm256_shuffle_ps(t[4 * k + h], t[4 * k + h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        }
+    for (int k = 0; k < 4; k++) {
+        r[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
+        r[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
+    }
+}
+#endif
+
+/* P[(yy * pw + xx) * WL + l] = x[l * ls + yy * W + xx] for the nl lanes: one plane
+ * of nl samples (ls apart) into a plane of lanes with row stride pw; 8 full lanes
+ * go 8 pixels at a time through a register transpose. */
+static void to_lanes(float *P, int64_t pw, const float *x, int64_t ls, int64_t nl, int64_t H, int64_t W) {
+    int64_t i = 0, yy = 0, xx = 0;
+#ifdef __AVX__
+    if (nl == WL)
+        for (; i + 8 <= H * W; i += 8) {
+            __m256 r[8];
+            for (int l = 0; l < 8; l++) r[l] = _mm256_loadu_ps(x + l * ls + i);
+            transpose8(r);
+            for (int k = 0; k < 8; k++) {
+                _mm256_storeu_ps(P + (yy * pw + xx) * WL, r[k]);
+                if (++xx == W) xx = 0, yy++;
+            }
+        }
+#endif
+    for (; i < H * W; i++) {
+        for (int64_t l = 0; l < nl; l++) P[(yy * pw + xx) * WL + l] = x[l * ls + i];
+        if (++xx == W) xx = 0, yy++;
+    }
+}
+
+/* y[l * ls + yy * W + xx] (+)= P[(yy * pw + xx) * WL + l]: the inverse of to_lanes */
+static void from_lanes(float *y, int accumulate, int64_t ls, const float *P, int64_t pw, int64_t nl, int64_t H,
+                       int64_t W) {
+    int64_t i = 0, yy = 0, xx = 0;
+#ifdef __AVX__
+    if (nl == WL)
+        for (; i + 8 <= H * W; i += 8) {
+            __m256 r[8];
+            for (int k = 0; k < 8; k++) {
+                r[k] = _mm256_loadu_ps(P + (yy * pw + xx) * WL);
+                if (++xx == W) xx = 0, yy++;
+            }
+            transpose8(r);
+            for (int l = 0; l < 8; l++) {
+                float *yl = y + l * ls + i;
+                _mm256_storeu_ps(yl, accumulate ? _mm256_add_ps(_mm256_loadu_ps(yl), r[l]) : r[l]);
+            }
+        }
+#endif
+    for (; i < H * W; i++) {
+        const float *p = P + (yy * pw + xx) * WL;
+        for (int64_t l = 0; l < nl; l++) y[l * ls + i] = accumulate ? y[l * ls + i] + p[l] : p[l];
+        if (++xx == W) xx = 0, yy++;
+    }
+}
+
+/* ---- the transforms of one tile, on WL lanes: F(2x2) (a = 4) and F(3x3) (a = 5).
+ * p: the tile's corner in a plane of lanes with row stride pw; v: element xi of
+ * the tile's transform at v + xi * st. */
+
+/* v <- B^T d B of the a x a tile at p */
+static void tile_in2(float *v, int64_t st, const float *p, int64_t pw) {
+    wvec d[4][4], t[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int q = 0; q < 4; q++) d[r][q] = WLOAD(p + (r * pw + q) * WL);
+    for (int q = 0; q < 4; q++) {
+        t[0][q] = d[0][q] - d[2][q];
+        t[1][q] = d[1][q] + d[2][q];
+        t[2][q] = d[2][q] - d[1][q];
+        t[3][q] = d[1][q] - d[3][q];
+    }
+    for (int r = 0; r < 4; r++) {
+        WSTORE(v + (r * 4 + 0) * st, t[r][0] - t[r][2]);
+        WSTORE(v + (r * 4 + 1) * st, t[r][1] + t[r][2]);
+        WSTORE(v + (r * 4 + 2) * st, t[r][2] - t[r][1]);
+        WSTORE(v + (r * 4 + 3) * st, t[r][1] - t[r][3]);
+    }
+}
+
+/* B^T x for F(3x3): rows (2 -1 -2 1 0) (0 -2 -1 1 0) (0 2 -3 1 0) (0 -1 0 1 0) (0 2 -1 -2 1) */
+static void bt5(wvec o[5], const wvec x[5]) {
+    o[0] = 2.0f * (x[0] - x[2]) - x[1] + x[3];
+    o[1] = x[3] - x[2] - 2.0f * x[1];
+    o[2] = x[3] + 2.0f * x[1] - 3.0f * x[2];
+    o[3] = x[3] - x[1];
+    o[4] = x[4] + 2.0f * (x[1] - x[3]) - x[2];
+}
+
+static void tile_in3(float *v, int64_t st, const float *p, int64_t pw) {
+    wvec t[5][5], x[5], o[5];
+    for (int q = 0; q < 5; q++) {
+        for (int r = 0; r < 5; r++) x[r] = WLOAD(p + (r * pw + q) * WL);
+        bt5(o, x);
+        for (int r = 0; r < 5; r++) t[r][q] = o[r];
+    }
+    for (int r = 0; r < 5; r++) {
+        bt5(o, t[r]);
+        for (int q = 0; q < 5; q++) WSTORE(v + (r * 5 + q) * st, o[q]);
+    }
+}
+
+/* the m x m tile at p <- A^T M A of the transform at m */
+static void tile_out2(float *p, int64_t pw, const float *m, int64_t st) {
+    wvec s[4][2];
+    for (int r = 0; r < 4; r++) {
+        wvec m0 = WLOAD(m + (r * 4 + 0) * st), m1 = WLOAD(m + (r * 4 + 1) * st), m2 = WLOAD(m + (r * 4 + 2) * st),
+             m3 = WLOAD(m + (r * 4 + 3) * st);
+        s[r][0] = m0 + m1 + m2;
+        s[r][1] = m1 - m2 - m3;
+    }
+    for (int q = 0; q < 2; q++) {
+        WSTORE(p + q * WL, s[0][q] + s[1][q] + s[2][q]);
+        WSTORE(p + (pw + q) * WL, s[1][q] - s[2][q] - s[3][q]);
+    }
+}
+
+/* A^T x for F(3x3): rows (1 1 1 1 0) (0 1 -1 2 0) (0 1 1 4 1) */
+static void at5(wvec o[3], const wvec x[5]) {
+    o[0] = x[0] + x[1] + x[2] + x[3];
+    o[1] = x[1] - x[2] + 2.0f * x[3];
+    o[2] = x[1] + x[2] + 4.0f * x[3] + x[4];
+}
+
+static void tile_out3(float *p, int64_t pw, const float *m, int64_t st) {
+    wvec s[5][3], x[5], o[3];
+    for (int r = 0; r < 5; r++) {
+        for (int q = 0; q < 5; q++) x[q] = WLOAD(m + (r * 5 + q) * st);
+        at5(s[r], x);
+    }
+    for (int q = 0; q < 3; q++) {
+        for (int r = 0; r < 5; r++) x[r] = s[r][q];
+        at5(o, x);
+        for (int r = 0; r < 3; r++) WSTORE(p + (r * pw + q) * WL, o[r]);
+    }
+}
+
+/* d <- A dY A^T of the m x m tile of dy at p: the transpose of tile_out */
+static void tile_dy2(float *d, int64_t st, const float *p, int64_t pw) {
+    const wvec a = WLOAD(p), b = WLOAD(p + WL), c = WLOAD(p + pw * WL), e = WLOAD(p + (pw + 1) * WL);
+    const wvec t[4][2] = {{a, b}, {a + c, b + e}, {a - c, b - e}, {-c, -e}}; /* A dY */
+    for (int r = 0; r < 4; r++) {
+        WSTORE(d + (r * 4 + 0) * st, t[r][0]);
+        WSTORE(d + (r * 4 + 1) * st, t[r][0] + t[r][1]);
+        WSTORE(d + (r * 4 + 2) * st, t[r][0] - t[r][1]);
+        WSTORE(d + (r * 4 + 3) * st, -t[r][1]);
+    }
+}
+
+/* A y for F(3x3): the columns of at5 */
+static void a5(wvec o[5], const wvec y[3]) {
+    o[0] = y[0];
+    o[1] = y[0] + y[1] + y[2];
+    o[2] = y[0] - y[1] + y[2];
+    o[3] = y[0] + 2.0f * y[1] + 4.0f * y[2];
+    o[4] = y[2];
+}
+
+static void tile_dy3(float *d, int64_t st, const float *p, int64_t pw) {
+    wvec t[5][3], y[3], o[5];
+    for (int q = 0; q < 3; q++) {
+        for (int r = 0; r < 3; r++) y[r] = WLOAD(p + (r * pw + q) * WL);
+        a5(o, y);
+        for (int r = 0; r < 5; r++) t[r][q] = o[r];
+    }
+    for (int r = 0; r < 5; r++) {
+        a5(o, t[r]);
+        for (int q = 0; q < 5; q++) WSTORE(d + (r * 5 + q) * st, o[q]);
+    }
+}
+
+/* G x of a kernel row or column x (3), and G^T u back (a): the kernel's transform
+ * and its gradient, scalar (once per kernel, not per tile) */
+static void g_fwd(int m, float *o, float x0, float x1, float x2) {
+    if (m == 2) {
+        o[0] = x0, o[1] = 0.5f * (x0 + x1 + x2), o[2] = 0.5f * (x0 - x1 + x2), o[3] = x2;
+    } else {
+        o[0] = 0.5f * x0, o[1] = -0.5f * (x0 + x1 + x2), o[2] = (x1 - x0 - x2) / 6.0f;
+        o[3] = (x0 + 2.0f * x1 + 4.0f * x2) / 6.0f, o[4] = x2;
+    }
+}
+
+static void g_bwd(int m, float o[3], const float *u) {
+    if (m == 2) {
+        o[0] = u[0] + 0.5f * (u[1] + u[2]), o[1] = 0.5f * (u[1] - u[2]), o[2] = 0.5f * (u[1] + u[2]) + u[3];
+    } else {
+        o[0] = 0.5f * (u[0] - u[1]) + (u[3] - u[2]) / 6.0f;
+        o[1] = (u[2] + 2.0f * u[3]) / 6.0f - 0.5f * u[1];
+        o[2] = (4.0f * u[3] - u[2]) / 6.0f - 0.5f * u[1] + u[4];
+    }
+}
+
+/* ---- shapes, tile sizes and scratch ---- */
+
+/* The rule, measured one layer at a time against im2col (docs/performance.md):
+ * Winograd is faster on every 3x3 stride-1 pad-1 conv of the CNN (20x20 and 28x28
+ * inputs) and of ResNet-18, on any map size (maps are padded to whole tiles), from
+ * 8 channels in and out (4 -> 8 ties; the 1-channel stem is 3x slower: GEMMs with
+ * K = 1). The batch must fill the lanes: at least two groups per part (N >= 64),
+ * so idle lanes are under a third of a part's work. The workspace this needs only
+ * grows with N, so one sized for a prepared batch serves every smaller one. */
+#define WINO_MIN_C 8
 static int wino_ok(const ct_conv2d_shape *s) {
     return s->KH == 3 && s->KW == 3 && s->stride == 1 && s->pad == 1 && s->C >= WINO_MIN_C &&
-           s->OC >= WINO_MIN_C && s->H % 2 == 0 && s->W % 2 == 0;
+           s->OC >= WINO_MIN_C && s->N >= 2 * WL * CT_NN_PARTS;
 }
 
-static int64_t wino_tiles(const ct_conv2d_shape *s) { return ((s->OH + 1) / 2) * ((s->OW + 1) / 2); }
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* The output tile side. F(3x3) rounds about 10x worse than F(2x2) (max error
+ * 1-3e-4 instead of 1-4e-5 on outputs up to 67, 64-256 channels; im2col 2e-5),
+ * so it is taken only where it saves a quarter of the multiplies per plane (tiles
+ * x a^2): on 3x3 maps (0.39x) and 5x5 maps (0.69x), where it measured 1.1-2.2x
+ * faster. On 7x7 and 14x14 maps (0.88x, 0.80x) it measured no clear gain; 2x2
+ * and 4x4 maps need more multiplies with it, 10x10 as many. */
+static int wino_m(const ct_conv2d_shape *s) {
+    int64_t f2 = ceil_div(s->H, 2) * ceil_div(s->W, 2) * 16, f3 = ceil_div(s->H, 3) * ceil_div(s->W, 3) * 25;
+    return 4 * f3 < 3 * f2 ? 3 : 2;
+}
+
+/* elements of the transform: the number of GEMMs */
+static int64_t wino_na(const ct_conv2d_shape *s) { return (int64_t)(wino_m(s) + 2) * (wino_m(s) + 2); }
+
+static int64_t wino_tiles(const ct_conv2d_shape *s) { return ceil_div(s->H, wino_m(s)) * ceil_div(s->W, wino_m(s)); }
+
+/* samples per chunk: whole groups of WL, about WINO_TILES tiles, at most a part */
 static int64_t wino_chunk(const ct_conv2d_shape *s) {
-    int64_t cs = WINO_TILES / wino_tiles(s), per = (s->N + CT_NN_PARTS - 1) / CT_NN_PARTS;
-    if (cs < 1) cs = 1;
-    return cs < per ? cs : per;
+    int64_t g = WINO_TILES / (wino_tiles(s) * WL), per = ceil_div(s->N, CT_NN_PARTS);
+    int64_t pg = ceil_div(per, WL);
+    if (g < 1) g = 1;
+    return (g < pg ? g : pg) * WL;
 }
 
-/* per part: V (16, max(C, OC), cols) and M (16, max(C, OC), cols); U (16, OC, C) before the parts */
+/* the padded, interleaved plane of one group: (m*th + 2, m*tw + 2, WL) */
+static size_t wino_plane_floats(const ct_conv2d_shape *s) {
+    const int64_t m = wino_m(s);
+    return (size_t)((m * ceil_div(s->H, m) + 2) * (m * ceil_div(s->W, m) + 2) * WL);
+}
+
+static size_t round16(size_t f) { return (f + 15) & ~(size_t)15; }
+
+/* One part's scratch: V and M (na, max(C, OC), cols), the group's plane, and the
+ * part's share of the weight gradient's dU (na, OC, C). */
+typedef struct {
+    float *V, *M, *P, *dU;
+} wino_part;
+
+static size_t wino_vm_floats(const ct_conv2d_shape *s) {
+    return round16((size_t)wino_na(s) * (size_t)(s->C > s->OC ? s->C : s->OC) *
+                   (size_t)(wino_chunk(s) * wino_tiles(s)));
+}
+
+static size_t wino_u_floats(const ct_conv2d_shape *s) { return round16((size_t)(wino_na(s) * s->OC * s->C)); }
+
 static size_t wino_part_floats(const ct_conv2d_shape *s) {
-    size_t cmax = (size_t)(s->C > s->OC ? s->C : s->OC), cols = (size_t)(wino_chunk(s) * wino_tiles(s));
-    return (2 * 16 * cmax * cols + 15) & ~(size_t)15;
+    return 2 * wino_vm_floats(s) + round16(wino_plane_floats(s)) + wino_u_floats(s);
 }
 
-static size_t wino_u_floats(const ct_conv2d_shape *s) { return (16 * (size_t)(s->OC * s->C) + 15) & ~(size_t)15; }
+static wino_part wino_part_at(const ct_conv2d_shape *s, float *parts, int p) {
+    wino_part w;
+    w.V = parts + (size_t)p * wino_part_floats(s);
+    w.M = w.V + wino_vm_floats(s);
+    w.P = w.M + wino_vm_floats(s);
+    w.dU = w.P + round16(wino_plane_floats(s));
+    return w;
+}
 
 size_t ct_conv2d_workspace(const ct_conv2d_shape *s) {
     size_t im2col = CT_NN_PARTS * part_floats(s);
@@ -99,114 +378,174 @@ size_t ct_conv2d_workspace(const ct_conv2d_shape *s) {
     return wino > im2col ? wino : im2col;
 }
 
+/* ---- whole planes and convolutions ---- */
+
 /* U[xi][o][i] = (G g G^T)[xi] for each 3x3 kernel g: (Cout, Cin) kernels taken
  * from w (OC, C, 3, 3) as they are (flip = 0, the forward) or flipped and
  * transposed (flip = 1: g[o=c][i=oc] = rot180(w[oc][c]), the input gradient). */
-static void wino_weights(float *U, const float *w, int64_t OC, int64_t C, int flip) {
-    const int64_t Cout = flip ? C : OC, Cin = flip ? OC : C;
+static void wino_weights(float *U, const float *w, int64_t OC, int64_t C, int flip, int m) {
+    const int64_t Cout = flip ? C : OC, Cin = flip ? OC : C, a = m + 2;
 #pragma omp parallel for schedule(static) if (OC * C * 16 >= CT_PAR_MIN)
     for (int64_t o = 0; o < Cout; o++)
         for (int64_t i = 0; i < Cin; i++) {
             const float *k = flip ? w + (i * C + o) * 9 : w + (o * C + i) * 9;
-            float g[3][3], t[4][3];
+            float g[3][3], t[5][3], u[5];
             for (int r = 0; r < 3; r++)
                 for (int q = 0; q < 3; q++) g[r][q] = flip ? k[(2 - r) * 3 + (2 - q)] : k[r * 3 + q];
             for (int q = 0; q < 3; q++) {
-                t[0][q] = g[0][q];
-                t[1][q] = 0.5f * (g[0][q] + g[1][q] + g[2][q]);
-                t[2][q] = 0.5f * (g[0][q] - g[1][q] + g[2][q]);
-                t[3][q] = g[2][q];
+                g_fwd(m, u, g[0][q], g[1][q], g[2][q]);
+                for (int r = 0; r < a; r++) t[r][q] = u[r];
             }
-            for (int r = 0; r < 4; r++) {
-                float u[4] = {t[r][0], 0.5f * (t[r][0] + t[r][1] + t[r][2]), 0.5f * (t[r][0] - t[r][1] + t[r][2]),
-                              t[r][2]};
-                for (int q = 0; q < 4; q++) U[((r * 4 + q) * Cout + o) * Cin + i] = u[q];
+            for (int r = 0; r < a; r++) {
+                g_fwd(m, u, t[r][0], t[r][1], t[r][2]);
+                for (int q = 0; q < a; q++) U[((r * a + q) * Cout + o) * Cin + i] = u[q];
             }
         }
 }
 
-/* V (16, Cin, ld) columns [t0, t0 + tiles) <- the 4x4 input tiles of x: (Cin, H, W) */
-static void wino_input(float *V, int64_t ld, int64_t t0, const float *x, int64_t Cin, int64_t H, int64_t W) {
-    const int64_t th = (H + 1) / 2, tw = (W + 1) / 2;
+/* dw (OC, C, 3, 3) += G^T dU G for each kernel; dU (a*a, OC, C): the gradient of
+ * U = G g G^T, transposed back to the kernels. */
+static void wino_weights_grad(float *dw, const float *dU, int64_t OC, int64_t C, int m) {
+    const int a = m + 2;
+#pragma omp parallel for schedule(static) if (OC * C * 16 >= CT_PAR_MIN)
+    for (int64_t o = 0; o < OC; o++)
+        for (int64_t i = 0; i < C; i++) {
+            float u[5][5], t[3][5], x[5], k3[3];
+            for (int xi = 0; xi < a * a; xi++) u[xi / a][xi % a] = dU[(xi * OC + o) * C + i];
+            for (int q = 0; q < a; q++) {
+                for (int r = 0; r < a; r++) x[r] = u[r][q];
+                g_bwd(m, k3, x);
+                for (int r = 0; r < 3; r++) t[r][q] = k3[r];
+            }
+            float *k = dw + (o * C + i) * 9;
+            for (int r = 0; r < 3; r++) {
+                g_bwd(m, k3, t[r]);
+                for (int q = 0; q < 3; q++) k[r * 3 + q] += k3[q];
+            }
+        }
+}
+
+/* V (a*a, Cin, ld) columns [col0, col0 + tiles * WL) <- the input tiles of the
+ * nl <= WL samples x: (nl, Cin, H, W); P: the group's plane (scratch) */
+static void wino_input(float *V, int64_t ld, int64_t col0, const float *x, int64_t nl, int64_t Cin, int64_t H,
+                       int64_t W, int m, float *P) {
+    const int64_t th = ceil_div(H, m), tw = ceil_div(W, m), pw = m * tw + 2, hw = H * W, st = Cin * ld;
+    /* the same interior is rewritten for every channel: padding and idle lanes stay zero */
+    memset(P, 0, (size_t)((m * th + 2) * pw * WL) * sizeof(float));
     for (int64_t c = 0; c < Cin; c++) {
-        const float *xc = x + c * H * W;
+        to_lanes(P + (pw + 1) * WL, pw, x + c * hw, Cin * hw, nl, H, W);
+        float *vc = V + c * ld + col0;
         for (int64_t ty = 0; ty < th; ty++)
             for (int64_t tx = 0; tx < tw; tx++) {
-                float d[4][4], t[4][4];
-                const int64_t y0 = 2 * ty - 1, x0 = 2 * tx - 1;
-                for (int r = 0; r < 4; r++)
-                    for (int q = 0; q < 4; q++) {
-                        int64_t yy = y0 + r, xx = x0 + q;
-                        d[r][q] = yy >= 0 && yy < H && xx >= 0 && xx < W ? xc[yy * W + xx] : 0.0f;
-                    }
-                for (int q = 0; q < 4; q++) {
-                    t[0][q] = d[0][q] - d[2][q];
-                    t[1][q] = d[1][q] + d[2][q];
-                    t[2][q] = d[2][q] - d[1][q];
-                    t[3][q] = d[1][q] - d[3][q];
-                }
-                float *v = V + c * ld + t0 + ty * tw + tx;
-                const int64_t st = Cin * ld; /* stride between transform elements */
-                for (int r = 0; r < 4; r++) {
-                    v[(r * 4 + 0) * st] = t[r][0] - t[r][2];
-                    v[(r * 4 + 1) * st] = t[r][1] + t[r][2];
-                    v[(r * 4 + 2) * st] = t[r][2] - t[r][1];
-                    v[(r * 4 + 3) * st] = t[r][1] - t[r][3];
-                }
+                const float *p = P + m * (ty * pw + tx) * WL;
+                float *v = vc + (ty * tw + tx) * WL;
+                if (m == 2) tile_in2(v, st, p, pw);
+                else tile_in3(v, st, p, pw);
             }
     }
 }
 
-/* y: (Cout, H, W) (+)= A^T M A of each tile, M (16, Cout, ld) columns [t0, t0 + tiles) */
-static void wino_output(float *y, int accumulate, const float *M, int64_t ld, int64_t t0, int64_t Cout, int64_t H,
-                        int64_t W) {
-    const int64_t th = (H + 1) / 2, tw = (W + 1) / 2, st = Cout * ld;
+/* y: (nl, Cout, H, W) (+)= A^T M A of each tile, M (a*a, Cout, ld) columns
+ * [col0, col0 + tiles * WL); P: the group's plane (scratch) */
+static void wino_output(float *y, int accumulate, const float *M, int64_t ld, int64_t col0, int64_t nl,
+                        int64_t Cout, int64_t H, int64_t W, int m, float *P) {
+    const int64_t th = ceil_div(H, m), tw = ceil_div(W, m), pw = m * tw, hw = H * W, st = Cout * ld;
     for (int64_t o = 0; o < Cout; o++) {
-        float *yc = y + o * H * W;
+        const float *mo = M + o * ld + col0;
         for (int64_t ty = 0; ty < th; ty++)
             for (int64_t tx = 0; tx < tw; tx++) {
-                const float *m = M + o * ld + t0 + ty * tw + tx;
-                float s[4][2];
-                for (int r = 0; r < 4; r++) {
-                    float m0 = m[(r * 4 + 0) * st], m1 = m[(r * 4 + 1) * st], m2 = m[(r * 4 + 2) * st],
-                          m3 = m[(r * 4 + 3) * st];
-                    s[r][0] = m0 + m1 + m2;
-                    s[r][1] = m1 - m2 - m3;
-                }
-                for (int q = 0; q < 2; q++) {
-                    float v0 = s[0][q] + s[1][q] + s[2][q], v1 = s[1][q] - s[2][q] - s[3][q];
-                    int64_t yy = 2 * ty, xx = 2 * tx + q;
-                    if (xx >= W) continue;
-                    if (accumulate) yc[yy * W + xx] += v0;
-                    else yc[yy * W + xx] = v0;
-                    if (yy + 1 < H) {
-                        if (accumulate) yc[(yy + 1) * W + xx] += v1;
-                        else yc[(yy + 1) * W + xx] = v1;
-                    }
-                }
+                float *p = P + m * (ty * pw + tx) * WL;
+                const float *mt = mo + (ty * tw + tx) * WL;
+                if (m == 2) tile_out2(p, pw, mt, st);
+                else tile_out3(p, pw, mt, st);
+            }
+        from_lanes(y + o * hw, accumulate, Cout * hw, P, pw, nl, H, W);
+    }
+}
+
+/* D (a*a, Cout, ld) columns [col0, col0 + tiles * WL) <- A dY A^T of the output
+ * tiles of dy: (nl, Cout, H, W), the transpose of wino_output (the gradient of M);
+ * positions past the map's edge are zero. P: the group's plane (scratch). */
+static void wino_dy_tiles(float *D, int64_t ld, int64_t col0, const float *dy, int64_t nl, int64_t Cout, int64_t H,
+                          int64_t W, int m, float *P) {
+    const int64_t th = ceil_div(H, m), tw = ceil_div(W, m), pw = m * tw, hw = H * W, st = Cout * ld;
+    memset(P, 0, (size_t)(m * th * pw * WL) * sizeof(float));
+    for (int64_t o = 0; o < Cout; o++) {
+        to_lanes(P, pw, dy + o * hw, Cout * hw, nl, H, W);
+        float *dc = D + o * ld + col0;
+        for (int64_t ty = 0; ty < th; ty++)
+            for (int64_t tx = 0; tx < tw; tx++) {
+                const float *p = P + m * (ty * pw + tx) * WL;
+                float *d = dc + (ty * tw + tx) * WL;
+                if (m == 2) tile_dy2(d, st, p, pw);
+                else tile_dy3(d, st, p, pw);
             }
     }
+}
+
+/* dw (OC, C, 3, 3) += the weight gradient by Winograd: dU[xi] (OC, C) = the sum
+ * over tiles of (A dY A^T)[xi] (OC, tiles) . V[xi]^T (tiles, C), each part's
+ * share in its own dU, summed in part order (same bits at any thread count),
+ * then G^T dU G. ws: U's place (the summed dU), then the parts. */
+static void wino_dw(float *dw, const float *dy, const float *x, const ct_conv2d_shape *s, float *ws) {
+    const int64_t OC = s->OC, C = s->C, H = s->H, W = s->W, tps = wino_tiles(s), cs = wino_chunk(s);
+    const int64_t gcols = tps * WL, na = wino_na(s), nu = na * OC * C;
+    const int m = wino_m(s);
+    float *parts = ws + wino_u_floats(s);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int p = 0; p < CT_NN_PARTS; p++) {
+        int64_t n0, n1;
+        part_range(s->N, p, &n0, &n1);
+        const wino_part wp = wino_part_at(s, parts, p);
+        memset(wp.dU, 0, (size_t)nu * sizeof(float));
+        for (int64_t c0 = n0; c0 < n1; c0 += cs) {
+            const int64_t nb = c0 + cs < n1 ? cs : n1 - c0, ng = ceil_div(nb, WL), ld = ng * gcols;
+            for (int64_t g = 0; g < ng; g++) {
+                const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL, n = c0 + g * WL;
+                wino_input(wp.V, ld, g * gcols, x + n * C * H * W, nl, C, H, W, m, wp.P);
+                wino_dy_tiles(wp.M, ld, g * gcols, dy + n * OC * H * W, nl, OC, H, W, m, wp.P);
+            }
+            for (int64_t xi = 0; xi < na; xi++)
+                ct_gemm(0, 1, OC, C, ld, 1.0f, wp.M + xi * OC * ld, ld, wp.V + xi * C * ld, ld, 1.0f,
+                        wp.dU + xi * OC * C, C);
+        }
+    }
+    const float *dU0 = wino_part_at(s, parts, 0).dU;
+    const size_t pf = wino_part_floats(s);
+#pragma omp parallel for schedule(static) if (nu * CT_NN_PARTS >= CT_PAR_MIN)
+    for (int64_t i = 0; i < nu; i++) {
+        float acc = 0.0f;
+        for (int p = 0; p < CT_NN_PARTS; p++) acc += dU0[p * pf + i];
+        ws[i] = acc;
+    }
+    wino_weights_grad(dw, ws, OC, C, m);
 }
 
 /* out: (N, Cout, H, W) (+)= the "same" 3x3 convolution of in: (N, Cin, H, W) with
- * transformed kernels U (16, Cout, Cin); parts: the per-part scratch. */
+ * transformed kernels U (a*a, Cout, Cin); parts: the per-part scratch. */
 static void wino_conv(float *out, int accumulate, const float *in, const float *U, int64_t N, int64_t Cin,
                       int64_t Cout, int64_t H, int64_t W, const ct_conv2d_shape *s, float *parts) {
-    const int64_t tps = wino_tiles(s), cs = wino_chunk(s);
-    const size_t pf = wino_part_floats(s), cmax = (size_t)(s->C > s->OC ? s->C : s->OC);
+    const int64_t tps = wino_tiles(s), cs = wino_chunk(s), gcols = tps * WL, na = wino_na(s);
+    const int m = wino_m(s);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int p = 0; p < CT_NN_PARTS; p++) {
         int64_t n0, n1;
         part_range(N, p, &n0, &n1);
-        float *V = parts + p * pf, *M = V + 16 * cmax * (size_t)(cs * tps);
+        const wino_part wp = wino_part_at(s, parts, p);
         for (int64_t c0 = n0; c0 < n1; c0 += cs) {
-            const int64_t nb = c0 + cs < n1 ? cs : n1 - c0, ld = nb * tps;
-            for (int64_t j = 0; j < nb; j++) wino_input(V, ld, j * tps, in + (c0 + j) * Cin * H * W, Cin, H, W);
-            for (int xi = 0; xi < 16; xi++)
-                ct_gemm(0, 0, Cout, ld, Cin, 1.0f, U + xi * Cout * Cin, Cin, V + xi * Cin * ld, ld, 0.0f,
-                        M + xi * Cout * ld, ld);
-            for (int64_t j = 0; j < nb; j++)
-                wino_output(out + (c0 + j) * Cout * H * W, accumulate, M, ld, j * tps, Cout, H, W);
+            const int64_t nb = c0 + cs < n1 ? cs : n1 - c0, ng = ceil_div(nb, WL), ld = ng * gcols;
+            for (int64_t g = 0; g < ng; g++) {
+                const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL;
+                wino_input(wp.V, ld, g * gcols, in + (c0 + g * WL) * Cin * H * W, nl, Cin, H, W, m, wp.P);
+            }
+            for (int64_t xi = 0; xi < na; xi++)
+                ct_gemm(0, 0, Cout, ld, Cin, 1.0f, U + xi * Cout * Cin, Cin, wp.V + xi * Cin * ld, ld, 0.0f,
+                        wp.M + xi * Cout * ld, ld);
+            for (int64_t g = 0; g < ng; g++) {
+                const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL;
+                wino_output(out + (c0 + g * WL) * Cout * H * W, accumulate, wp.M, ld, g * gcols, nl, Cout, H, W, m,
+                            wp.P);
+            }
         }
     }
 }
@@ -349,7 +688,7 @@ static void col2im_add(float *dx, float *dcol, int64_t ld, const ct_conv2d_shape
 void ct_conv2d_forward(float *y, const float *x, const float *w, const float *b,
                        const ct_conv2d_shape *s, float *ws) {
     if (wino_ok(s)) {
-        wino_weights(ws, w, s->OC, s->C, 0);
+        wino_weights(ws, w, s->OC, s->C, 0, wino_m(s));
         wino_conv(y, 0, x, ws, s->N, s->C, s->OC, s->H, s->W, s, ws + wino_u_floats(s));
         const int64_t ohw = s->OH * s->OW;
         if (b) {
@@ -421,9 +760,11 @@ void ct_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
         }
     }
     float *dx_wino = NULL;
-    if (dx && wino_ok(s)) { /* the input gradient after the weight gradient, by Winograd */
+    if (wino_ok(s)) { /* both gradients by Winograd: the weight's first, the input's after */
+        if (dw) wino_dw(dw, dy, x, s, ws);
         dx_wino = dx;
         dx = NULL;
+        dw = NULL;
     }
     if (!dx && !dw) goto input_gradient;
 #pragma omp parallel for schedule(dynamic, 1)
@@ -466,7 +807,7 @@ void ct_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
     }
 input_gradient:
     if (dx_wino) {
-        wino_weights(ws, w, s->OC, s->C, 1);
+        wino_weights(ws, w, s->OC, s->C, 1, wino_m(s));
         wino_conv(dx_wino, 1, dy, ws, s->N, s->OC, s->C, s->H, s->W, s, ws + wino_u_floats(s));
     }
 }
