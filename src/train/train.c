@@ -49,7 +49,7 @@ void ct_train_config_default(ct_train_config *c) {
     ct_model_config_default(&c->model);
     ct_optim_config_default(&c->optim, CT_OPTIM_LARS);
     c->optim.weight_decay = 1e-6f;
-    c->epochs = 16;
+    c->epochs = 21;
     c->batch = 256;
     c->lr = 4.5f;
     c->warmup_epochs = 1;
