@@ -84,6 +84,7 @@ static size_t part_floats(const ct_conv2d_shape *s) {
  * Lanes past the batch's end stay zero and are not copied out. */
 #define WINO_TILES 256 /* tiles per GEMM (its columns), rounded to whole groups */
 #define WL 8           /* samples per transform, the lanes of a wvec */
+#define WP 16          /* columns per panel of a packed V (wino_gemm) */
 typedef float wvec __attribute__((vector_size(WL * sizeof(float))));
 /* Loads and stores through an unaligned, aliasing view of 8 floats: plain
  * dereferences, so no vector crosses a function boundary by value (without AVX
@@ -296,6 +297,66 @@ static void g_bwd(int m, float o[3], const float *u) {
     }
 }
 
+/* ---- the Winograd GEMMs of the forward and the input gradient ----
+ * M (Cout, ld) = U (Cout, Cin) . V (Cin, ld) for each element of the transform,
+ * with V packed by the input transform in panels of WP columns (ld / WP, Cin, WP)
+ * so a panel is read from L1 row by row while every block of WR rows of U passes
+ * over it. Through OpenBLAS these products (K = Cin = 32-256, a few hundred
+ * columns) spent a third of their time outside its kernel: packing U and V, and a
+ * pass that zeroes M before accumulating into it. Each element of M is one dot
+ * product in k order, so the bits do not depend on the thread count. */
+#define WR 6 /* rows of U per block: WR x WP accumulators, 12 registers with AVX */
+#ifdef __FMA__
+#define WFMA(a, b, c) ((wvec)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
+#else
+#define WFMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* c (R, nv * WL) = a (R, K) . b (K, WP)'s first nv * WL columns; R <= WR and nv
+ * (1 or 2) are constants where it is inlined, so the accumulators stay in registers */
+static inline __attribute__((always_inline)) void wgemm_block(int R, int nv, float *c, int64_t ldc, const float *a,
+                                                             int64_t lda, const float *b, int64_t K) {
+    wvec acc[WR][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = (wvec){0};
+    for (int64_t k = 0; k < K; k++) {
+        const wvec b0 = WLOAD(b + k * WP);
+        wvec b1 = {0};
+        if (nv == 2) b1 = WLOAD(b + k * WP + WL);
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            const float s = a[r * lda + k];
+            const wvec av = {s, s, s, s, s, s, s, s};
+            acc[r][0] = WFMA(av, b0, acc[r][0]);
+            if (nv == 2) acc[r][1] = WFMA(av, b1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        WSTORE(c + r * ldc, acc[r][0]);
+        if (nv == 2) WSTORE(c + r * ldc + WL, acc[r][1]);
+    }
+}
+
+/* M (Cout, ld)'s first cols columns = U (Cout, Cin) . V, V packed (ld / WP, Cin,
+ * WP); cols a multiple of WL */
+static void wino_gemm(float *M, int64_t ld, int64_t cols, const float *U, const float *V, int64_t Cout,
+                      int64_t Cin) {
+    for (int64_t j = 0; j < cols; j += WP) {
+        const float *b = V + j * Cin;
+        const int two = cols - j >= WP;
+        for (int64_t o = 0; o < Cout; o += WR) {
+            float *c = M + o * ld + j;
+            const float *a = U + o * Cin;
+            switch ((Cout - o < WR ? Cout - o : WR) * 2 + two) {
+#define WCASE(R)                                                                                                     \
+    case 2 * R: wgemm_block(R, 1, c, ld, a, Cin, b, Cin); break;                                                     \
+    case 2 * R + 1: wgemm_block(R, 2, c, ld, a, Cin, b, Cin); break;
+                WCASE(1) WCASE(2) WCASE(3) WCASE(4) WCASE(5) WCASE(6)
+#undef WCASE
+            }
+        }
+    }
+}
+
 /* ---- shapes, tile sizes and scratch ---- */
 
 /* The rule, measured one layer at a time against im2col (docs/performance.md):
@@ -351,9 +412,12 @@ typedef struct {
     float *V, *M, *P, *dU;
 } wino_part;
 
+/* columns of a chunk's V and M: whole panels */
+static int64_t wino_ld(int64_t cols) { return ceil_div(cols, WP) * WP; }
+
 static size_t wino_vm_floats(const ct_conv2d_shape *s) {
     return round16((size_t)wino_na(s) * (size_t)(s->C > s->OC ? s->C : s->OC) *
-                   (size_t)(wino_chunk(s) * wino_tiles(s)));
+                   (size_t)wino_ld(wino_chunk(s) * wino_tiles(s)));
 }
 
 static size_t wino_u_floats(const ct_conv2d_shape *s) { return round16((size_t)(wino_na(s) * s->OC * s->C)); }
@@ -426,19 +490,21 @@ static void wino_weights_grad(float *dw, const float *dU, int64_t OC, int64_t C,
 }
 
 /* V (a*a, Cin, ld) columns [col0, col0 + tiles * WL) <- the input tiles of the
- * nl <= WL samples x: (nl, Cin, H, W); P: the group's plane (scratch) */
+ * nl <= WL samples x: (nl, Cin, H, W); P: the group's plane (scratch). packed:
+ * each element's (Cin, ld) matrix is stored in panels of WP columns, (ld / WP,
+ * Cin, WP), the layout wino_gemm reads (ld a multiple of WP); else row-major. */
 static void wino_input(float *V, int64_t ld, int64_t col0, const float *x, int64_t nl, int64_t Cin, int64_t H,
-                       int64_t W, int m, float *P) {
+                       int64_t W, int m, float *P, int packed) {
     const int64_t th = ceil_div(H, m), tw = ceil_div(W, m), pw = m * tw + 2, hw = H * W, st = Cin * ld;
     /* the same interior is rewritten for every channel: padding and idle lanes stay zero */
     memset(P, 0, (size_t)((m * th + 2) * pw * WL) * sizeof(float));
     for (int64_t c = 0; c < Cin; c++) {
         to_lanes(P + (pw + 1) * WL, pw, x + c * hw, Cin * hw, nl, H, W);
-        float *vc = V + c * ld + col0;
         for (int64_t ty = 0; ty < th; ty++)
             for (int64_t tx = 0; tx < tw; tx++) {
                 const float *p = P + m * (ty * pw + tx) * WL;
-                float *v = vc + (ty * tw + tx) * WL;
+                const int64_t col = col0 + (ty * tw + tx) * WL;
+                float *v = packed ? V + (col / WP * Cin + c) * WP + col % WP : V + c * ld + col;
                 if (m == 2) tile_in2(v, st, p, pw);
                 else tile_in3(v, st, p, pw);
             }
@@ -502,7 +568,7 @@ static void wino_dw(float *dw, const float *dy, const float *x, const ct_conv2d_
             const int64_t nb = c0 + cs < n1 ? cs : n1 - c0, ng = ceil_div(nb, WL), ld = ng * gcols;
             for (int64_t g = 0; g < ng; g++) {
                 const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL, n = c0 + g * WL;
-                wino_input(wp.V, ld, g * gcols, x + n * C * H * W, nl, C, H, W, m, wp.P);
+                wino_input(wp.V, ld, g * gcols, x + n * C * H * W, nl, C, H, W, m, wp.P, 0);
                 wino_dy_tiles(wp.M, ld, g * gcols, dy + n * OC * H * W, nl, OC, H, W, m, wp.P);
             }
             for (int64_t xi = 0; xi < na; xi++)
@@ -533,14 +599,13 @@ static void wino_conv(float *out, int accumulate, const float *in, const float *
         part_range(N, p, &n0, &n1);
         const wino_part wp = wino_part_at(s, parts, p);
         for (int64_t c0 = n0; c0 < n1; c0 += cs) {
-            const int64_t nb = c0 + cs < n1 ? cs : n1 - c0, ng = ceil_div(nb, WL), ld = ng * gcols;
+            const int64_t nb = c0 + cs < n1 ? cs : n1 - c0, ng = ceil_div(nb, WL), ld = wino_ld(ng * gcols);
             for (int64_t g = 0; g < ng; g++) {
                 const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL;
-                wino_input(wp.V, ld, g * gcols, in + (c0 + g * WL) * Cin * H * W, nl, Cin, H, W, m, wp.P);
+                wino_input(wp.V, ld, g * gcols, in + (c0 + g * WL) * Cin * H * W, nl, Cin, H, W, m, wp.P, 1);
             }
             for (int64_t xi = 0; xi < na; xi++)
-                ct_gemm(0, 0, Cout, ld, Cin, 1.0f, U + xi * Cout * Cin, Cin, wp.V + xi * Cin * ld, ld, 0.0f,
-                        wp.M + xi * Cout * ld, ld);
+                wino_gemm(wp.M + xi * Cout * ld, ld, ng * gcols, U + xi * Cout * Cin, wp.V + xi * Cin * ld, Cout, Cin);
             for (int64_t g = 0; g < ng; g++) {
                 const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL;
                 wino_output(out + (c0 + g * WL) * Cout * H * W, accumulate, wp.M, ld, g * gcols, nl, Cout, H, W, m,
