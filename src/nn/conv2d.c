@@ -1,6 +1,6 @@
 /* conv2d.c: 2-D convolution lowered to im2col + GEMM over chunks of samples, and
- * 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3) or F(3x3, 3x3) (section
- * below).
+ * 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3), F(3x3, 3x3) or F(4x4, 3x3)
+ * (section below).
  *
  * The batch is split into CT_NN_PARTS fixed blocks; each block owns its scratch
  * and, in backward, its own partial weight gradient. Blocks run in parallel and
@@ -59,19 +59,20 @@ static size_t part_floats(const ct_conv2d_shape *s) {
     return (f + 15) & ~(size_t)15;
 }
 
-/* ---- Winograd F(2x2, 3x3) and F(3x3, 3x3) ----------------------------------------
+/* ---- Winograd F(2x2, 3x3), F(3x3, 3x3) and F(4x4, 3x3) ----------------------------
  * For 3x3 convolutions with stride 1 and padding 1 (most of ResNet-18 and the CNN)
  * the forward, the input gradient (itself such a convolution of dy with the
  * flipped, transposed kernel) and the weight gradient use Winograd's minimal
- * filtering F(m x m, 3x3), m = 2 or 3: each a x a input tile (a = m + 2) becomes
+ * filtering F(m x m, 3x3), m = 2, 3 or 4: each a x a input tile (a = m + 2) becomes
  * V = B^T d B, each 3x3 kernel U = G g G^T, and a*a GEMMs (one per element of the
  * transform) M = U V over the channels replace im2col's product; the m x m output
  * tile is A^T M A. F(2x2) takes 16 multiplies per 4 outputs, F(3x3) 25 per 9,
- * instead of 36 and 81. The weight gradient is the gradient of that product: a*a
- * GEMMs dU = (A dY A^T) V^T summed over the tiles, then dw = G^T dU G. The
- * matrices (Lavin and Gray, points 0, 1, -1 (, 2) and infinity) only add, halve
- * and, for F(3x3), scale by small integers and sixths; the rounding stays within
- * the tests' tolerance against the direct reference. Tiles are independent and the
+ * F(4x4) 36 per 16, instead of 36, 81 and 144. The weight gradient is the gradient
+ * of that product: a*a GEMMs dU = (A dY A^T) V^T summed over the tiles, then
+ * dw = G^T dU G. The matrices (Lavin and Gray, points 0, 1, -1 (, 2 (, -2)) and
+ * infinity) only add, halve and, for the larger tiles, scale by small integers,
+ * sixths and 24ths; the rounding grows with the tile (wino_m) but stays within the
+ * tests' tolerance against the direct reference. Tiles are independent and the
  * batch is split into the same fixed parts, so results do not depend on the
  * thread count.
  *
@@ -276,11 +277,86 @@ static void tile_dy3(float *d, int64_t st, const float *p, int64_t pw) {
     }
 }
 
+/* F(4x4) (a = 6), points 0, 1, -1, 2, -2 and infinity.
+ * B^T x: rows (4 0 -5 0 1 0) (0 -4 -4 1 1 0) (0 4 -4 -1 1 0) (0 -2 -1 2 1 0)
+ * (0 2 -1 -2 1 0) (0 4 0 -5 0 1) */
+static void bt6(wvec o[6], const wvec x[6]) {
+    const wvec t1 = x[4] - 4.0f * x[2], t2 = x[3] - 4.0f * x[1], t3 = x[4] - x[2], t4 = 2.0f * (x[3] - x[1]);
+    o[0] = 4.0f * x[0] - 5.0f * x[2] + x[4];
+    o[1] = t1 + t2;
+    o[2] = t1 - t2;
+    o[3] = t3 + t4;
+    o[4] = t3 - t4;
+    o[5] = 4.0f * x[1] - 5.0f * x[3] + x[5];
+}
+
+static void tile_in4(float *v, int64_t st, const float *p, int64_t pw) {
+    wvec t[6][6], x[6], o[6];
+    for (int q = 0; q < 6; q++) {
+        for (int r = 0; r < 6; r++) x[r] = WLOAD(p + (r * pw + q) * WL);
+        bt6(o, x);
+        for (int r = 0; r < 6; r++) t[r][q] = o[r];
+    }
+    for (int r = 0; r < 6; r++) {
+        bt6(o, t[r]);
+        for (int q = 0; q < 6; q++) WSTORE(v + (r * 6 + q) * st, o[q]);
+    }
+}
+
+/* A^T x: rows (1 1 1 1 1 0) (0 1 -1 2 -2 0) (0 1 1 4 4 0) (0 1 -1 8 -8 1) */
+static void at6(wvec o[4], const wvec x[6]) {
+    const wvec s12 = x[1] + x[2], d12 = x[1] - x[2], s34 = x[3] + x[4], d34 = x[3] - x[4];
+    o[0] = x[0] + s12 + s34;
+    o[1] = d12 + 2.0f * d34;
+    o[2] = s12 + 4.0f * s34;
+    o[3] = d12 + 8.0f * d34 + x[5];
+}
+
+static void tile_out4(float *p, int64_t pw, const float *m, int64_t st) {
+    wvec s[6][4], x[6], o[4];
+    for (int r = 0; r < 6; r++) {
+        for (int q = 0; q < 6; q++) x[q] = WLOAD(m + (r * 6 + q) * st);
+        at6(s[r], x);
+    }
+    for (int q = 0; q < 4; q++) {
+        for (int r = 0; r < 6; r++) x[r] = s[r][q];
+        at6(o, x);
+        for (int r = 0; r < 4; r++) WSTORE(p + (r * pw + q) * WL, o[r]);
+    }
+}
+
+/* A y: the columns of at6 */
+static void a6(wvec o[6], const wvec y[4]) {
+    const wvec e = y[0] + y[2], f = y[1] + y[3], g = y[0] + 4.0f * y[2], h = 2.0f * y[1] + 8.0f * y[3];
+    o[0] = y[0];
+    o[1] = e + f;
+    o[2] = e - f;
+    o[3] = g + h;
+    o[4] = g - h;
+    o[5] = y[3];
+}
+
+static void tile_dy4(float *d, int64_t st, const float *p, int64_t pw) {
+    wvec t[6][4], y[4], o[6];
+    for (int q = 0; q < 4; q++) {
+        for (int r = 0; r < 4; r++) y[r] = WLOAD(p + (r * pw + q) * WL);
+        a6(o, y);
+        for (int r = 0; r < 6; r++) t[r][q] = o[r];
+    }
+    for (int r = 0; r < 6; r++) {
+        a6(o, t[r]);
+        for (int q = 0; q < 6; q++) WSTORE(d + (r * 6 + q) * st, o[q]);
+    }
+}
+
 /* G x of a kernel row or column x (3), and G^T u back (a): the kernel's transform
  * and its gradient, scalar (once per kernel, not per tile) */
 static void g_fwd(int m, float *o, float x0, float x1, float x2) {
     if (m == 2) {
         o[0] = x0, o[1] = 0.5f * (x0 + x1 + x2), o[2] = 0.5f * (x0 - x1 + x2), o[3] = x2;
+    } else if (m == 4) {
+        o[0] = 0.25f * x0, o[1] = -(x0 + x1 + x2) / 6.0f, o[2] = -(x0 - x1 + x2) / 6.0f;
+        o[3] = (x0 + 2.0f * x1 + 4.0f * x2) / 24.0f, o[4] = (x0 - 2.0f * x1 + 4.0f * x2) / 24.0f, o[5] = x2;
     } else {
         o[0] = 0.5f * x0, o[1] = -0.5f * (x0 + x1 + x2), o[2] = (x1 - x0 - x2) / 6.0f;
         o[3] = (x0 + 2.0f * x1 + 4.0f * x2) / 6.0f, o[4] = x2;
@@ -290,6 +366,11 @@ static void g_fwd(int m, float *o, float x0, float x1, float x2) {
 static void g_bwd(int m, float o[3], const float *u) {
     if (m == 2) {
         o[0] = u[0] + 0.5f * (u[1] + u[2]), o[1] = 0.5f * (u[1] - u[2]), o[2] = 0.5f * (u[1] + u[2]) + u[3];
+    } else if (m == 4) {
+        const float s12 = u[1] + u[2], d12 = u[1] - u[2], s34 = u[3] + u[4], d34 = u[3] - u[4];
+        o[0] = 0.25f * u[0] - s12 / 6.0f + s34 / 24.0f;
+        o[1] = d34 / 12.0f - d12 / 6.0f;
+        o[2] = (s34 - s12) / 6.0f + u[5];
     } else {
         o[0] = 0.5f * (u[0] - u[1]) + (u[3] - u[2]) / 6.0f;
         o[1] = (u[2] + 2.0f * u[3]) / 6.0f - 0.5f * u[1];
@@ -374,14 +455,23 @@ static int wino_ok(const ct_conv2d_shape *s) {
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-/* The output tile side. F(3x3) rounds about 10x worse than F(2x2) (max error
- * 1-3e-4 instead of 1-4e-5 on outputs up to 67, 64-256 channels; im2col 2e-5),
- * so it is taken only where it saves a quarter of the multiplies per plane (tiles
- * x a^2): on 3x3 maps (0.39x) and 5x5 maps (0.69x), where it measured 1.1-2.2x
- * faster. On 7x7 and 14x14 maps (0.88x, 0.80x) it measured no clear gain; 2x2
- * and 4x4 maps need more multiplies with it, 10x10 as many. */
+/* The output tile side, from the multiplies per plane (tiles x a^2) and the
+ * rounding. On outputs of about 1.6 (32-64 channels, unit-variance activations,
+ * weights scaled by 1/sqrt(fan-in)) the forward's max error is 4.5e-7 with F(2x2),
+ * 3.4e-6 with F(3x3) and 9e-6 with F(4x4); the input gradient's 2e-6, 6e-6 and
+ * 1.8e-5 (on 2.3); the weight gradient's is dominated by the sum over the batch
+ * and barely changes (6e-4, 6e-4, 8e-4 on 155). So the larger tiles are taken only
+ * where they save enough:
+ *  - F(4x4) where it needs at most 5/8 of F(2x2)'s multiplies and fewer than
+ *    F(3x3): 28x28, 8x8, 7x7 and 4x4 maps (0.56x), measured 1.3-1.5x faster per
+ *    layer (ResNet-18 width 32, the CNN's 7x7); on 14x14 maps (0.73x) and 10x10
+ *    (0.81x) no gain, the weight gradient slower.
+ *  - F(3x3) where it saves a quarter: 3x3 maps (0.39x) and 5x5 (0.69x), measured
+ *    1.1-2.2x faster; on 14x14 (0.80x) no clear gain; 10x10 needs as many. */
 static int wino_m(const ct_conv2d_shape *s) {
-    int64_t f2 = ceil_div(s->H, 2) * ceil_div(s->W, 2) * 16, f3 = ceil_div(s->H, 3) * ceil_div(s->W, 3) * 25;
+    const int64_t f2 = ceil_div(s->H, 2) * ceil_div(s->W, 2) * 16, f3 = ceil_div(s->H, 3) * ceil_div(s->W, 3) * 25,
+                  f4 = ceil_div(s->H, 4) * ceil_div(s->W, 4) * 36;
+    if (8 * f4 <= 5 * f2 && f4 < f3) return 4;
     return 4 * f3 < 3 * f2 ? 3 : 2;
 }
 
@@ -453,7 +543,7 @@ static void wino_weights(float *U, const float *w, int64_t OC, int64_t C, int fl
     for (int64_t o = 0; o < Cout; o++)
         for (int64_t i = 0; i < Cin; i++) {
             const float *k = flip ? w + (i * C + o) * 9 : w + (o * C + i) * 9;
-            float g[3][3], t[5][3], u[5];
+            float g[3][3], t[6][3], u[6];
             for (int r = 0; r < 3; r++)
                 for (int q = 0; q < 3; q++) g[r][q] = flip ? k[(2 - r) * 3 + (2 - q)] : k[r * 3 + q];
             for (int q = 0; q < 3; q++) {
@@ -474,7 +564,7 @@ static void wino_weights_grad(float *dw, const float *dU, int64_t OC, int64_t C,
 #pragma omp parallel for schedule(static) if (OC * C * 16 >= CT_PAR_MIN)
     for (int64_t o = 0; o < OC; o++)
         for (int64_t i = 0; i < C; i++) {
-            float u[5][5], t[3][5], x[5], k3[3];
+            float u[6][6], t[3][6], x[6], k3[3];
             for (int xi = 0; xi < a * a; xi++) u[xi / a][xi % a] = dU[(xi * OC + o) * C + i];
             for (int q = 0; q < a; q++) {
                 for (int r = 0; r < a; r++) x[r] = u[r][q];
@@ -506,7 +596,8 @@ static void wino_input(float *V, int64_t ld, int64_t col0, const float *x, int64
                 const int64_t col = col0 + (ty * tw + tx) * WL;
                 float *v = packed ? V + (col / WP * Cin + c) * WP + col % WP : V + c * ld + col;
                 if (m == 2) tile_in2(v, st, p, pw);
-                else tile_in3(v, st, p, pw);
+                else if (m == 3) tile_in3(v, st, p, pw);
+                else tile_in4(v, st, p, pw);
             }
     }
 }
@@ -523,7 +614,8 @@ static void wino_output(float *y, int accumulate, const float *M, int64_t ld, in
                 float *p = P + m * (ty * pw + tx) * WL;
                 const float *mt = mo + (ty * tw + tx) * WL;
                 if (m == 2) tile_out2(p, pw, mt, st);
-                else tile_out3(p, pw, mt, st);
+                else if (m == 3) tile_out3(p, pw, mt, st);
+                else tile_out4(p, pw, mt, st);
             }
         from_lanes(y + o * hw, accumulate, Cout * hw, P, pw, nl, H, W);
     }
@@ -544,7 +636,8 @@ static void wino_dy_tiles(float *D, int64_t ld, int64_t col0, const float *dy, i
                 const float *p = P + m * (ty * pw + tx) * WL;
                 float *d = dc + (ty * tw + tx) * WL;
                 if (m == 2) tile_dy2(d, st, p, pw);
-                else tile_dy3(d, st, p, pw);
+                else if (m == 3) tile_dy3(d, st, p, pw);
+                else tile_dy4(d, st, p, pw);
             }
     }
 }
