@@ -8,8 +8,16 @@
 #include "contrast/nn.h"
 
 #include <math.h>
+#include <string.h>
 
 #define LANES 8
+
+/* Channel-major loops visit planes C * HW apart, too short a stream for the
+ * hardware prefetcher to ramp up on: fetch the next plane while this one runs. */
+static inline void prefetch_plane(const void *p, int64_t bytes) {
+    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o);
+}
+
 
 static double plane_sum(const float *x, int64_t n) {
     float acc[LANES] = {0};
@@ -112,6 +120,7 @@ static void apply_channel(float *y, const float *x, int64_t N, int64_t C, int64_
     for (int64_t n = 0; n < N; n++) {
         const float *xc = x + (n * C + c) * HW;
         float *yc = y + (n * C + c) * HW;
+        if (n + 1 < N) prefetch_plane(xc + C * HW, HW * 4);
         if (relu) {
 #pragma omp simd
             for (int64_t i = 0; i < HW; i++) {
@@ -133,10 +142,16 @@ static void channel_stats(float *mean, float *invstd, float *running_mean, float
     double mu, var;
     if (training) {
         double s = 0.0;
-        for (int64_t n = 0; n < N; n++) s += plane_sum(x + (n * C + c) * HW, HW);
+        for (int64_t n = 0; n < N; n++) {
+            if (n + 1 < N) prefetch_plane(x + ((n + 1) * C + c) * HW, HW * 4);
+            s += plane_sum(x + (n * C + c) * HW, HW);
+        }
         mu = s / M;
         double ss = 0.0;
-        for (int64_t n = 0; n < N; n++) ss += plane_sqdev(x + (n * C + c) * HW, HW, (float)mu);
+        for (int64_t n = 0; n < N; n++) {
+            if (n + 1 < N) prefetch_plane(x + ((n + 1) * C + c) * HW, HW * 4);
+            ss += plane_sqdev(x + (n * C + c) * HW, HW, (float)mu);
+        }
         var = ss / M;
         if (running_mean) running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
         if (running_var) {
@@ -185,6 +200,10 @@ void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
         bn_affine(m, is, gamma, beta, c, &scale, &shift);
         double sdy = 0.0, sdyx = 0.0;
         for (int64_t n = 0; n < N; n++) {
+            if (n + 1 < N) {
+                prefetch_plane(dy + ((n + 1) * C + c) * HW, HW * 4);
+                prefetch_plane(x + ((n + 1) * C + c) * HW, HW * 4);
+            }
             float la[LANES] = {0}, lb[LANES] = {0};
             lanes_dots(la, lb, dy + (n * C + c) * HW, x + (n * C + c) * HW, HW, m, scale, shift, relu);
             lanes_flush(la, lb, &sdy, &sdyx);
@@ -198,6 +217,11 @@ void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
         float k = scale, a = training ? (float)(sdy / M) : 0.0f, bcoef = training ? (float)(sdyx / M) : 0.0f;
         for (int64_t n = 0; n < N; n++) {
             const int64_t o = (n * C + c) * HW;
+            if (n + 1 < N) {
+                prefetch_plane(dy + o + C * HW, HW * 4);
+                prefetch_plane(x + o + C * HW, HW * 4);
+                prefetch_plane(dx + o + C * HW, HW * 4);
+            }
             dx_stretch(dx + o, dy + o, x + o, HW, m, is, scale, shift, k, a, bcoef, relu);
         }
     }
@@ -212,7 +236,7 @@ void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
  * one plane at a time into a small buffer that stays in L1, and runs the same lane
  * sums and dx expression over it: adding the zeros changes no bit, so every
  * result equals the unfused path's exactly. */
-#define STRETCH 512 /* a multiple of LANES */
+#define STRETCH 4096 /* a multiple of LANES: whole planes up to 64x64 */
 
 /* The normalised (+ ReLU) value, as apply_channel computes it. */
 static inline float bn_value(float x, float scale, float shift, int relu) {
@@ -247,6 +271,46 @@ static void pool_plane(float *y, int32_t *argmax, const float *x, int64_t H, int
     }
 }
 
+/* The same for an even width, pairs first: the horizontal pairs of the first 2*OH
+ * rows are consecutive pairs of the flat plane, so one long loop (which vectorises
+ * well, unlike rows of 7 or 14 windows) keeps each pair's larger value and its
+ * index (the left one on a tie), into hv, hi (OH * W / 2); then each window is
+ * the larger of its top and bottom pair (the top one on a tie). Ties go to the
+ * smaller index at each step, so the result is the first maximum in scan order,
+ * as pool_plane finds it. */
+static void pool_plane_even(float *y, int32_t *argmax, float *hv, int32_t *hi, const float *x, int64_t H, int64_t W,
+                            float scale, float shift, int relu) {
+    const int64_t OH = H / 2, OW = W / 2, np = OH * W;
+    if (relu) {
+#pragma omp simd
+        for (int32_t k = 0; k < (int32_t)np; k++) {
+            float a = x[2 * k] * scale + shift, b = x[2 * k + 1] * scale + shift;
+            a = a > 0.0f ? a : 0.0f;
+            b = b > 0.0f ? b : 0.0f;
+            hv[k] = b > a ? b : a;
+            hi[k] = b > a ? 2 * k + 1 : 2 * k;
+        }
+    } else {
+#pragma omp simd
+        for (int32_t k = 0; k < (int32_t)np; k++) {
+            float a = x[2 * k] * scale + shift, b = x[2 * k + 1] * scale + shift;
+            hv[k] = b > a ? b : a;
+            hi[k] = b > a ? 2 * k + 1 : 2 * k;
+        }
+    }
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const float *t = hv + 2 * oh * OW, *u = t + OW;
+        const int32_t *ti = hi + 2 * oh * OW, *ui = ti + OW;
+        float *yo = y + oh * OW;
+        int32_t *ao = argmax + oh * OW;
+#pragma omp simd
+        for (int64_t ow = 0; ow < OW; ow++) {
+            yo[ow] = u[ow] > t[ow] ? u[ow] : t[ow];
+            ao[ow] = u[ow] > t[ow] ? ui[ow] : ti[ow];
+        }
+    }
+}
+
 void ct_batchnorm_maxpool_forward(float *y, int32_t *argmax, float *mean, float *invstd, float *running_mean,
                                   float *running_var, const float *x, const float *gamma, const float *beta,
                                   int64_t N, int64_t C, int64_t H, int64_t W, float eps, float momentum,
@@ -254,12 +318,20 @@ void ct_batchnorm_maxpool_forward(float *y, int32_t *argmax, float *mean, float 
     const int64_t HW = H * W, OHW = (H / 2) * (W / 2);
 #pragma omp parallel for schedule(static) if (N * C * HW >= CT_PAR_MIN)
     for (int64_t c = 0; c < C; c++) {
+        float hv[STRETCH / 2];
+        int32_t hi[STRETCH / 2];
         channel_stats(mean, invstd, running_mean, running_var, x, N, C, HW, c, eps, momentum, training);
         float scale, shift;
         bn_affine(mean[c], invstd[c], gamma, beta, c, &scale, &shift);
-        for (int64_t n = 0; n < N; n++)
-            pool_plane(y + (n * C + c) * OHW, argmax + (n * C + c) * OHW, x + (n * C + c) * HW, H, W, scale, shift,
+        for (int64_t n = 0; n < N; n++) {
+            if (n + 1 < N) prefetch_plane(x + ((n + 1) * C + c) * HW, HW * 4);
+            if (W % 2 == 0 && HW <= STRETCH)
+                pool_plane_even(y + (n * C + c) * OHW, argmax + (n * C + c) * OHW, hv, hi, x + (n * C + c) * HW, H,
+                                W, scale, shift, relu);
+            else
+                pool_plane(y + (n * C + c) * OHW, argmax + (n * C + c) * OHW, x + (n * C + c) * HW, H, W, scale, shift,
                        relu);
+        }
     }
 }
 
@@ -268,7 +340,7 @@ void ct_batchnorm_maxpool_forward(float *y, int32_t *argmax, float *mean, float 
  * (including the odd last row and column no window covers). */
 static void expand_stretch(float *buf, int64_t s, int64_t len, const float *dy, const int32_t *argmax, int64_t W,
                            int64_t OH, int64_t OW) {
-    for (int64_t i = 0; i < len; i++) buf[i] = 0.0f;
+    memset(buf, 0, (size_t)len * sizeof(float));
     int64_t oh0 = s / W / 2, oh1 = (s + len - 1) / W / 2;
     if (oh1 > OH - 1) oh1 = OH - 1;
     for (int64_t j = oh0 * OW; j < (oh1 + 1) * OW; j++) {
@@ -293,6 +365,11 @@ void ct_batchnorm_maxpool_backward(float *dx, float *dgamma, float *dbeta, const
         for (int64_t n = 0; n < N; n++) {
             const float *xc = x + (n * C + c) * HW, *dyc = dy + (n * C + c) * OHW;
             const int32_t *ac = argmax + (n * C + c) * OHW;
+            if (n + 1 < N) {
+                prefetch_plane(xc + C * HW, HW * 4);
+                prefetch_plane(dyc + C * OHW, OHW * 4);
+                prefetch_plane(ac + C * OHW, OHW * 4);
+            }
             float la[LANES] = {0}, lb[LANES] = {0};
             for (int64_t s = 0; s < HW; s += STRETCH) {
                 int64_t len = HW - s < STRETCH ? HW - s : STRETCH;
@@ -310,6 +387,12 @@ void ct_batchnorm_maxpool_backward(float *dx, float *dgamma, float *dbeta, const
             const float *xc = x + (n * C + c) * HW, *dyc = dy + (n * C + c) * OHW;
             const int32_t *ac = argmax + (n * C + c) * OHW;
             float *dxc = dx + (n * C + c) * HW;
+            if (n + 1 < N) {
+                prefetch_plane(xc + C * HW, HW * 4);
+                prefetch_plane(dxc + C * HW, HW * 4);
+                prefetch_plane(dyc + C * OHW, OHW * 4);
+                prefetch_plane(ac + C * OHW, OHW * 4);
+            }
             for (int64_t s = 0; s < HW; s += STRETCH) {
                 int64_t len = HW - s < STRETCH ? HW - s : STRETCH;
                 expand_stretch(buf, s, len, dyc, ac, W, OH, OW);
