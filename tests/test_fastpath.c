@@ -4,6 +4,12 @@
  *     forward and backward vs the direct reference, |diff| <= 1e-4 + 1e-4*|ref|;
  *   - the 2x2 stride-2 max pool vs a naive loop with the same first-max-wins rule,
  *     exact (values and argmax), with ties and odd sizes;
+ *   - BN (+ ReLU) fused with the 2x2 max pool vs BN then pool, exact (pooled
+ *     output, argmax, statistics, and every gradient from the pooled one), with
+ *     ties, odd and even maps, planes over one backward stretch, training and eval,
+ *     at 1 and 2 threads; and the same at model level (the builder's BN+ReLU ->
+ *     pool, which prepare fuses, vs BN -> ReLU -> pool, which it does not), with
+ *     SyncBN falling back to the unfused path;
  *   - whole CNN and ResNet-18 training steps with every parallel loop above its
  *     one-thread threshold, bit-identical at 1, 2 and 3 threads. */
 #include "harness.h"
@@ -71,6 +77,132 @@ static void test_maxpool2x2(int64_t N, int64_t C, int64_t H, int64_t W) {
     free(x); free(y); free(am);
 }
 
+/* ct_batchnorm_maxpool_* against ct_batchnorm_* + ct_maxpool_* (must be bit-identical) */
+static void test_bn_maxpool(int64_t N, int64_t C, int64_t H, int64_t W, int training, int relu) {
+    const int64_t OH = H / 2, OW = W / 2;
+    const size_t nx = (size_t)(N * C * H * W), ny = (size_t)(N * C * OH * OW), nc = (size_t)C;
+    float *x = rnd(nx, 31, -2, 3);
+    for (size_t i = 0; i < nx; i++) x[i] = roundf(x[i] * 4.0f) / 4.0f; /* ties inside pool windows */
+    float *gamma = rnd(nc, 32, 0.5f, 1.5f), *beta = rnd(nc, 33, -0.5f, 0.5f);
+    float *rm0 = rnd(nc, 34, -0.5f, 0.5f), *rv0 = rnd(nc, 35, 0.5f, 2.0f), *dy = rnd(ny, 36, -1, 1);
+    float *dx0 = rnd(nx, 37, -1, 1), *dg0 = rnd(nc, 38, -1, 1), *db0 = rnd(nc, 39, -1, 1); /* accumulated into */
+    /* reference: the unfused path at one thread */
+    ct_set_threads(1);
+    float *yfull = calloc(nx, 4), *yr = calloc(ny, 4), *dyfull = calloc(nx, 4);
+    int32_t *ar = calloc(ny, 4);
+    float *mr = calloc(nc, 4), *ir = calloc(nc, 4), *rmr = malloc(nc * 4), *rvr = malloc(nc * 4);
+    float *dxr = malloc(nx * 4), *dgr = malloc(nc * 4), *dbr = malloc(nc * 4);
+    memcpy(rmr, rm0, nc * 4); memcpy(rvr, rv0, nc * 4);
+    memcpy(dxr, dx0, nx * 4); memcpy(dgr, dg0, nc * 4); memcpy(dbr, db0, nc * 4);
+    ct_batchnorm_forward(yfull, mr, ir, rmr, rvr, x, gamma, beta, N, C, H * W, 1e-5f, 0.1f, training, relu);
+    ct_maxpool_forward(yr, ar, yfull, N, C, H, W, 2, 2, 0);
+    ct_maxpool_backward(dyfull, dy, ar, N, C, OH, OW, H, W);
+    ct_batchnorm_backward(dxr, dgr, dbr, dyfull, x, mr, ir, gamma, beta, N, C, H * W, training, relu);
+    for (int t = 1; t <= 2; t++) {
+        ct_set_threads(t);
+        float *y = calloc(ny, 4), *m = calloc(nc, 4), *is = calloc(nc, 4), *rm = malloc(nc * 4), *rv = malloc(nc * 4);
+        int32_t *am = calloc(ny, 4);
+        float *dx = malloc(nx * 4), *dg = malloc(nc * 4), *db = malloc(nc * 4);
+        memcpy(rm, rm0, nc * 4); memcpy(rv, rv0, nc * 4);
+        memcpy(dx, dx0, nx * 4); memcpy(dg, dg0, nc * 4); memcpy(db, db0, nc * 4);
+        ct_batchnorm_maxpool_forward(y, am, m, is, rm, rv, x, gamma, beta, N, C, H, W, 1e-5f, 0.1f, training, relu);
+        ct_batchnorm_maxpool_backward(dx, dg, db, dy, am, x, m, is, gamma, beta, N, C, H, W, training, relu);
+        int same_fwd = !memcmp(y, yr, ny * 4) && !memcmp(am, ar, ny * 4) && !memcmp(m, mr, nc * 4) &&
+                       !memcmp(is, ir, nc * 4) && !memcmp(rm, rmr, nc * 4) && !memcmp(rv, rvr, nc * 4);
+        int same_bwd = !memcmp(dx, dxr, nx * 4) && !memcmp(dg, dgr, nc * 4) && !memcmp(db, dbr, nc * 4);
+        CHECK(same_fwd && same_bwd,
+              "BN%s+maxpool fused = unfused, %s N%lld C%lld %lldx%lld, %d thread(s): forward %s, backward %s",
+              relu ? "+ReLU" : "", training ? "train" : "eval", (long long)N, (long long)C, (long long)H,
+              (long long)W, t, same_fwd ? "same" : "DIFFERS", same_bwd ? "same" : "DIFFERS");
+        /* without dx only the parameter gradients */
+        memcpy(dg, dg0, nc * 4); memcpy(db, db0, nc * 4);
+        ct_batchnorm_maxpool_backward(NULL, dg, db, dy, am, x, m, is, gamma, beta, N, C, H, W, training, relu);
+        CHECK(!memcmp(dg, dgr, nc * 4) && !memcmp(db, dbr, nc * 4), "fused backward without dx: same dgamma, dbeta");
+        free(y); free(m); free(is); free(rm); free(rv); free(am); free(dx); free(dg); free(db);
+    }
+    ct_set_threads(0);
+    free(x); free(gamma); free(beta); free(rm0); free(rv0); free(dy); free(dx0); free(dg0); free(db0);
+    free(yfull); free(yr); free(dyfull); free(ar); free(mr); free(ir); free(rmr); free(rvr);
+    free(dxr); free(dgr); free(dbr);
+}
+
+static void reduce_nothing(double *buf, size_t n, void *ctx) { (void)buf; (void)n; (void)ctx; }
+
+/* conv -> BN+ReLU -> pool -> conv -> BN+ReLU -> pool -> gap -> linear; relu_node != 0
+ * builds each BN+ReLU as BN then a ReLU node, which prepare does not fuse */
+static int small_cnn(ct_model *m, int in_hw, int relu_node) {
+    ct_model_config cfg;
+    ct_model_config_default(&cfg);
+    cfg.in_h = cfg.in_w = in_hw; cfg.seed = 9;
+    if (ct_model_begin(m, &cfg)) return -1;
+    int x = 0;
+    for (int i = 1; i <= 2; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "conv%d", i);
+        x = ct_model_add_conv(m, x, 4 * i, 3, 1, 1, 0, name);
+        snprintf(name, sizeof name, "bn%d", i);
+        x = relu_node ? ct_model_add_relu(m, ct_model_add_bn(m, x, name)) : ct_model_add_bn_relu(m, x, name);
+        x = ct_model_add_maxpool(m, x, 2, 2, 0);
+    }
+    int h = ct_model_add_gap(m, x);
+    int z = ct_model_add_linear(m, ct_model_add_flatten(m, h), 5, 1, "fc");
+    return ct_model_finish(m, h, z) ? -1 : 0;
+}
+
+static int count_fused(const ct_model *m) {
+    int k = 0;
+    for (int i = 0; i < m->nnodes; i++) k += m->nodes[i].pool > 0;
+    return k;
+}
+
+static void test_model_bn_maxpool(int in_hw, int sync) {
+    const int64_t N = 6;
+    ct_model f, u;
+    CHECK(small_cnn(&f, in_hw, 0) == 0 && small_cnn(&u, in_hw, 1) == 0, "small CNNs build");
+    if (sync) f.bn_reduce = u.bn_reduce = reduce_nothing;
+    CHECK_OK(ct_model_prepare(&f, N));
+    CHECK_OK(ct_model_prepare(&u, N));
+    CHECK(count_fused(&f) == (sync ? 0 : 2) && count_fused(&u) == 0, "%s: %d BN+pool fused (want %d), %d unfused",
+          sync ? "SyncBN" : "local BN", count_fused(&f), sync ? 0 : 2, count_fused(&u));
+    const size_t img = (size_t)(in_hw * in_hw), nz = (size_t)(N * 5), nh = (size_t)(N * 8);
+    float *x = rnd((size_t)N * img, 40, -1, 1), *dz = rnd(nz, 41, -1, 1);
+    for (int step = 0; step < 2; step++) { /* the second step sees updated running stats */
+        CHECK_OK(ct_model_forward(&f, x, N, 1, 1));
+        CHECK_OK(ct_model_forward(&u, x, N, 1, 1));
+        ct_model_zero_grad(&f);
+        ct_model_zero_grad(&u);
+        CHECK_OK(ct_model_backward(&f, dz));
+        CHECK_OK(ct_model_backward(&u, dz));
+        CHECK(!memcmp(ct_model_embedding(&f), ct_model_embedding(&u), nz * 4) &&
+                  !memcmp(f.grad, u.grad, f.nparam_floats * 4) && !memcmp(f.buf, u.buf, f.nbuf_floats * 4),
+              "%dx%d%s step %d: fused model = unfused (embeddings, gradients, running stats)", in_hw, in_hw,
+              sync ? " SyncBN" : "", step);
+    }
+    CHECK_OK(ct_model_forward(&f, x, N, 0, 0));
+    CHECK_OK(ct_model_forward(&u, x, N, 0, 0));
+    CHECK(!memcmp(ct_model_features(&f), ct_model_features(&u), nh * 4), "%dx%d: eval features fused = unfused",
+          in_hw, in_hw);
+    /* eval-mode backward (e.g. a probe through a frozen encoder) */
+    CHECK_OK(ct_model_forward(&f, x, N, 0, 1));
+    CHECK_OK(ct_model_forward(&u, x, N, 0, 1));
+    ct_model_zero_grad(&f);
+    ct_model_zero_grad(&u);
+    CHECK_OK(ct_model_backward(&f, dz));
+    CHECK_OK(ct_model_backward(&u, dz));
+    CHECK(!memcmp(f.grad, u.grad, f.nparam_floats * 4), "%dx%d: eval-mode gradients fused = unfused", in_hw, in_hw);
+    if (!sync) {
+        /* switching SyncBN on after prepare: refused until prepare re-plans (unfused) */
+        f.bn_reduce = reduce_nothing;
+        CHECK(ct_model_forward(&f, x, N, 1, 1) == CT_ERR_STATE, "SyncBN on after prepare refused: %s", ct_errmsg());
+        CHECK_OK(ct_model_prepare(&f, N));
+        CHECK(count_fused(&f) == 0, "prepare again: SyncBN unfuses");
+        CHECK_OK(ct_model_forward(&f, x, N, 1, 1));
+    }
+    free(x); free(dz);
+    ct_model_free(&f);
+    ct_model_free(&u);
+}
+
 static void test_threads(ct_encoder_kind enc, int width, int64_t N) {
     ct_model_config cfg;
     ct_model_config_default(&cfg);
@@ -121,6 +253,18 @@ int main(void) {
     test_maxpool2x2(3, 5, 28, 28);
     test_maxpool2x2(2, 3, 7, 7);              /* odd: last row and column unused */
     test_maxpool2x2(1, 2, 3, 6);
+    for (int relu = 0; relu <= 1; relu++)
+        for (int training = 0; training <= 1; training++) {
+            test_bn_maxpool(5, 3, 7, 9, training, relu);    /* odd maps */
+            test_bn_maxpool(4, 2, 8, 6, training, relu);    /* even */
+            test_bn_maxpool(2, 3, 3, 2, training, relu);    /* one window row, an unused row */
+        }
+    test_bn_maxpool(48, 3, 28, 28, 1, 1);     /* the CNN's stage 1: parallel, planes over two stretches */
+    test_bn_maxpool(64, 4, 25, 23, 1, 1);     /* odd, parallel, a ragged last stretch */
+    test_bn_maxpool(64, 4, 25, 23, 0, 1);
+    test_model_bn_maxpool(11, 0);             /* odd maps: 11 -> 5 -> 2 */
+    test_model_bn_maxpool(12, 0);             /* even: 12 -> 6 -> 3 */
+    test_model_bn_maxpool(11, 1);             /* SyncBN: not fused */
     test_threads(CT_ENC_CNN, 8, 48);          /* 48x8x28x28 activations: above CT_PAR_MIN */
     test_threads(CT_ENC_RESNET18, 4, 24);
     return test_done();

@@ -3,7 +3,7 @@
  * ResNet basic block with its projection shortcut, and thread-count invariance.
  *
  * Tolerances (float32 forward, loss L = sum(y * r) accumulated in double):
- *   smooth ops (conv, linear, pools, add, BN):  eps 1e-2 (BN 1e-3), |num-ana| <= 2e-3 + 2e-2*|num|
+ *   smooth ops (conv, linear, pools, add, BN):  eps 1e-2 (BN, BN+pool 1e-3), |num-ana| <= 2e-3 + 2e-2*|num|
  *   whole models (ReLU kinks, BN curvature):    eps 1e-4, |num-ana| <= 5e-3 + 5e-2*|num|
  *   (deep tiny ResNets are too curved for float differences; ResNet-18 is checked
  *   exactly against PyTorch autograd in test_reference instead)
@@ -186,6 +186,79 @@ static void test_bn_running_stats(void) {
     /* eval mode uses the running statistics */
     ct_batchnorm_forward(y, &mean, &invstd, &rm, &rv, x, &g, &b, 4, 1, 1, 1e-5f, 0.1f, 0, 0);
     CHECK(fabs(y[0] - (1 - rm) / sqrtf(rv + 1e-5f)) < 1e-6, "eval output %g", y[0]);
+}
+
+/* ---- batchnorm fused with the 2x2 max pool ------------------------------------ */
+typedef struct {
+    gc_ctx g;
+    float *x, *gamma, *beta, *mean, *invstd, *rm, *rv;
+    int32_t *argmax;
+    int64_t N, C, H, W;
+    int training, relu;
+} bnpool_ctx;
+
+static void bnpool_fwd(void *p) {
+    bnpool_ctx *c = p;
+    ct_batchnorm_maxpool_forward(c->g.y, c->argmax, c->mean, c->invstd, c->rm, c->rv, c->x, c->gamma, c->beta, c->N,
+                                 c->C, c->H, c->W, 1e-5f, 0.1f, c->training, c->relu);
+}
+
+/* x: distinct values 0.04 apart in a scrambled order, so no pool window holds two
+ * within reach of the 1e-3 differences (which move a normalised value by at most
+ * ~7e-4); with relu each channel's beta is then moved (by < 0.05) to keep every
+ * normalised value at least 3e-3 from ReLU's kink, which the test checks. */
+static double kink_distance(const bnpool_ctx *c, int64_t ch, float beta) {
+    double near = INFINITY;
+    for (int64_t n = 0; n < c->N; n++)
+        for (int64_t i = 0; i < c->H * c->W; i++) {
+            float x = c->x[(n * c->C + ch) * c->H * c->W + i];
+            double v = ((double)x - c->mean[ch]) * c->invstd[ch] * c->gamma[ch] + beta;
+            if (fabs(v) < near) near = fabs(v);
+        }
+    return near;
+}
+
+static void test_bn_maxpool_grad(int64_t N, int64_t C, int64_t H, int64_t W, int training, int relu) {
+    bnpool_ctx c;
+    memset(&c, 0, sizeof c);
+    c.N = N; c.C = C; c.H = H; c.W = W; c.training = training; c.relu = relu;
+    const size_t nx = (size_t)(N * C * H * W), ny = (size_t)(N * C * (H / 2) * (W / 2));
+    c.x = calloc(nx, 4);
+    for (size_t i = 0; i < nx; i++) c.x[i] = (float)((i * 7919) % nx) * 0.04f - (float)nx * 0.017f;
+    c.gamma = rnd((size_t)C, 12, 0.5f, 1.5f);
+    c.beta = rnd((size_t)C, 13, -0.3f, 0.3f);
+    c.mean = calloc((size_t)C, 4); c.invstd = calloc((size_t)C, 4);
+    c.rm = rnd((size_t)C, 14, -0.5f, 0.5f); c.rv = rnd((size_t)C, 15, 4.0f, 9.0f);
+    c.argmax = calloc(ny, 4);
+    c.g.y = calloc(ny, 4); c.g.r = rnd(ny, 16, -1, 1); c.g.ny = ny; c.g.fwd = bnpool_fwd;
+    bnpool_fwd(&c);
+    double near = INFINITY;
+    for (int64_t ch = 0; relu && ch < C; ch++) {
+        float best = c.beta[ch];
+        for (int k = -100; k <= 100; k++) {
+            float b = c.beta[ch] + 5e-4f * (float)k;
+            if (kink_distance(&c, ch, b) > kink_distance(&c, ch, best)) best = b;
+        }
+        c.beta[ch] = best;
+        double d = kink_distance(&c, ch, best);
+        if (d < near) near = d;
+    }
+    CHECK(!relu || near > 3e-3, "bn+maxpool gradcheck input: nearest normalised value to the kink %.4f", near);
+    bnpool_fwd(&c);
+    float *dx = calloc(nx, 4), *dg = calloc((size_t)C, 4), *dbt = calloc((size_t)C, 4);
+    ct_batchnorm_maxpool_backward(dx, dg, dbt, c.g.r, c.argmax, c.x, c.mean, c.invstd, c.gamma, c.beta, N, C, H, W,
+                                  training, relu);
+    char what[96];
+    snprintf(what, sizeof what, "batchnorm%s+maxpool N%lld C%lld %lldx%lld %s", relu ? "+relu" : "", (long long)N,
+             (long long)C, (long long)H, (long long)W, training ? "train" : "eval");
+    size_t nz = 0;
+    for (size_t i = 0; i < nx; i++) nz += dx[i] != 0.0f;
+    CHECK(nz > 0, "%s: a nonzero dx", what);
+    gradcheck(what, c.x, dx, nx, gc_loss, &c, 1e-3f, 2e-3, 2e-2, 200);
+    gradcheck("batchnorm+maxpool dgamma", c.gamma, dg, (size_t)C, gc_loss, &c, 1e-3f, 2e-3, 2e-2, 200);
+    gradcheck("batchnorm+maxpool dbeta", c.beta, dbt, (size_t)C, gc_loss, &c, 1e-3f, 2e-3, 2e-2, 200);
+    free(dx); free(dg); free(dbt); free(c.x); free(c.gamma); free(c.beta); free(c.mean); free(c.invstd);
+    free(c.rm); free(c.rv); free(c.argmax); free(c.g.y); free(c.g.r);
 }
 
 /* ---- linear ------------------------------------------------------------------- */
@@ -476,6 +549,9 @@ int main(void) {
     test_bn(6, 5, 1, 1, 1);                 /* BN1d+ReLU */
     test_bn(3, 3, 4, 0, 1);                 /* BN+ReLU, eval mode */
     test_bn_running_stats();
+    test_bn_maxpool_grad(3, 2, 5, 6, 1, 1);  /* odd rows: the last one only in the statistics */
+    test_bn_maxpool_grad(2, 3, 4, 7, 1, 0);  /* odd columns, no ReLU */
+    test_bn_maxpool_grad(3, 2, 6, 4, 0, 1);  /* eval mode */
     test_linear(3, 7, 5);
     test_linear(1, 4, 9);
     test_pointwise_and_pool(0, 2, 3, 7, 7, 2, 2, 0);

@@ -67,6 +67,9 @@ typedef struct {
     int32_t *argmax;         /* max pool: (batch, c, h, w) input index of each max */
     int lastc;               /* last node that reads this one (its gradient's first writer) */
     int inplace;             /* ReLU or add writing over its (first) input's buffer */
+    int pool;                /* BN: index of the 2x2 max pool fused into it (its only reader), else 0;
+                              * its forward writes the pool's output and argmax, its backward reads the
+                              * pool's gradient, and the pool node does nothing (set by prepare) */
 } ct_node;
 
 typedef struct {
@@ -85,6 +88,7 @@ typedef struct {
     ct_reduce_fn bn_reduce;  /* non-NULL: training BN uses statistics over all processes (SyncBN) */
     void *bn_reduce_ctx;
     double *bn_scratch;      /* (3 * max channels + 2) for SyncBN, in the arena */
+    int planned_sync;        /* bn_reduce was set when prepare planned (SyncBN: no BN+pool fusion) */
     uint64_t dropout_step;   /* keys dropout masks together with cfg.seed; set by the trainer */
     /* activation arena */
     int64_t batch;           /* samples the arena holds (0 before prepare) */

@@ -90,6 +90,31 @@ void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, /* accumulate
                            const float *invstd, const float *gamma, const float *beta, int64_t N,
                            int64_t C, int64_t HW, int training, int relu);
 
+/* BatchNorm (+ ReLU with relu != 0) followed by a 2x2, stride 2, unpadded max pool,
+ * in one pass: y and argmax equal ct_maxpool_forward(k 2, stride 2, pad 0) over
+ * ct_batchnorm_forward's output, bit for bit, but the full-size BN output is never
+ * written. Odd maps drop the last row / column as the pool does (they still count
+ * in the statistics). Statistics, running stats and training/eval as
+ * ct_batchnorm_forward. */
+void ct_batchnorm_maxpool_forward(float *y,            /* (N, C, H/2, W/2) */
+                                  int32_t *argmax,     /* (N, C, H/2, W/2) flat index into the H x W plane */
+                                  float *mean, float *invstd,            /* (C) saved */
+                                  float *running_mean, float *running_var, /* (C) updated in training */
+                                  const float *x,      /* (N, C, H, W) */
+                                  const float *gamma, const float *beta, /* (C) */
+                                  int64_t N, int64_t C, int64_t H, int64_t W, float eps, float momentum,
+                                  int training, int relu);
+/* Its backward from the pooled gradient: exactly ct_batchnorm_backward given the
+ * dy that ct_maxpool_backward would scatter from dy and argmax into zeros, without
+ * that full-size buffer. dx, dgamma, dbeta accumulated (any may be NULL). */
+void ct_batchnorm_maxpool_backward(float *dx, float *dgamma, float *dbeta, /* (N, C, H, W), (C), (C) */
+                                   const float *dy,        /* (N, C, H/2, W/2) */
+                                   const int32_t *argmax,  /* (N, C, H/2, W/2) from the forward */
+                                   const float *x,         /* (N, C, H, W) */
+                                   const float *mean, const float *invstd, const float *gamma,
+                                   const float *beta, int64_t N, int64_t C, int64_t H, int64_t W, int training,
+                                   int relu);
+
 /* SyncBatchNorm (training mode): statistics over the samples of every process.
  * `reduce` sums a double buffer in place over all processes (a no-op for one);
  * scratch holds 3*C + 2 doubles. dgamma/dbeta receive the local sums only (the

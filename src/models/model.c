@@ -461,7 +461,12 @@ static ct_conv2d_shape conv_shape(const ct_model *m, const ct_node *n, int64_t N
  *    and saved statistics (ct_batchnorm_apply, one elementwise pass) into a block
  *    that lives only until its earliest backward reader ran.
  *  - A gradient is first written by its last consumer's backward (lastc) and last
- *    read by its own node's, and is zeroed just before that first write. */
+ *    read by its own node's, and is zeroed just before that first write.
+ *  - A BN (+ ReLU) whose only reader is a 2x2, stride 2, unpadded max pool is fused
+ *    with it (BN node's `pool`, unless SyncBN is on): the BN's forward writes the
+ *    pool's output and argmax, its backward reads the pool's gradient, so the BN
+ *    has neither an output nor a gradient block, and the pool's blocks live from
+ *    the BN's forward to the BN's backward. */
 static int owner_of(const ct_model *m, int i) {
     while (i > 0 && m->nodes[i].kind == CT_NODE_FLATTEN) i = m->nodes[i].in0;
     return i;
@@ -506,6 +511,24 @@ static void plan_nodes(ct_model *m) {
             uses += (m->nodes[j].in0 == n->in0) + (m->nodes[j].in1 == n->in0);
         n->inplace = uses == 1 && m->nodes[n->in0].kind != CT_NODE_FLATTEN;
     }
+    /* BN + max pool fusion (ct_batchnorm_maxpool_forward has no SyncBN variant) */
+    for (int i = 1; i < m->nnodes; i++) m->nodes[i].pool = 0;
+    m->planned_sync = m->bn_reduce != NULL;
+    for (int i = 1; i < m->nnodes && !m->planned_sync; i++) {
+        const ct_node *p = &m->nodes[i];
+        int b = p->in0;
+        if (p->kind != CT_NODE_MAXPOOL || p->k != 2 || p->stride != 2 || p->pad != 0 || b <= 0 ||
+            m->nodes[b].kind != CT_NODE_BN || b == m->h_node || b == m->z_node)
+            continue;
+        int uses = 0;
+        for (int j = 1; j < m->nnodes; j++) uses += (m->nodes[j].in0 == b) + (m->nodes[j].in1 == b);
+        if (uses == 1) m->nodes[b].pool = i;
+    }
+}
+
+/* the BN a max pool is fused into, or -1 */
+static int fused_bn(const ct_model *m, const ct_node *n) {
+    return n->kind == CT_NODE_MAXPOOL && n->in0 > 0 && m->nodes[n->in0].pool > 0 ? n->in0 : -1;
 }
 
 typedef enum { B_OUT, B_OUT_BWD, B_GRAD, B_SAVE0, B_SAVE1, B_ARGMAX, B_WS, B_BN_SCRATCH } block_kind;
@@ -563,7 +586,8 @@ static int list_blocks(ct_model *m, int64_t B, block *bl) {
     for (int i = 0; i < nn; i++) m->nodes[i].recompute_at = -1;
     for (int r = 1; r < nn; r++) {
         ct_node *n = &m->nodes[r];
-        if (n->kind == CT_NODE_FLATTEN || n->inplace) continue;
+        if (n->kind == CT_NODE_FLATTEN || n->inplace || n->pool) continue;
+        const int start = fused_bn(m, n) > 0 ? fused_bn(m, n) : r; /* a fused pool's output: from the BN's forward */
         /* forward readers, backward readers, and whether anything aliases r's buffer */
         int fwd_last = r, hi = -1, lo = nn, aliased = 0;
         for (int j = r; j < nn; j++) {
@@ -586,15 +610,15 @@ static int list_blocks(ct_model *m, int64_t B, block *bl) {
         const ct_node *src = &m->nodes[n->in0];
         int src_recomputed = n->in0 > 0 && src->recompute_at >= 0;
         if (r == hr || r == zr) {
-            ADD_BLOCK(B_OUT, r, r, forever, ne); /* the caller reads h and z */
+            ADD_BLOCK(B_OUT, r, start, forever, ne); /* the caller reads h and z */
         } else if (hi < 0) {
-            ADD_BLOCK(B_OUT, r, r, fwd_last, ne);
+            ADD_BLOCK(B_OUT, r, start, fwd_last, ne);
         } else if (n->kind == CT_NODE_BN && !aliased && !src_recomputed) {
             ADD_BLOCK(B_OUT, r, r, fwd_last, ne);
             ADD_BLOCK(B_OUT_BWD, r, 2 * nn - hi, 2 * nn - lo, ne);
             n->recompute_at = hi;
         } else {
-            ADD_BLOCK(B_OUT, r, r, 2 * nn - lo, ne);
+            ADD_BLOCK(B_OUT, r, start, 2 * nn - lo, ne);
         }
     }
     size_t ws = 1;
@@ -603,10 +627,12 @@ static int list_blocks(ct_model *m, int64_t B, block *bl) {
         ct_node *n = &m->nodes[x];
         if (n->c > maxc) maxc = n->c;
         if (n->kind == CT_NODE_FLATTEN) continue;
-        if (n->lastc >= 0) {
+        /* a fused pool's gradient and argmax are read by the BN's backward */
+        const int reader = fused_bn(m, n) > 0 ? fused_bn(m, n) : x;
+        if (n->lastc >= 0 && !n->pool) {
             int first = 2 * nn - n->lastc;
             if ((x == m->h_node || x == m->z_node) && first > nn) first = nn; /* dtop lands at step nn */
-            ADD_BLOCK(B_GRAD, x, first, 2 * nn - x, node_elems(n, B));
+            ADD_BLOCK(B_GRAD, x, first, 2 * nn - reader, node_elems(n, B));
         }
         if (n->kind == CT_NODE_BN) {
             ADD_BLOCK(B_SAVE0, x, x, 2 * nn - x, (size_t)n->c);
@@ -614,7 +640,7 @@ static int list_blocks(ct_model *m, int64_t B, block *bl) {
         } else if (n->kind == CT_NODE_DROPOUT) {
             ADD_BLOCK(B_SAVE0, x, x, 2 * nn - x, node_elems(n, B));
         } else if (n->kind == CT_NODE_MAXPOOL) {
-            ADD_BLOCK(B_ARGMAX, x, x, 2 * nn - x, node_elems(n, B)); /* int32 and float have the same size */
+            ADD_BLOCK(B_ARGMAX, x, reader, 2 * nn - reader, node_elems(n, B)); /* int32, float: same size */
         } else if (n->kind == CT_NODE_CONV) {
             ct_conv2d_shape s = conv_shape(m, n, B);
             size_t need = ct_conv2d_workspace(&s);
@@ -639,7 +665,11 @@ static size_t layout(ct_model *m, int64_t B, int carve) {
     total = place_blocks(bl, nb, scratch);
     if (carve) {
         float *base = ct_arena_floats(&m->arena, total);
-        for (int i = 0; i < m->nnodes; i++) m->nodes[i].out_bwd = NULL;
+        for (int i = 0; i < m->nnodes; i++) {
+            ct_node *n = &m->nodes[i];
+            n->out_bwd = NULL;
+            if (n->pool) n->out = n->out_fwd = n->dout = NULL; /* it has no blocks */
+        }
         for (int i = 0; i < nb; i++) {
             ct_node *n = &m->nodes[bl[i].node];
             float *p = base + bl[i].offset;
@@ -674,7 +704,8 @@ out:
 ct_status ct_model_prepare(ct_model *m, int64_t batch) {
     if (!m->param) return ct_error(CT_ERR_STATE, "model: prepare before init");
     if (batch < 1 || batch > (1 << 24)) return ct_error(CT_ERR_ARG, "model: batch %lld out of range", (long long)batch);
-    if (batch <= m->batch) return CT_OK;
+    if (batch <= m->batch && m->planned_sync == (m->bn_reduce != NULL)) return CT_OK;
+    if (batch < m->batch) batch = m->batch; /* re-planned for SyncBN switched on or off */
     /* rough overflow guard: every activation sized for this batch must fit size_t */
     double est = 0;
     for (int i = 0; i < m->nnodes; i++) est += (double)batch * (double)(m->nodes[i].c * m->nodes[i].h * m->nodes[i].w);
@@ -705,6 +736,9 @@ ct_status ct_model_forward_begin(ct_model *m, const float *x, int64_t N, int tra
             if (m->nodes[i].kind == CT_NODE_BN && m->nodes[i].h * m->nodes[i].w == 1)
                 return ct_error(CT_ERR_ARG, "model: training BatchNorm1d needs more than one sample");
     }
+    if (training && m->planned_sync != (m->bn_reduce != NULL))
+        return ct_error(CT_ERR_STATE, "model: SyncBatchNorm switched %s after ct_model_prepare (call it again)",
+                        m->bn_reduce ? "on" : "off");
     m->nodes[0].out = (float *)x;
     m->cur_n = N;
     m->last_training = training;
@@ -726,6 +760,14 @@ void ct_model_node_forward(ct_model *m, int i) {
         ct_conv2d_forward(n->out, a->out, P(m, n->weight), P(m, n->bias), &s, m->ws);
     } break;
     case CT_NODE_BN:
+        if (n->pool) {
+            ct_node *p = &m->nodes[n->pool];
+            p->out = p->out_fwd;
+            ct_batchnorm_maxpool_forward(p->out, p->argmax, n->save0, n->save1, BUF(m, n->rmean), BUF(m, n->rvar),
+                                         a->out, P(m, n->weight), P(m, n->bias), N, n->c, n->h, n->w, n->eps,
+                                         n->momentum, training, n->relu);
+            break;
+        }
         if (training && m->bn_reduce) {
             ct_batchnorm_forward_sync(n->out, n->save0, n->save1, BUF(m, n->rmean), BUF(m, n->rvar), a->out,
                                       P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, n->eps, n->momentum,
@@ -738,6 +780,7 @@ void ct_model_node_forward(ct_model *m, int i) {
         break;
     case CT_NODE_RELU: ct_relu_forward(n->out, a->out, ne); break;
     case CT_NODE_MAXPOOL:
+        if (fused_bn(m, n) > 0) break; /* the BN's forward wrote it */
         ct_maxpool_forward(n->out, n->argmax, a->out, N, a->c, a->h, a->w, n->k, n->stride, n->pad);
         break;
     case CT_NODE_AVGPOOL:
@@ -785,6 +828,7 @@ ct_status ct_model_backward_begin(ct_model *m, const float *dtop) {
 static void zero_before_first_write(ct_model *m, int i, int input) {
     if (input <= 0) return;
     ct_node *o = &m->nodes[owner_of(m, input)];
+    if (o->pool) return; /* a fused BN has no gradient buffer */
     if (o->lastc == i) memset(o->dout, 0, node_elems(o, m->cur_n) * sizeof(float));
 }
 
@@ -814,6 +858,13 @@ void ct_model_node_backward(ct_model *m, int i) {
         ct_conv2d_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, P(m, n->weight), &s, m->ws);
     } break;
     case CT_NODE_BN:
+        if (n->pool) {
+            const ct_node *p = &m->nodes[n->pool];
+            ct_batchnorm_maxpool_backward(da, G(m, n->weight), G(m, n->bias), p->dout, p->argmax, a->out, n->save0,
+                                          n->save1, P(m, n->weight), P(m, n->bias), N, n->c, n->h, n->w,
+                                          m->last_training, n->relu);
+            break;
+        }
         if (m->last_training && m->bn_reduce) {
             ct_batchnorm_backward_sync(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, n->save0, n->save1,
                                        P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, n->relu,
@@ -827,7 +878,7 @@ void ct_model_node_backward(ct_model *m, int i) {
         if (da) ct_relu_backward(da, n->dout, n->out, ne);
         break;
     case CT_NODE_MAXPOOL:
-        if (da) ct_maxpool_backward(da, n->dout, n->argmax, N, a->c, n->h, n->w, a->h, a->w);
+        if (da && fused_bn(m, n) < 0) ct_maxpool_backward(da, n->dout, n->argmax, N, a->c, n->h, n->w, a->h, a->w);
         break;
     case CT_NODE_AVGPOOL:
         if (da) ct_avgpool_backward(da, n->dout, N, a->c, a->h, a->w, n->k, n->stride, n->pad);

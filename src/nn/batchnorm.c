@@ -8,8 +8,16 @@
 #include "contrast/nn.h"
 
 #include <math.h>
+#include <string.h>
 
 #define LANES 8
+
+/* Channel-major loops visit planes C * HW apart, too short a stream for the
+ * hardware prefetcher to ramp up on: fetch the next plane while this one runs. */
+static inline void prefetch_plane(const void *p, int64_t bytes) {
+    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o);
+}
+
 
 static double plane_sum(const float *x, int64_t n) {
     float acc[LANES] = {0};
@@ -50,45 +58,59 @@ static void bn_affine(float m, float is, const float *gamma, const float *beta, 
     *shift = b - m * *scale;
 }
 
-/* sdy += sum(dy), sdyx += sum(dy * (x - m)) (the caller scales by invstd) */
-static void plane_dots(const float *dy, const float *x, int64_t n, float m, double *sdy, double *sdyx) {
-    float a[LANES] = {0}, b[LANES] = {0};
+/* Lane sums of a stretch of one plane, element i of the plane in lane i % LANES
+ * (so `n` must be a multiple of LANES except at the plane's end, and a plane may be
+ * fed in such stretches without changing a bit): a[l] += g, b[l] += g * (x - m),
+ * with g = dy, or with relu the masked dy (dy where x * scale + shift > 0, else 0;
+ * dy loaded unconditionally so the select vectorises instead of branching). */
+static void lanes_dots(float *restrict a, float *restrict b, const float *dy, const float *x, int64_t n, float m,
+                       float scale, float shift, int relu) {
     int64_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int l = 0; l < LANES; l++) {
-            a[l] += dy[i + l];
-            b[l] += dy[i + l] * (x[i + l] - m);
+    if (relu) {
+        for (; i + LANES <= n; i += LANES)
+            for (int l = 0; l < LANES; l++) {
+                float d = dy[i + l], v = x[i + l] * scale + shift, g = v > 0.0f ? d : 0.0f;
+                a[l] += g;
+                b[l] += g * (x[i + l] - m);
+            }
+        for (int l = 0; i < n; i++, l++) {
+            float d = dy[i], v = x[i] * scale + shift, g = v > 0.0f ? d : 0.0f;
+            a[l] += g;
+            b[l] += g * (x[i] - m);
         }
-    for (int l = 0; i < n; i++, l++) {
-        a[l] += dy[i];
-        b[l] += dy[i] * (x[i] - m);
+    } else {
+        for (; i + LANES <= n; i += LANES)
+            for (int l = 0; l < LANES; l++) {
+                a[l] += dy[i + l];
+                b[l] += dy[i + l] * (x[i + l] - m);
+            }
+        for (int l = 0; i < n; i++, l++) {
+            a[l] += dy[i];
+            b[l] += dy[i] * (x[i] - m);
+        }
     }
+}
+
+/* the plane's lane sums into the channel's running double sums, in lane order */
+static void lanes_flush(const float *a, const float *b, double *sdy, double *sdyx) {
     for (int l = 0; l < LANES; l++) {
         *sdy += a[l];
         *sdyx += b[l];
     }
 }
 
-/* plane_dots of the ReLU-masked gradient: dy where x * scale + shift > 0, else 0
- * (dy loaded unconditionally so the select vectorises instead of branching) */
-static void plane_dots_relu(const float *dy, const float *x, int64_t n, float m, float scale, float shift,
-                            double *sdy, double *sdyx) {
-    float a[LANES] = {0}, b[LANES] = {0};
-    int64_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int l = 0; l < LANES; l++) {
-            float d = dy[i + l], v = x[i + l] * scale + shift, g = v > 0.0f ? d : 0.0f;
-            a[l] += g;
-            b[l] += g * (x[i + l] - m);
+/* dx += k * (g - a - (x - m) * is * bcoef) over a stretch, g the (masked) dy */
+static void dx_stretch(float *dx, const float *dy, const float *x, int64_t n, float m, float is, float scale,
+                       float shift, float k, float a, float bcoef, int relu) {
+    if (relu) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            float d = dy[i], v = x[i] * scale + shift, g = v > 0.0f ? d : 0.0f;
+            dx[i] += k * (g - a - (x[i] - m) * is * bcoef);
         }
-    for (int l = 0; i < n; i++, l++) {
-        float d = dy[i], v = x[i] * scale + shift, g = v > 0.0f ? d : 0.0f;
-        a[l] += g;
-        b[l] += g * (x[i] - m);
-    }
-    for (int l = 0; l < LANES; l++) {
-        *sdy += a[l];
-        *sdyx += b[l];
+    } else {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) dx[i] += k * (dy[i] - a - (x[i] - m) * is * bcoef);
     }
 }
 
@@ -98,6 +120,7 @@ static void apply_channel(float *y, const float *x, int64_t N, int64_t C, int64_
     for (int64_t n = 0; n < N; n++) {
         const float *xc = x + (n * C + c) * HW;
         float *yc = y + (n * C + c) * HW;
+        if (n + 1 < N) prefetch_plane(xc + C * HW, HW * 4);
         if (relu) {
 #pragma omp simd
             for (int64_t i = 0; i < HW; i++) {
@@ -111,34 +134,47 @@ static void apply_channel(float *y, const float *x, int64_t N, int64_t C, int64_
     }
 }
 
+/* Channel c's mean and 1/sqrt(var + eps): batch statistics (updating the running
+ * ones) in training, the running ones in eval. */
+static void channel_stats(float *mean, float *invstd, float *running_mean, float *running_var, const float *x,
+                          int64_t N, int64_t C, int64_t HW, int64_t c, float eps, float momentum, int training) {
+    const double M = (double)N * (double)HW;
+    double mu, var;
+    if (training) {
+        double s = 0.0;
+        for (int64_t n = 0; n < N; n++) {
+            if (n + 1 < N) prefetch_plane(x + ((n + 1) * C + c) * HW, HW * 4);
+            s += plane_sum(x + (n * C + c) * HW, HW);
+        }
+        mu = s / M;
+        double ss = 0.0;
+        for (int64_t n = 0; n < N; n++) {
+            if (n + 1 < N) prefetch_plane(x + ((n + 1) * C + c) * HW, HW * 4);
+            ss += plane_sqdev(x + (n * C + c) * HW, HW, (float)mu);
+        }
+        var = ss / M;
+        if (running_mean) running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
+        if (running_var) {
+            double unbiased = M > 1 ? ss / (M - 1) : var;
+            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+        }
+    } else {
+        mu = running_mean[c];
+        var = running_var[c];
+    }
+    mean[c] = (float)mu;
+    invstd[c] = (float)(1.0 / sqrt(var + eps));
+}
+
 void ct_batchnorm_forward(float *y, float *mean, float *invstd, float *running_mean,
                           float *running_var, const float *x, const float *gamma,
                           const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
                           float momentum, int training, int relu) {
-    const double M = (double)N * (double)HW;
 #pragma omp parallel for schedule(static) if (N * C * HW >= CT_PAR_MIN)
     for (int64_t c = 0; c < C; c++) {
-        double mu, var;
-        if (training) {
-            double s = 0.0;
-            for (int64_t n = 0; n < N; n++) s += plane_sum(x + (n * C + c) * HW, HW);
-            mu = s / M;
-            double ss = 0.0;
-            for (int64_t n = 0; n < N; n++) ss += plane_sqdev(x + (n * C + c) * HW, HW, (float)mu);
-            var = ss / M;
-            if (running_mean) running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
-            if (running_var) {
-                double unbiased = M > 1 ? ss / (M - 1) : var;
-                running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
-            }
-        } else {
-            mu = running_mean[c];
-            var = running_var[c];
-        }
-        float m = (float)mu, is = (float)(1.0 / sqrt(var + eps)), scale, shift;
-        mean[c] = m;
-        invstd[c] = is;
-        bn_affine(m, is, gamma, beta, c, &scale, &shift);
+        channel_stats(mean, invstd, running_mean, running_var, x, N, C, HW, c, eps, momentum, training);
+        float scale, shift;
+        bn_affine(mean[c], invstd[c], gamma, beta, c, &scale, &shift);
         apply_channel(y, x, N, C, HW, c, scale, shift, relu);
     }
 }
@@ -164,9 +200,13 @@ void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
         bn_affine(m, is, gamma, beta, c, &scale, &shift);
         double sdy = 0.0, sdyx = 0.0;
         for (int64_t n = 0; n < N; n++) {
-            const float *dyc = dy + (n * C + c) * HW, *xc = x + (n * C + c) * HW;
-            if (relu) plane_dots_relu(dyc, xc, HW, m, scale, shift, &sdy, &sdyx);
-            else plane_dots(dyc, xc, HW, m, &sdy, &sdyx);
+            if (n + 1 < N) {
+                prefetch_plane(dy + ((n + 1) * C + c) * HW, HW * 4);
+                prefetch_plane(x + ((n + 1) * C + c) * HW, HW * 4);
+            }
+            float la[LANES] = {0}, lb[LANES] = {0};
+            lanes_dots(la, lb, dy + (n * C + c) * HW, x + (n * C + c) * HW, HW, m, scale, shift, relu);
+            lanes_flush(la, lb, &sdy, &sdyx);
         }
         sdyx *= is;
         if (dgamma) dgamma[c] += (float)sdyx;
@@ -176,17 +216,187 @@ void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
          * eval: dx = g*is * dy (a and bcoef are zero) */
         float k = scale, a = training ? (float)(sdy / M) : 0.0f, bcoef = training ? (float)(sdyx / M) : 0.0f;
         for (int64_t n = 0; n < N; n++) {
-            const float *xc = x + (n * C + c) * HW, *dyc = dy + (n * C + c) * HW;
+            const int64_t o = (n * C + c) * HW;
+            if (n + 1 < N) {
+                prefetch_plane(dy + o + C * HW, HW * 4);
+                prefetch_plane(x + o + C * HW, HW * 4);
+                prefetch_plane(dx + o + C * HW, HW * 4);
+            }
+            dx_stretch(dx + o, dy + o, x + o, HW, m, is, scale, shift, k, a, bcoef, relu);
+        }
+    }
+}
+
+/* ---- BatchNorm (+ ReLU) fused with the 2x2, stride 2 max pool ----------------
+ * The forward pools the normalised values as they are computed, with the scan
+ * order and tie rule of pool.c's 2x2 path (the first maximum wins), so output and
+ * argmax equal ct_maxpool_forward over ct_batchnorm_forward's y. The backward
+ * expands the pooled gradient into the full-size dy the unfused path would have
+ * scattered (dpool at each argmax, 0 elsewhere), a stretch of STRETCH elements of
+ * one plane at a time into a small buffer that stays in L1, and runs the same lane
+ * sums and dx expression over it: adding the zeros changes no bit, so every
+ * result equals the unfused path's exactly. */
+#define STRETCH 4096 /* a multiple of LANES: whole planes up to 64x64 */
+
+/* The normalised (+ ReLU) value, as apply_channel computes it. */
+static inline float bn_value(float x, float scale, float shift, int relu) {
+    float v = x * scale + shift;
+    return relu ? (v > 0.0f ? v : 0.0f) : v;
+}
+
+static void pool_plane(float *y, int32_t *argmax, const float *x, int64_t H, int64_t W, float scale, float shift,
+                       int relu) {
+    const int64_t OH = H / 2, OW = W / 2;
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
+        const int32_t base = (int32_t)(2 * oh * W);
+        float *yo = y + oh * OW;
+        int32_t *ao = argmax + oh * OW;
+#pragma omp simd
+        for (int64_t ow = 0; ow < OW; ow++) {
+            float a = bn_value(r0[2 * ow], scale, shift, relu), b = bn_value(r0[2 * ow + 1], scale, shift, relu);
+            float c = bn_value(r1[2 * ow], scale, shift, relu), d = bn_value(r1[2 * ow + 1], scale, shift, relu);
+            int32_t i = base + (int32_t)(2 * ow);
+            float best = a;
+            int32_t bi = i;
+            bi = b > best ? i + 1 : bi;
+            best = b > best ? b : best;
+            bi = c > best ? i + (int32_t)W : bi;
+            best = c > best ? c : best;
+            bi = d > best ? i + (int32_t)W + 1 : bi;
+            best = d > best ? d : best;
+            yo[ow] = best;
+            ao[ow] = bi;
+        }
+    }
+}
+
+/* The same for an even width, pairs first: the horizontal pairs of the first 2*OH
+ * rows are consecutive pairs of the flat plane, so one long loop (which vectorises
+ * well, unlike rows of 7 or 14 windows) keeps each pair's larger value and its
+ * index (the left one on a tie), into hv, hi (OH * W / 2); then each window is
+ * the larger of its top and bottom pair (the top one on a tie). Ties go to the
+ * smaller index at each step, so the result is the first maximum in scan order,
+ * as pool_plane finds it. */
+static void pool_plane_even(float *y, int32_t *argmax, float *hv, int32_t *hi, const float *x, int64_t H, int64_t W,
+                            float scale, float shift, int relu) {
+    const int64_t OH = H / 2, OW = W / 2, np = OH * W;
+    if (relu) {
+#pragma omp simd
+        for (int32_t k = 0; k < (int32_t)np; k++) {
+            float a = x[2 * k] * scale + shift, b = x[2 * k + 1] * scale + shift;
+            a = a > 0.0f ? a : 0.0f;
+            b = b > 0.0f ? b : 0.0f;
+            hv[k] = b > a ? b : a;
+            hi[k] = b > a ? 2 * k + 1 : 2 * k;
+        }
+    } else {
+#pragma omp simd
+        for (int32_t k = 0; k < (int32_t)np; k++) {
+            float a = x[2 * k] * scale + shift, b = x[2 * k + 1] * scale + shift;
+            hv[k] = b > a ? b : a;
+            hi[k] = b > a ? 2 * k + 1 : 2 * k;
+        }
+    }
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const float *t = hv + 2 * oh * OW, *u = t + OW;
+        const int32_t *ti = hi + 2 * oh * OW, *ui = ti + OW;
+        float *yo = y + oh * OW;
+        int32_t *ao = argmax + oh * OW;
+#pragma omp simd
+        for (int64_t ow = 0; ow < OW; ow++) {
+            yo[ow] = u[ow] > t[ow] ? u[ow] : t[ow];
+            ao[ow] = u[ow] > t[ow] ? ui[ow] : ti[ow];
+        }
+    }
+}
+
+void ct_batchnorm_maxpool_forward(float *y, int32_t *argmax, float *mean, float *invstd, float *running_mean,
+                                  float *running_var, const float *x, const float *gamma, const float *beta,
+                                  int64_t N, int64_t C, int64_t H, int64_t W, float eps, float momentum,
+                                  int training, int relu) {
+    const int64_t HW = H * W, OHW = (H / 2) * (W / 2);
+#pragma omp parallel for schedule(static) if (N * C * HW >= CT_PAR_MIN)
+    for (int64_t c = 0; c < C; c++) {
+        float hv[STRETCH / 2];
+        int32_t hi[STRETCH / 2];
+        channel_stats(mean, invstd, running_mean, running_var, x, N, C, HW, c, eps, momentum, training);
+        float scale, shift;
+        bn_affine(mean[c], invstd[c], gamma, beta, c, &scale, &shift);
+        for (int64_t n = 0; n < N; n++) {
+            if (n + 1 < N) prefetch_plane(x + ((n + 1) * C + c) * HW, HW * 4);
+            if (W % 2 == 0 && HW <= STRETCH)
+                pool_plane_even(y + (n * C + c) * OHW, argmax + (n * C + c) * OHW, hv, hi, x + (n * C + c) * HW, H,
+                                W, scale, shift, relu);
+            else
+                pool_plane(y + (n * C + c) * OHW, argmax + (n * C + c) * OHW, x + (n * C + c) * HW, H, W, scale, shift,
+                       relu);
+        }
+    }
+}
+
+/* buf[0, len) = elements [s, s + len) of the plane's full-size gradient: dy[j] at
+ * argmax[j] for the pool cells j whose window meets those rows, 0 elsewhere
+ * (including the odd last row and column no window covers). */
+static void expand_stretch(float *buf, int64_t s, int64_t len, const float *dy, const int32_t *argmax, int64_t W,
+                           int64_t OH, int64_t OW) {
+    memset(buf, 0, (size_t)len * sizeof(float));
+    int64_t oh0 = s / W / 2, oh1 = (s + len - 1) / W / 2;
+    if (oh1 > OH - 1) oh1 = OH - 1;
+    for (int64_t j = oh0 * OW; j < (oh1 + 1) * OW; j++) {
+        int64_t p = (int64_t)argmax[j] - s;
+        if (p >= 0 && p < len) buf[p] = dy[j];
+    }
+}
+
+void ct_batchnorm_maxpool_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const int32_t *argmax,
+                                   const float *x, const float *mean, const float *invstd, const float *gamma,
+                                   const float *beta, int64_t N, int64_t C, int64_t H, int64_t W, int training,
+                                   int relu) {
+    const int64_t HW = H * W, OH = H / 2, OW = W / 2, OHW = OH * OW;
+    const double M = (double)N * (double)HW;
+#pragma omp parallel for schedule(static) if (N * C * HW >= CT_PAR_MIN)
+    for (int64_t c = 0; c < C; c++) {
+        float buf[STRETCH];
+        const float m = mean[c], is = invstd[c];
+        float scale, shift;
+        bn_affine(m, is, gamma, beta, c, &scale, &shift);
+        double sdy = 0.0, sdyx = 0.0;
+        for (int64_t n = 0; n < N; n++) {
+            const float *xc = x + (n * C + c) * HW, *dyc = dy + (n * C + c) * OHW;
+            const int32_t *ac = argmax + (n * C + c) * OHW;
+            if (n + 1 < N) {
+                prefetch_plane(xc + C * HW, HW * 4);
+                prefetch_plane(dyc + C * OHW, OHW * 4);
+                prefetch_plane(ac + C * OHW, OHW * 4);
+            }
+            float la[LANES] = {0}, lb[LANES] = {0};
+            for (int64_t s = 0; s < HW; s += STRETCH) {
+                int64_t len = HW - s < STRETCH ? HW - s : STRETCH;
+                expand_stretch(buf, s, len, dyc, ac, W, OH, OW);
+                lanes_dots(la, lb, buf, xc + s, len, m, scale, shift, relu);
+            }
+            lanes_flush(la, lb, &sdy, &sdyx);
+        }
+        sdyx *= is;
+        if (dgamma) dgamma[c] += (float)sdyx;
+        if (dbeta) dbeta[c] += (float)sdy;
+        if (!dx) continue;
+        float k = scale, a = training ? (float)(sdy / M) : 0.0f, bcoef = training ? (float)(sdyx / M) : 0.0f;
+        for (int64_t n = 0; n < N; n++) {
+            const float *xc = x + (n * C + c) * HW, *dyc = dy + (n * C + c) * OHW;
+            const int32_t *ac = argmax + (n * C + c) * OHW;
             float *dxc = dx + (n * C + c) * HW;
-            if (relu) {
-#pragma omp simd
-                for (int64_t i = 0; i < HW; i++) {
-                    float d = dyc[i], v = xc[i] * scale + shift, g = v > 0.0f ? d : 0.0f;
-                    dxc[i] += k * (g - a - (xc[i] - m) * is * bcoef);
-                }
-            } else {
-#pragma omp simd
-                for (int64_t i = 0; i < HW; i++) dxc[i] += k * (dyc[i] - a - (xc[i] - m) * is * bcoef);
+            if (n + 1 < N) {
+                prefetch_plane(xc + C * HW, HW * 4);
+                prefetch_plane(dxc + C * HW, HW * 4);
+                prefetch_plane(dyc + C * OHW, OHW * 4);
+                prefetch_plane(ac + C * OHW, OHW * 4);
+            }
+            for (int64_t s = 0; s < HW; s += STRETCH) {
+                int64_t len = HW - s < STRETCH ? HW - s : STRETCH;
+                expand_stretch(buf, s, len, dyc, ac, W, OH, OW);
+                dx_stretch(dxc + s, buf, xc + s, len, m, is, scale, shift, k, a, bcoef, relu);
             }
         }
     }
