@@ -528,6 +528,7 @@ int main(void) {
     test_conv(67, 9, 5, 7, 8, 3, 1, 1, 0);   /* odd, non-square, partial groups */
     test_conv(64, 16, 2, 2, 24, 3, 1, 1, 1); /* one tile */
     test_conv(70, 8, 1, 1, 8, 3, 1, 1, 0);   /* a 1x1 map padded to a tile */
+    test_conv(64, 9, 6, 6, 10, 3, 1, 1, 0);  /* 9 and 10 channels: every GEMM kernel's edge blocks */
     test_conv(64, 16, 10, 10, 8, 3, 1, 1, 0); /* the CNN's 10x10 and 14x14 maps */
     test_conv(64, 8, 14, 14, 8, 3, 1, 1, 0);
     /* F(3x3): */

@@ -438,6 +438,64 @@ static void wino_gemm(float *M, int64_t ld, int64_t cols, const float *U, const 
     }
 }
 
+/* The weight gradient's GEMMs: dU (OC, C) += D (OC, cols) . V (C, cols)^T, with D
+ * and V packed alike (ld / WP, rows, WP). Each element of dU is a dot product
+ * over the columns: a block of RO x RI of them is held as 8-lane partial sums
+ * (columns j = lane mod 8), summed across the lanes in a fixed order at the end,
+ * so again the bits do not depend on the thread count. */
+#define WRO 3 /* rows of D per block */
+#define WRI 4 /* rows of V per block: 12 accumulators + 3 rows of D + 1 of V */
+
+static inline float wsum(wvec v) {
+    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+
+/* du (RO, RI) (row stride lddu) += d (RO, cols) . v (RI, cols)^T: d and v point at
+ * their first row inside packed matrices of od and ov rows */
+static inline __attribute__((always_inline)) void wgemm_nt_block(int RO, int RI, float *du, int64_t lddu,
+                                                                const float *d, int64_t od, const float *v,
+                                                                int64_t ov, int64_t cols) {
+    wvec acc[WRO][WRI], dr[WRO];
+#pragma GCC unroll 3
+    for (int r = 0; r < RO; r++)
+#pragma GCC unroll 4
+        for (int i = 0; i < RI; i++) acc[r][i] = (wvec){0};
+    for (int64_t j = 0; j < cols; j += WL) {
+        const float *dp = d + (j / WP) * od * WP + j % WP, *vp = v + (j / WP) * ov * WP + j % WP;
+#pragma GCC unroll 3
+        for (int r = 0; r < RO; r++) dr[r] = WLOAD(dp + r * WP);
+#pragma GCC unroll 4
+        for (int i = 0; i < RI; i++) {
+            const wvec vi = WLOAD(vp + i * WP);
+#pragma GCC unroll 3
+            for (int r = 0; r < RO; r++) acc[r][i] = WFMA(dr[r], vi, acc[r][i]);
+        }
+    }
+#pragma GCC unroll 3
+    for (int r = 0; r < RO; r++)
+#pragma GCC unroll 4
+        for (int i = 0; i < RI; i++) du[r * lddu + i] += wsum(acc[r][i]);
+}
+
+static void wino_gemm_nt(float *dU, const float *D, const float *V, int64_t OC, int64_t C, int64_t cols) {
+    for (int64_t o = 0; o < OC; o += WRO) {
+        const int ro = OC - o < WRO ? (int)(OC - o) : WRO;
+        for (int64_t i = 0; i < C; i += WRI) {
+            const int ri = C - i < WRI ? (int)(C - i) : WRI;
+            float *du = dU + o * C + i;
+            const float *d = D + o * WP, *v = V + i * WP;
+            switch (ro * 8 + ri) {
+#define WCASE(RO, RI)                                                                                                \
+    case RO * 8 + RI: wgemm_nt_block(RO, RI, du, C, d, OC, v, C, cols); break;
+                WCASE(1, 1) WCASE(1, 2) WCASE(1, 3) WCASE(1, 4)
+                WCASE(2, 1) WCASE(2, 2) WCASE(2, 3) WCASE(2, 4)
+                WCASE(3, 1) WCASE(3, 2) WCASE(3, 3) WCASE(3, 4)
+#undef WCASE
+            }
+        }
+    }
+}
+
 /* ---- shapes, tile sizes and scratch ---- */
 
 /* The rule, measured one layer at a time against im2col (docs/performance.md):
@@ -579,12 +637,15 @@ static void wino_weights_grad(float *dw, const float *dU, int64_t OC, int64_t C,
         }
 }
 
-/* V (a*a, Cin, ld) columns [col0, col0 + tiles * WL) <- the input tiles of the
- * nl <= WL samples x: (nl, Cin, H, W); P: the group's plane (scratch). packed:
- * each element's (Cin, ld) matrix is stored in panels of WP columns, (ld / WP,
- * Cin, WP), the layout wino_gemm reads (ld a multiple of WP); else row-major. */
+/* Column col of row r of a packed (rows, ld) matrix: stored in panels of WP
+ * columns, (ld / WP, rows, WP), so a GEMM kernel reads a panel row by row from L1
+ * (ld a multiple of WP) */
+static inline int64_t packed_at(int64_t rows, int64_t r, int64_t col) { return (col / WP * rows + r) * WP + col % WP; }
+
+/* V (a*a, Cin, ld) packed, columns [col0, col0 + tiles * WL) <- the input tiles
+ * of the nl <= WL samples x: (nl, Cin, H, W); P: the group's plane (scratch) */
 static void wino_input(float *V, int64_t ld, int64_t col0, const float *x, int64_t nl, int64_t Cin, int64_t H,
-                       int64_t W, int m, float *P, int packed) {
+                       int64_t W, int m, float *P) {
     const int64_t th = ceil_div(H, m), tw = ceil_div(W, m), pw = m * tw + 2, hw = H * W, st = Cin * ld;
     /* the same interior is rewritten for every channel: padding and idle lanes stay zero */
     memset(P, 0, (size_t)((m * th + 2) * pw * WL) * sizeof(float));
@@ -594,7 +655,7 @@ static void wino_input(float *V, int64_t ld, int64_t col0, const float *x, int64
             for (int64_t tx = 0; tx < tw; tx++) {
                 const float *p = P + m * (ty * pw + tx) * WL;
                 const int64_t col = col0 + (ty * tw + tx) * WL;
-                float *v = packed ? V + (col / WP * Cin + c) * WP + col % WP : V + c * ld + col;
+                float *v = V + packed_at(Cin, c, col);
                 if (m == 2) tile_in2(v, st, p, pw);
                 else if (m == 3) tile_in3(v, st, p, pw);
                 else tile_in4(v, st, p, pw);
@@ -621,20 +682,19 @@ static void wino_output(float *y, int accumulate, const float *M, int64_t ld, in
     }
 }
 
-/* D (a*a, Cout, ld) columns [col0, col0 + tiles * WL) <- A dY A^T of the output
- * tiles of dy: (nl, Cout, H, W), the transpose of wino_output (the gradient of M);
- * positions past the map's edge are zero. P: the group's plane (scratch). */
+/* D (a*a, Cout, ld) packed, columns [col0, col0 + tiles * WL) <- A dY A^T of the
+ * output tiles of dy: (nl, Cout, H, W), the transpose of wino_output (the gradient
+ * of M); positions past the map's edge are zero. P: the group's plane (scratch). */
 static void wino_dy_tiles(float *D, int64_t ld, int64_t col0, const float *dy, int64_t nl, int64_t Cout, int64_t H,
                           int64_t W, int m, float *P) {
     const int64_t th = ceil_div(H, m), tw = ceil_div(W, m), pw = m * tw, hw = H * W, st = Cout * ld;
     memset(P, 0, (size_t)(m * th * pw * WL) * sizeof(float));
     for (int64_t o = 0; o < Cout; o++) {
         to_lanes(P, pw, dy + o * hw, Cout * hw, nl, H, W);
-        float *dc = D + o * ld + col0;
         for (int64_t ty = 0; ty < th; ty++)
             for (int64_t tx = 0; tx < tw; tx++) {
                 const float *p = P + m * (ty * pw + tx) * WL;
-                float *d = dc + (ty * tw + tx) * WL;
+                float *d = D + packed_at(Cout, o, col0 + (ty * tw + tx) * WL);
                 if (m == 2) tile_dy2(d, st, p, pw);
                 else if (m == 3) tile_dy3(d, st, p, pw);
                 else tile_dy4(d, st, p, pw);
@@ -658,15 +718,14 @@ static void wino_dw(float *dw, const float *dy, const float *x, const ct_conv2d_
         const wino_part wp = wino_part_at(s, parts, p);
         memset(wp.dU, 0, (size_t)nu * sizeof(float));
         for (int64_t c0 = n0; c0 < n1; c0 += cs) {
-            const int64_t nb = c0 + cs < n1 ? cs : n1 - c0, ng = ceil_div(nb, WL), ld = ng * gcols;
+            const int64_t nb = c0 + cs < n1 ? cs : n1 - c0, ng = ceil_div(nb, WL), ld = wino_ld(ng * gcols);
             for (int64_t g = 0; g < ng; g++) {
                 const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL, n = c0 + g * WL;
-                wino_input(wp.V, ld, g * gcols, x + n * C * H * W, nl, C, H, W, m, wp.P, 0);
+                wino_input(wp.V, ld, g * gcols, x + n * C * H * W, nl, C, H, W, m, wp.P);
                 wino_dy_tiles(wp.M, ld, g * gcols, dy + n * OC * H * W, nl, OC, H, W, m, wp.P);
             }
             for (int64_t xi = 0; xi < na; xi++)
-                ct_gemm(0, 1, OC, C, ld, 1.0f, wp.M + xi * OC * ld, ld, wp.V + xi * C * ld, ld, 1.0f,
-                        wp.dU + xi * OC * C, C);
+                wino_gemm_nt(wp.dU + xi * OC * C, wp.M + xi * OC * ld, wp.V + xi * C * ld, OC, C, ng * gcols);
         }
     }
     const float *dU0 = wino_part_at(s, parts, 0).dU;
@@ -695,7 +754,7 @@ static void wino_conv(float *out, int accumulate, const float *in, const float *
             const int64_t nb = c0 + cs < n1 ? cs : n1 - c0, ng = ceil_div(nb, WL), ld = wino_ld(ng * gcols);
             for (int64_t g = 0; g < ng; g++) {
                 const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL;
-                wino_input(wp.V, ld, g * gcols, in + (c0 + g * WL) * Cin * H * W, nl, Cin, H, W, m, wp.P, 1);
+                wino_input(wp.V, ld, g * gcols, in + (c0 + g * WL) * Cin * H * W, nl, Cin, H, W, m, wp.P);
             }
             for (int64_t xi = 0; xi < na; xi++)
                 wino_gemm(wp.M + xi * Cout * ld, ld, ng * gcols, U + xi * Cout * Cin, wp.V + xi * Cin * ld, Cout, Cin);
