@@ -3,7 +3,8 @@
  * ResNet basic block with its projection shortcut, and thread-count invariance.
  *
  * Tolerances (float32 forward, loss L = sum(y * r) accumulated in double):
- *   smooth ops (conv, linear, pools, add, BN):  eps 1e-2 (BN, BN+pool 1e-3), |num-ana| <= 2e-3 + 2e-2*|num|
+ *   smooth ops (conv, linear, pools, add, BN):  eps 1e-2 (BN, BN+pool 1e-3; conv 0.25, exact for
+ *                                               its linear loss), |num-ana| <= 2e-3 + 2e-2*|num|
  *   whole models (ReLU kinks, BN curvature):    eps 1e-4, |num-ana| <= 5e-3 + 5e-2*|num|
  *   (deep tiny ResNets are too curved for float differences; ResNet-18 is checked
  *   exactly against PyTorch autograd in test_reference instead)
