@@ -85,7 +85,7 @@ static size_t part_floats(const ct_conv2d_shape *s) {
  * Lanes past the batch's end stay zero and are not copied out. */
 #define WINO_TILES 256 /* tiles per GEMM (its columns), rounded to whole groups */
 #define WL 8           /* samples per transform, the lanes of a wvec */
-#define WP 16          /* columns per panel of a packed V (wino_gemm) */
+#define WP 16          /* columns per panel of the packed V and D (wino_gemm, wino_gemm_nt) */
 typedef float wvec __attribute__((vector_size(WL * sizeof(float))));
 /* Loads and stores through an unaligned, aliasing view of 8 floats: plain
  * dereferences, so no vector crosses a function boundary by value (without AVX
