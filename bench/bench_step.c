@@ -103,12 +103,16 @@ static double gemm_gflops(int64_t M, int64_t N, int64_t K, int inside_parallel) 
 
 /* ---- per-layer-type profile ------------------------------------------------------ */
 
-enum { K_CONV, K_BN, K_RELU, K_POOL, K_GAP, K_LINEAR, K_ADD, K_LOSS, K_OPTIM, K_OTHER, K_COUNT };
-static const char *kind_name[K_COUNT] = {"conv", "batchnorm", "relu", "pool", "gap", "linear",
+enum { K_CONV, K_BN, K_BNPOOL, K_RELU, K_POOL, K_GAP, K_LINEAR, K_ADD, K_LOSS, K_OPTIM, K_OTHER, K_COUNT };
+static const char *kind_name[K_COUNT] = {"conv", "batchnorm", "bn+maxpool", "relu", "pool", "gap", "linear",
                                          "add", "ntxent", "lars", "other"};
 
-static int kind_of(ct_node_kind k) {
-    switch (k) {
+/* A BN with a max pool fused into it (ct_model_prepare) does both; the pool node
+ * then does nothing, and its time (a function call) counts with the BN's. */
+static int kind_of(const ct_model *m, const ct_node *n) {
+    if (n->kind == CT_NODE_BN && n->pool) return K_BNPOOL;
+    if (n->kind == CT_NODE_MAXPOOL && n->in0 > 0 && m->nodes[n->in0].pool) return K_BNPOOL;
+    switch (n->kind) {
     case CT_NODE_CONV: return K_CONV;
     case CT_NODE_BN: return K_BN;
     case CT_NODE_RELU: return K_RELU;
@@ -139,7 +143,7 @@ static void profile_forward(ct_model *m, const float *x, int64_t N, double *t, d
         const ct_node *n = &m->nodes[i];
         double t0 = pnow();
         ct_model_node_forward(m, i);
-        int k = kind_of(n->kind);
+        int k = kind_of(m, n);
         double dt = pnow() - t0;
         t[k] += dt;
         fl[k] += node_flops(m, n, N);
@@ -155,7 +159,7 @@ static void profile_backward(ct_model *m, const float *dz, int64_t N, double *t,
         int has_dx = n->in0 > 0;
         double t0 = pnow();
         ct_model_node_backward(m, i);
-        int k = kind_of(n->kind);
+        int k = kind_of(m, n);
         double dt = pnow() - t0;
         t[k] += dt;
         fl[k] += node_flops(m, n, N) * (has_dx ? 2.0 : 1.0);
