@@ -6,6 +6,7 @@
  * fixed lanes (so the compiler can vectorise it; the order is still fixed), and
  * the plane sums are accumulated in double. */
 #include "contrast/nn.h"
+#include "internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -256,16 +257,8 @@ static void pool_plane(float *y, int32_t *argmax, const float *x, int64_t H, int
         for (int64_t ow = 0; ow < OW; ow++) {
             float a = bn_value(r0[2 * ow], scale, shift, relu), b = bn_value(r0[2 * ow + 1], scale, shift, relu);
             float c = bn_value(r1[2 * ow], scale, shift, relu), d = bn_value(r1[2 * ow + 1], scale, shift, relu);
-            int32_t i = base + (int32_t)(2 * ow);
-            float best = a;
-            int32_t bi = i;
-            bi = b > best ? i + 1 : bi;
-            best = b > best ? b : best;
-            bi = c > best ? i + (int32_t)W : bi;
-            best = c > best ? c : best;
-            bi = d > best ? i + (int32_t)W + 1 : bi;
-            best = d > best ? d : best;
-            yo[ow] = best;
+            int32_t bi;
+            yo[ow] = max2x2(a, b, c, d, base + (int32_t)(2 * ow), (int32_t)W, &bi);
             ao[ow] = bi;
         }
     }

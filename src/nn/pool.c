@@ -1,6 +1,7 @@
 /* pool.c: max, average and global average pooling; one (sample, channel) plane
  * per loop iteration, so parallel writes never overlap. */
 #include "contrast/nn.h"
+#include "internal.h"
 
 #include <math.h>
 
@@ -22,17 +23,9 @@ static void maxpool2x2(float *y, int32_t *argmax, const float *x, int64_t NC, in
             const int32_t base = (int32_t)(2 * oh * W);
 #pragma omp simd
             for (int64_t ow = 0; ow < OW; ow++) {
-                float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
-                int32_t i = base + (int32_t)(2 * ow);
-                float best = a;
-                int32_t bi = i;
-                bi = b > best ? i + 1 : bi;
-                best = b > best ? b : best;
-                bi = c > best ? i + (int32_t)W : bi;
-                best = c > best ? c : best;
-                bi = d > best ? i + (int32_t)W + 1 : bi;
-                best = d > best ? d : best;
-                yp[oh * OW + ow] = best;
+                int32_t bi;
+                yp[oh * OW + ow] = max2x2(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1],
+                                          base + (int32_t)(2 * ow), (int32_t)W, &bi);
                 ap[oh * OW + ow] = bi;
             }
         }
