@@ -10,6 +10,8 @@
  *     at 1 and 2 threads; and the same at model level (the builder's BN+ReLU ->
  *     pool, which prepare fuses, vs BN -> ReLU -> pool, which it does not), with
  *     SyncBN falling back to the unfused path;
+ *   - recomputed conv outputs (ct_model_recompute) vs kept ones, exact, in ResNet-18
+ *     as built and with every conv of it or of the CNN marked;
  *   - whole CNN and ResNet-18 training steps with every parallel loop above its
  *     one-thread threshold, bit-identical at 1, 2 and 3 threads. */
 #include "harness.h"
@@ -203,6 +205,71 @@ static void test_model_bn_maxpool(int in_hw, int sync) {
     ct_model_free(&u);
 }
 
+/* Recomputed conv outputs (ct_model_recompute; the ResNet builder marks the stem,
+ * every block's conv1 and the shortcuts) against the same model keeping them: the
+ * arena shrinks and every number stays the same bits, over training steps (running
+ * statistics included), under SyncBN, in eval mode and in an eval-mode backward.
+ * mark_all != 0 also marks every other conv (chains of recomputes). */
+static void test_model_recompute(ct_encoder_kind enc, int in_hw, int sync, int mark_all) {
+    const int64_t N = 8;
+    ct_model_config cfg;
+    ct_model_config_default(&cfg);
+    cfg.encoder = enc;
+    cfg.width = 4;
+    cfg.head_hidden = 16;
+    cfg.head_out = 6;
+    cfg.in_h = cfg.in_w = in_hw;
+    ct_model r, k;
+    CHECK_OK(ct_model_init(&r, &cfg));
+    CHECK_OK(ct_model_init(&k, &cfg));
+    int marked = 0, convs = 0;
+    for (int i = 1; i < k.nnodes; i++) {
+        convs += k.nodes[i].kind == CT_NODE_CONV;
+        marked += k.nodes[i].remat;
+        k.nodes[i].remat = 0;
+        if (mark_all && r.nodes[i].kind == CT_NODE_CONV) CHECK_OK(ct_model_recompute(&r, i));
+    }
+    if (enc == CT_ENC_RESNET18) CHECK(marked == 12, "resnet18 marks 12 convs for recompute (%d)", marked);
+    else CHECK(marked == 0, "the CNN marks none (%d)", marked);
+    CHECK(ct_model_recompute(&r, r.h_node) == CT_ERR_ARG, "only convs can be marked: %s", ct_errmsg());
+    if (sync) r.bn_reduce = k.bn_reduce = reduce_nothing;
+    CHECK_OK(ct_model_prepare(&r, N));
+    CHECK_OK(ct_model_prepare(&k, N));
+    int planned = 0;
+    for (int i = 1; i < r.nnodes; i++) planned += r.nodes[i].kind == CT_NODE_CONV && r.nodes[i].recompute_at >= 0;
+    const int want = mark_all ? convs : marked;
+    CHECK(planned == want && r.arena.cap < k.arena.cap,
+          "%s %dx%d%s%s: %d of %d marked convs recomputed, arena %zu < %zu bytes", ct_encoder_name(enc), in_hw,
+          in_hw, sync ? " SyncBN" : "", mark_all ? " all marked" : "", planned, want, r.arena.cap, k.arena.cap);
+    const size_t nz = (size_t)(N * 6), nh = (size_t)(N * ct_model_feature_dim(&r));
+    float *x = rnd((size_t)(N * in_hw * in_hw), 50, -1, 1), *dz = rnd(nz, 51, -1, 1);
+    for (int step = 0; step < 2; step++) {
+        CHECK_OK(ct_model_forward(&r, x, N, 1, 1));
+        CHECK_OK(ct_model_forward(&k, x, N, 1, 1));
+        ct_model_zero_grad(&r);
+        ct_model_zero_grad(&k);
+        CHECK_OK(ct_model_backward(&r, dz));
+        CHECK_OK(ct_model_backward(&k, dz));
+        CHECK(!memcmp(ct_model_embedding(&r), ct_model_embedding(&k), nz * 4) &&
+                  !memcmp(r.grad, k.grad, r.nparam_floats * 4) && !memcmp(r.buf, k.buf, r.nbuf_floats * 4),
+              "%s step %d: recomputed = kept (embeddings, gradients, running stats)", ct_encoder_name(enc), step);
+        for (size_t j = 0; j < r.nparam_floats; j++) r.param[j] = k.param[j] -= 0.05f * k.grad[j];
+    }
+    CHECK_OK(ct_model_forward(&r, x, N, 0, 1));
+    CHECK_OK(ct_model_forward(&k, x, N, 0, 1));
+    CHECK(!memcmp(ct_model_features(&r), ct_model_features(&k), nh * 4), "%s: eval features recomputed = kept",
+          ct_encoder_name(enc));
+    ct_model_zero_grad(&r);
+    ct_model_zero_grad(&k);
+    CHECK_OK(ct_model_backward(&r, dz));
+    CHECK_OK(ct_model_backward(&k, dz));
+    CHECK(!memcmp(r.grad, k.grad, r.nparam_floats * 4), "%s: eval-mode gradients recomputed = kept",
+          ct_encoder_name(enc));
+    free(x); free(dz);
+    ct_model_free(&r);
+    ct_model_free(&k);
+}
+
 static void test_threads(ct_encoder_kind enc, int width, int64_t N) {
     ct_model_config cfg;
     ct_model_config_default(&cfg);
@@ -265,6 +332,10 @@ int main(void) {
     test_model_bn_maxpool(11, 0);             /* odd maps: 11 -> 5 -> 2 */
     test_model_bn_maxpool(12, 0);             /* even: 12 -> 6 -> 3 */
     test_model_bn_maxpool(11, 1);             /* SyncBN: not fused */
+    test_model_recompute(CT_ENC_RESNET18, 12, 0, 0);
+    test_model_recompute(CT_ENC_RESNET18, 9, 1, 0);   /* SyncBN, odd maps */
+    test_model_recompute(CT_ENC_RESNET18, 12, 0, 1);
+    test_model_recompute(CT_ENC_CNN, 12, 0, 1);       /* through the fused BN+pools */
     test_threads(CT_ENC_CNN, 8, 48);          /* 48x8x28x28 activations: above CT_PAR_MIN */
     test_threads(CT_ENC_RESNET18, 4, 24);
     return test_done();

@@ -58,6 +58,8 @@ typedef struct {
     int rmean, rvar;         /* rows of the buffer table (BN running stats), -1 if none */
     float eps, momentum, p;  /* BN eps and momentum, dropout probability */
     int relu;                /* BN, ADD: a fused ReLU on the output */
+    int remat;               /* CONV: recompute the output in backward instead of keeping it
+                              * (ct_model_recompute); BN outputs are recomputed when possible */
     /* set by ct_model_prepare: */
     float *out, *dout;       /* (batch, c, h, w): the output where it is now, its gradient */
     float *out_fwd;          /* where the forward writes the output */
@@ -164,9 +166,17 @@ int ct_model_add_dropout(ct_model *m, int in, float p);
 int ct_model_add_add(ct_model *m, int a, int b);
 /* relu(a + b) as one node (the end of a residual block). */
 int ct_model_add_add_relu(ct_model *m, int a, int b);
+/* Marks a conv node whose output the backward recomputes (its forward run again on
+ * its input, just before the first backward that needs it) instead of keeping it
+ * from the forward: activation checkpointing of one layer, trading that conv's
+ * forward time for its output's memory. Gradients are bit-identical either way.
+ * CT_ERR_ARG if `node` is not a conv. Call before ct_model_prepare. */
+ct_status ct_model_recompute(ct_model *m, int node);
 /* ResNet basic block: conv3x3(stride)-BN-ReLU-conv3x3-BN + shortcut, then ReLU.
  * The shortcut is a 1x1 conv (stride) + BN ("<name>.downsample.0/1") when the
- * stride or the channel count changes, else the identity. */
+ * stride or the channel count changes, else the identity. The first conv's and the
+ * shortcut conv's outputs are marked for recompute (ct_model_recompute), so the
+ * block keeps two of its three activations for backward. */
 int ct_model_add_basic_block(ct_model *m, int in, int64_t planes, int64_t stride, const char *name);
 ct_status ct_model_finish(ct_model *m, int h_node, int z_node);
 

@@ -202,12 +202,20 @@ int ct_model_add_add_relu(ct_model *m, int a, int b) {
     return id;
 }
 
+ct_status ct_model_recompute(ct_model *m, int node) {
+    if (node <= 0 || node >= m->nnodes || m->nodes[node].kind != CT_NODE_CONV)
+        return ct_error(CT_ERR_ARG, "model: node %d is not a conv (only conv outputs are marked for recompute)", node);
+    m->nodes[node].remat = 1;
+    return CT_OK;
+}
+
 int ct_model_add_basic_block(ct_model *m, int in, int64_t planes, int64_t stride, const char *name) {
     if (in < 0) return fail(m, CT_ERR_ARG);
     char buf[CT_MAX_NAME];
     int64_t in_c = m->nodes[in].c;
     snprintf(buf, sizeof buf, "%s.conv1", name);
     int x = ct_model_add_conv(m, in, planes, 3, stride, 1, 0, buf);
+    if (x >= 0) ct_model_recompute(m, x); /* from the block's input, which is kept anyway */
     snprintf(buf, sizeof buf, "%s.bn1", name);
     x = ct_model_add_bn_relu(m, x, buf);
     snprintf(buf, sizeof buf, "%s.conv2", name);
@@ -218,6 +226,7 @@ int ct_model_add_basic_block(ct_model *m, int in, int64_t planes, int64_t stride
     if (stride != 1 || in_c != planes) {
         snprintf(buf, sizeof buf, "%s.downsample.0", name);
         sc = ct_model_add_conv(m, in, planes, 1, stride, 0, 0, buf);
+        if (sc >= 0) ct_model_recompute(m, sc);
         snprintf(buf, sizeof buf, "%s.downsample.1", name);
         sc = ct_model_add_bn(m, sc, buf);
     }
@@ -323,10 +332,14 @@ static int build_cnn(ct_model *m, int x) {
     return ct_model_add_gap(m, x);
 }
 
-/* ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max pool), torchvision names. */
+/* ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max pool), torchvision names.
+ * The stem's, every block's first and the shortcuts' conv outputs are recomputed in
+ * backward (ct_model_recompute): at width 64, batch 512 of 28x28, 1051 instead of
+ * 1622 MiB of activations for ~14% more step time (docs/performance.md). */
 static int build_resnet18(ct_model *m, int x) {
     int64_t w = m->cfg.width;
     x = ct_model_add_conv(m, x, w, 3, 1, 1, 0, "encoder.conv1");
+    if (x >= 0) ct_model_recompute(m, x); /* one input channel: nearly free */
     x = ct_model_add_bn_relu(m, x, "encoder.bn1");
     char name[48];
     for (int layer = 1; layer <= 4; layer++)
@@ -460,6 +473,12 @@ static ct_conv2d_shape conv_shape(const ct_model *m, const ct_node *n, int64_t N
  *    either: the backward of its last reader first recomputes it from the BN's input
  *    and saved statistics (ct_batchnorm_apply, one elementwise pass) into a block
  *    that lives only until its earliest backward reader ran.
+ *  - So is the output of a conv marked for recompute (ct_model_recompute), by its
+ *    forward run again on its input. Recomputing a node reads its input, so an
+ *    input that is itself recomputed must be back by then (a chain such as
+ *    stem conv -> BN+ReLU -> block conv1 -> BN+ReLU is rebuilt in node order before
+ *    one backward); nodes are planned last to first so that each knows when its
+ *    readers are recomputed.
  *  - A gradient is first written by its last consumer's backward (lastc) and last
  *    read by its own node's, and is zeroed just before that first write.
  *  - A BN (+ ReLU) whose only reader is a 2x2, stride 2, unpadded max pool is fused
@@ -584,36 +603,39 @@ static int list_blocks(ct_model *m, int64_t B, block *bl) {
     plan_nodes(m);
     const int hr = root_of(m, m->h_node), zr = root_of(m, m->z_node);
     for (int i = 0; i < nn; i++) m->nodes[i].recompute_at = -1;
-    for (int r = 1; r < nn; r++) {
+    /* last to first, so that when r is planned every later node's recompute_at is known */
+    for (int r = nn - 1; r >= 1; r--) {
         ct_node *n = &m->nodes[r];
         if (n->kind == CT_NODE_FLATTEN || n->inplace || n->pool) continue;
         const int start = fused_bn(m, n) > 0 ? fused_bn(m, n) : r; /* a fused pool's output: from the BN's forward */
-        /* forward readers, backward readers, and whether anything aliases r's buffer */
+        /* forward readers, the nodes before whose backward r must be valid (lo..hi),
+         * and whether anything aliases r's buffer */
         int fwd_last = r, hi = -1, lo = nn, aliased = 0;
         for (int j = r; j < nn; j++) {
             const ct_node *c = &m->nodes[j];
             if (j > r && root_of(m, j) == r) aliased = 1;
-            if (root_of(m, j) == r && reads_output_in_backward(c)) {
-                hi = j > hi ? j : hi;
-                lo = j < lo ? j : lo;
-            }
-            if (j == r) continue;
-            if ((c->in0 > 0 && root_of(m, c->in0) == r) || (c->in1 > 0 && root_of(m, c->in1) == r)) {
+            int need = -1;
+            if (root_of(m, j) == r && reads_output_in_backward(c)) need = j;
+            if (j > r && ((c->in0 > 0 && root_of(m, c->in0) == r) || (c->in1 > 0 && root_of(m, c->in1) == r))) {
                 fwd_last = j;
-                if (reads_input_in_backward(c->kind) && root_of(m, c->in0) == r) {
-                    hi = j > hi ? j : hi;
-                    lo = j < lo ? j : lo;
+                if (root_of(m, c->in0) == r) {
+                    if (reads_input_in_backward(c->kind)) need = j;
+                    /* recomputing j reads its input (need from there on, down to j's own backward) */
+                    if (c->recompute_at > need) need = c->recompute_at;
                 }
+            }
+            if (need >= 0) {
+                hi = need > hi ? need : hi;
+                lo = j < lo ? j : lo;
             }
         }
         size_t ne = node_elems(n, B);
-        const ct_node *src = &m->nodes[n->in0];
-        int src_recomputed = n->in0 > 0 && src->recompute_at >= 0;
+        int recompute = !aliased && (n->kind == CT_NODE_BN || (n->kind == CT_NODE_CONV && n->remat));
         if (r == hr || r == zr) {
             ADD_BLOCK(B_OUT, r, start, forever, ne); /* the caller reads h and z */
         } else if (hi < 0) {
             ADD_BLOCK(B_OUT, r, start, fwd_last, ne);
-        } else if (n->kind == CT_NODE_BN && !aliased && !src_recomputed) {
+        } else if (recompute) {
             ADD_BLOCK(B_OUT, r, r, fwd_last, ne);
             ADD_BLOCK(B_OUT_BWD, r, 2 * nn - hi, 2 * nn - lo, ne);
             n->recompute_at = hi;
@@ -832,20 +854,30 @@ static void zero_before_first_write(ct_model *m, int i, int input) {
     if (o->lastc == i) memset(o->dout, 0, node_elems(o, m->cur_n) * sizeof(float));
 }
 
-/* Before the backward of the last node that reads it, a BN output whose block was
- * reused after the forward is recomputed from the BN's input and saved statistics. */
-static void recompute_input(ct_model *m, int i, int input) {
-    if (input <= 0 || m->nodes[input].recompute_at != i) return;
-    ct_node *n = &m->nodes[input];
-    n->out = n->out_bwd;
-    ct_batchnorm_apply(n->out, m->nodes[n->in0].out, n->save0, n->save1, P(m, n->weight), P(m, n->bias), m->cur_n,
-                       n->c, n->h * n->w, n->relu);
+/* Before node i's backward, the outputs planned to be recomputed there (recompute_at
+ * == i), in node order so that a recomputed input comes before its readers: a BN's
+ * from its input and saved statistics (ct_batchnorm_apply, one elementwise pass), a
+ * marked conv's by running its forward again on its input. Both give the forward's
+ * bits: the same kernels on the same values. */
+static void recompute_outputs(ct_model *m, int i) {
+    for (int j = 1; j < i; j++) {
+        ct_node *n = &m->nodes[j];
+        if (n->recompute_at != i) continue;
+        const ct_node *a = &m->nodes[n->in0];
+        n->out = n->out_bwd;
+        if (n->kind == CT_NODE_CONV) {
+            ct_conv2d_shape s = conv_shape(m, n, m->cur_n);
+            ct_conv2d_forward(n->out, a->out, P(m, n->weight), P(m, n->bias), &s, m->ws);
+        } else {
+            ct_batchnorm_apply(n->out, a->out, n->save0, n->save1, P(m, n->weight), P(m, n->bias), m->cur_n, n->c,
+                               n->h * n->w, n->relu);
+        }
+    }
 }
 
 void ct_model_node_backward(ct_model *m, int i) {
     const int64_t N = m->cur_n;
-    recompute_input(m, i, m->nodes[i].in0);
-    recompute_input(m, i, m->nodes[i].in1);
+    recompute_outputs(m, i);
     zero_before_first_write(m, i, m->nodes[i].in0);
     zero_before_first_write(m, i, m->nodes[i].in1);
     ct_node *n = &m->nodes[i];
