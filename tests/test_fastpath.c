@@ -99,7 +99,15 @@ static void test_bn_maxpool(int64_t N, int64_t C, int64_t H, int64_t W, int trai
     ct_batchnorm_forward(yfull, mr, ir, rmr, rvr, x, gamma, beta, N, C, H * W, 1e-5f, 0.1f, training, relu);
     ct_maxpool_forward(yr, ar, yfull, N, C, H, W, 2, 2, 0);
     ct_maxpool_backward(dyfull, dy, ar, N, C, OH, OW, H, W);
-    ct_batchnorm_backward(dxr, dgr, dbr, dyfull, x, mr, ir, gamma, beta, N, C, H * W, training, relu);
+    ct_batchnorm_backward(dxr, dgr, dbr, dyfull, x, mr, ir, gamma, beta, N, C, H * W, training, relu, 0);
+    /* overwrite mode: the dx accumulated into zeros, whatever dx held */
+    float *dxz = calloc(nx, 4), *dxo = rnd(nx, 42, -9, 9), *dgs = malloc(nc * 4), *dbs = malloc(nc * 4);
+    memcpy(dgs, dg0, nc * 4); memcpy(dbs, db0, nc * 4);
+    ct_batchnorm_backward(dxz, dgs, dbs, dyfull, x, mr, ir, gamma, beta, N, C, H * W, training, relu, 0);
+    memcpy(dgs, dg0, nc * 4); memcpy(dbs, db0, nc * 4);
+    ct_batchnorm_backward(dxo, dgs, dbs, dyfull, x, mr, ir, gamma, beta, N, C, H * W, training, relu, 1);
+    CHECK(!memcmp(dxo, dxz, nx * 4) && !memcmp(dgs, dgr, nc * 4) && !memcmp(dbs, dbr, nc * 4),
+          "BN backward overwriting dx = accumulating into zeros");
     for (int t = 1; t <= 2; t++) {
         ct_set_threads(t);
         float *y = calloc(ny, 4), *m = calloc(nc, 4), *is = calloc(nc, 4), *rm = malloc(nc * 4), *rv = malloc(nc * 4);
@@ -108,7 +116,7 @@ static void test_bn_maxpool(int64_t N, int64_t C, int64_t H, int64_t W, int trai
         memcpy(rm, rm0, nc * 4); memcpy(rv, rv0, nc * 4);
         memcpy(dx, dx0, nx * 4); memcpy(dg, dg0, nc * 4); memcpy(db, db0, nc * 4);
         ct_batchnorm_maxpool_forward(y, am, m, is, rm, rv, x, gamma, beta, N, C, H, W, 1e-5f, 0.1f, training, relu);
-        ct_batchnorm_maxpool_backward(dx, dg, db, dy, am, x, m, is, gamma, beta, N, C, H, W, training, relu);
+        ct_batchnorm_maxpool_backward(dx, dg, db, dy, am, x, m, is, gamma, beta, N, C, H, W, training, relu, 0);
         int same_fwd = !memcmp(y, yr, ny * 4) && !memcmp(am, ar, ny * 4) && !memcmp(m, mr, nc * 4) &&
                        !memcmp(is, ir, nc * 4) && !memcmp(rm, rmr, nc * 4) && !memcmp(rv, rvr, nc * 4);
         int same_bwd = !memcmp(dx, dxr, nx * 4) && !memcmp(dg, dgr, nc * 4) && !memcmp(db, dbr, nc * 4);
@@ -118,14 +126,21 @@ static void test_bn_maxpool(int64_t N, int64_t C, int64_t H, int64_t W, int trai
               (long long)W, t, same_fwd ? "same" : "DIFFERS", same_bwd ? "same" : "DIFFERS");
         /* without dx only the parameter gradients */
         memcpy(dg, dg0, nc * 4); memcpy(db, db0, nc * 4);
-        ct_batchnorm_maxpool_backward(NULL, dg, db, dy, am, x, m, is, gamma, beta, N, C, H, W, training, relu);
+        ct_batchnorm_maxpool_backward(NULL, dg, db, dy, am, x, m, is, gamma, beta, N, C, H, W, training, relu, 0);
         CHECK(!memcmp(dg, dgr, nc * 4) && !memcmp(db, dbr, nc * 4), "fused backward without dx: same dgamma, dbeta");
+        /* overwriting dx (the model's case): garbage in dx, the unfused result into zeros out */
+        memcpy(dg, dg0, nc * 4); memcpy(db, db0, nc * 4);
+        for (size_t i = 0; i < nx; i++) dx[i] = (float)(i % 7) - 3.0f;
+        ct_batchnorm_maxpool_backward(dx, dg, db, dy, am, x, m, is, gamma, beta, N, C, H, W, training, relu, 1);
+        CHECK(!memcmp(dx, dxz, nx * 4) && !memcmp(dg, dgr, nc * 4) && !memcmp(db, dbr, nc * 4),
+              "BN%s+maxpool fused, overwriting dx = unfused into zeros, %s %lldx%lld, %d thread(s)", relu ? "+ReLU" : "",
+              training ? "train" : "eval", (long long)H, (long long)W, t);
         free(y); free(m); free(is); free(rm); free(rv); free(am); free(dx); free(dg); free(db);
     }
     ct_set_threads(0);
     free(x); free(gamma); free(beta); free(rm0); free(rv0); free(dy); free(dx0); free(dg0); free(db0);
     free(yfull); free(yr); free(dyfull); free(ar); free(mr); free(ir); free(rmr); free(rvr);
-    free(dxr); free(dgr); free(dbr);
+    free(dxr); free(dgr); free(dbr); free(dxz); free(dxo); free(dgs); free(dbs);
 }
 
 static void reduce_nothing(double *buf, size_t n, void *ctx) { (void)buf; (void)n; (void)ctx; }

@@ -154,7 +154,9 @@ static void test_bn(int64_t N, int64_t C, int64_t HW, int training, int relu) {
         free(plain); free(again); free(mean); free(invstd);
     }
     float *dx = calloc(n, 4), *dg = calloc((size_t)C, 4), *dbt = calloc((size_t)C, 4);
-    ct_batchnorm_backward(dx, dg, dbt, c.g.r, c.x, c.mean, c.invstd, c.gamma, c.beta, N, C, HW, training, relu);
+    /* with relu, the overwrite mode (dx holding garbage it must ignore) */
+    for (size_t i = 0; relu && i < n; i++) dx[i] = 1e6f;
+    ct_batchnorm_backward(dx, dg, dbt, c.g.r, c.x, c.mean, c.invstd, c.gamma, c.beta, N, C, HW, training, relu, relu);
     char what[96];
     snprintf(what, sizeof what, "batchnorm%s N%lld C%lld HW%lld %s dx", relu ? "+relu" : "", (long long)N,
              (long long)C, (long long)HW, training ? "train" : "eval");
@@ -247,8 +249,10 @@ static void test_bn_maxpool_grad(int64_t N, int64_t C, int64_t H, int64_t W, int
     CHECK(!relu || near > 3e-3, "bn+maxpool gradcheck input: nearest normalised value to the kink %.4f", near);
     bnpool_fwd(&c);
     float *dx = calloc(nx, 4), *dg = calloc((size_t)C, 4), *dbt = calloc((size_t)C, 4);
+    /* with relu, the overwrite mode (dx holding garbage it must ignore) */
+    for (size_t i = 0; relu && i < nx; i++) dx[i] = 1e6f;
     ct_batchnorm_maxpool_backward(dx, dg, dbt, c.g.r, c.argmax, c.x, c.mean, c.invstd, c.gamma, c.beta, N, C, H, W,
-                                  training, relu);
+                                  training, relu, relu);
     char what[96];
     snprintf(what, sizeof what, "batchnorm%s+maxpool N%lld C%lld %lldx%lld %s", relu ? "+relu" : "", (long long)N,
              (long long)C, (long long)H, (long long)W, training ? "train" : "eval");

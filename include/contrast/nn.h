@@ -84,11 +84,13 @@ void ct_batchnorm_apply(float *y,                                /* (N, C, HW) *
                         const float *gamma, const float *beta,   /* (C) */
                         int64_t N, int64_t C, int64_t HW, int relu);
 /* Training-mode backward (batch statistics); in eval mode pass training = 0 and
- * the running statistics' mean/invstd. beta is read only with relu. */
-void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, /* accumulated */
+ * the running statistics' mean/invstd. beta is read only with relu. dgamma and
+ * dbeta are accumulated; dx too, unless overwrite != 0, when it is written and its
+ * old contents never read (the same bits as accumulating into zeros). */
+void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta,
                            const float *dy, const float *x, const float *mean,
                            const float *invstd, const float *gamma, const float *beta, int64_t N,
-                           int64_t C, int64_t HW, int training, int relu);
+                           int64_t C, int64_t HW, int training, int relu, int overwrite);
 
 /* BatchNorm (+ ReLU with relu != 0) followed by a 2x2, stride 2, unpadded max pool,
  * in one pass: y and argmax equal ct_maxpool_forward(k 2, stride 2, pad 0) over
@@ -106,14 +108,15 @@ void ct_batchnorm_maxpool_forward(float *y,            /* (N, C, H/2, W/2) */
                                   int training, int relu);
 /* Its backward from the pooled gradient: exactly ct_batchnorm_backward given the
  * dy that ct_maxpool_backward would scatter from dy and argmax into zeros, without
- * that full-size buffer. dx, dgamma, dbeta accumulated (any may be NULL). */
+ * that full-size buffer. dx, dgamma, dbeta (any may be NULL) as there: accumulated,
+ * dx written instead with overwrite != 0 (one pass over x fewer: the fast case). */
 void ct_batchnorm_maxpool_backward(float *dx, float *dgamma, float *dbeta, /* (N, C, H, W), (C), (C) */
                                    const float *dy,        /* (N, C, H/2, W/2) */
                                    const int32_t *argmax,  /* (N, C, H/2, W/2) from the forward */
                                    const float *x,         /* (N, C, H, W) */
                                    const float *mean, const float *invstd, const float *gamma,
                                    const float *beta, int64_t N, int64_t C, int64_t H, int64_t W, int training,
-                                   int relu);
+                                   int relu, int overwrite);
 
 /* SyncBatchNorm (training mode): statistics over the samples of every process.
  * `reduce` sums a double buffer in place over all processes (a no-op for one);

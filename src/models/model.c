@@ -530,6 +530,16 @@ static void plan_nodes(ct_model *m) {
             uses += (m->nodes[j].in0 == n->in0) + (m->nodes[j].in1 == n->in0);
         n->inplace = uses == 1 && m->nodes[n->in0].kind != CT_NODE_FLATTEN;
     }
+    /* a BN that is its input's only reader writes that gradient instead of adding to
+     * zeros (its backward's overwrite mode), so the buffer needs no clearing */
+    for (int i = 1; i < m->nnodes; i++) {
+        ct_node *n = &m->nodes[i];
+        n->overwrite_in = 0;
+        if (n->kind != CT_NODE_BN || n->in0 <= 0 || m->nodes[n->in0].kind == CT_NODE_FLATTEN) continue;
+        int uses = 0;
+        for (int j = 1; j < m->nnodes; j++) uses += (m->nodes[j].in0 == n->in0) + (m->nodes[j].in1 == n->in0);
+        n->overwrite_in = uses == 1;
+    }
     /* BN + max pool fusion (ct_batchnorm_maxpool_forward has no SyncBN variant) */
     for (int i = 1; i < m->nnodes; i++) m->nodes[i].pool = 0;
     m->planned_sync = m->bn_reduce != NULL;
@@ -845,13 +855,22 @@ ct_status ct_model_backward_begin(ct_model *m, const float *dtop) {
     return CT_OK;
 }
 
+/* Node i's backward writes its input's gradient rather than adding to it: a BN
+ * that is the input's only reader (prepare's overwrite_in), except under SyncBN in
+ * training, whose backward only accumulates. */
+static int overwrites_input(const ct_model *m, int i) {
+    return m->nodes[i].overwrite_in && !(m->last_training && m->bn_reduce);
+}
+
 /* Gradients accumulate, so each input's buffer (shared with other nodes') is
- * cleared right before its first writer, the input's last consumer, runs. */
+ * cleared right before its first writer, the input's last consumer, runs, unless
+ * that writer overwrites it. */
 static void zero_before_first_write(ct_model *m, int i, int input) {
     if (input <= 0) return;
     ct_node *o = &m->nodes[owner_of(m, input)];
     if (o->pool) return; /* a fused BN has no gradient buffer */
-    if (o->lastc == i) memset(o->dout, 0, node_elems(o, m->cur_n) * sizeof(float));
+    if (o->lastc == i && !(input == m->nodes[i].in0 && overwrites_input(m, i)))
+        memset(o->dout, 0, node_elems(o, m->cur_n) * sizeof(float));
 }
 
 /* Before node i's backward, the outputs planned to be recomputed there (recompute_at
@@ -894,7 +913,7 @@ void ct_model_node_backward(ct_model *m, int i) {
             const ct_node *p = &m->nodes[n->pool];
             ct_batchnorm_maxpool_backward(da, G(m, n->weight), G(m, n->bias), p->dout, p->argmax, a->out, n->save0,
                                           n->save1, P(m, n->weight), P(m, n->bias), N, n->c, n->h, n->w,
-                                          m->last_training, n->relu);
+                                          m->last_training, n->relu, overwrites_input(m, i));
             break;
         }
         if (m->last_training && m->bn_reduce) {
@@ -904,7 +923,8 @@ void ct_model_node_backward(ct_model *m, int i) {
             break;
         }
         ct_batchnorm_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, n->save0, n->save1,
-                              P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, m->last_training, n->relu);
+                              P(m, n->weight), P(m, n->bias), N, n->c, n->h * n->w, m->last_training, n->relu,
+                              overwrites_input(m, i));
         break;
     case CT_NODE_RELU:
         if (da) ct_relu_backward(da, n->dout, n->out, ne);
