@@ -42,7 +42,7 @@ static void test_conv_chunks(int64_t N, int64_t C, int64_t H, int64_t OC, int64_
     ct_conv2d_forward(y, x, w, b, &s, ws);
     ct_conv2d_forward_ref(yr, x, w, b, &s);
     check_close(what, y, yr, ny, 1e-4, 1e-4);
-    ct_conv2d_backward(dx, dw, db, dy, x, w, &s, ws);
+    ct_conv2d_backward(dx, dw, db, dy, x, w, &s, ws, 0);
     ct_conv2d_backward_ref(dxr, dwr, dbr, dy, x, w, &s);
     check_close("conv chunks dx (accumulating)", dx, dxr, nx, 1e-4, 1e-4);
     check_close("conv chunks dw (accumulating)", dw, dwr, nw, 1e-4, 1e-4);

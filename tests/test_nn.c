@@ -74,7 +74,7 @@ static void test_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, in
     /* accumulate semantics: start from non-zero gradients */
     fill_uniform(dx, nx, 9, -1, 1); memcpy(dxr, dx, nx * 4);
     fill_uniform(dw, nw, 10, -1, 1); memcpy(dwr, dw, nw * 4);
-    ct_conv2d_backward(dx, dw, bias ? db : NULL, c.g.r, c.x, c.w, &c.s, c.ws);
+    ct_conv2d_backward(dx, dw, bias ? db : NULL, c.g.r, c.x, c.w, &c.s, c.ws, 0);
     ct_conv2d_backward_ref(dxr, dwr, bias ? dbr : NULL, c.g.r, c.x, c.w, &c.s);
     check_close("conv dx vs ref (accumulating)", dx, dxr, nx, 1e-4, 1e-4);
     check_close("conv dw vs ref (accumulating)", dw, dwr, nw, 1e-4, 1e-4);
@@ -84,8 +84,9 @@ static void test_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, in
      * each a parallel region whose barrier spins whole time slices on a busy machine
      * (measured at load 4: 30 s instead of 120 for this file; the results do not
      * depend on the thread count, test_conv_threads) */
-    memset(dx, 0, nx * 4); memset(dw, 0, nw * 4); memset(db, 0, (size_t)OC * 4);
-    ct_conv2d_backward(dx, dw, bias ? db : NULL, c.g.r, c.x, c.w, &c.s, c.ws);
+    memset(dw, 0, nw * 4); memset(db, 0, (size_t)OC * 4);
+    for (size_t i = 0; i < nx; i++) dx[i] = 1e6f; /* overwrite mode: garbage it must ignore */
+    ct_conv2d_backward(dx, dw, bias ? db : NULL, c.g.r, c.x, c.w, &c.s, c.ws, 1);
     ct_set_threads(1);
     /* The loss sum(y * r) is linear in x, w and b, so a central difference is exact
      * at any step: a large one (0.25) keeps the forward's rounding (F(4x4) Winograd:
@@ -505,7 +506,7 @@ static void test_conv_threads(int64_t H, int64_t W) {
         ct_set_threads(t + 1);
         out[t][0] = calloc(nx, 4); out[t][1] = calloc(nx, 4); out[t][2] = calloc(nw, 4);
         ct_conv2d_forward(out[t][0], x, w, NULL, &s, ws);
-        ct_conv2d_backward(out[t][1], out[t][2], NULL, dy, x, w, &s, ws);
+        ct_conv2d_backward(out[t][1], out[t][2], NULL, dy, x, w, &s, ws, 0);
     }
     ct_set_threads(0);
     CHECK(memcmp(out[0][0], out[1][0], nx * 4) == 0, "Winograd conv forward identical at 1 and 2 threads");

@@ -69,8 +69,8 @@ typedef struct {
     int32_t *argmax;         /* max pool: (batch, c, h, w) input index of each max */
     int lastc;               /* last node that reads this one (its gradient's first writer) */
     int inplace;             /* ReLU or add writing over its (first) input's buffer */
-    int overwrite_in;        /* BN, its input's only reader: its backward writes that gradient
-                              * instead of adding it to zeros (no clearing pass) */
+    int overwrite_in;        /* conv or BN, its input's only reader: its backward writes that
+                              * gradient instead of adding it to zeros (no clearing pass) */
     int pool;                /* BN: index of the 2x2 max pool fused into it (its only reader), else 0;
                               * its forward writes the pool's output and argmax, its backward reads the
                               * pool's gradient, and the pool node does nothing (set by prepare) */

@@ -47,11 +47,13 @@ void ct_conv2d_forward(float *y,        /* (N, OC, OH, OW) */
                        const float *w,  /* (OC, C, KH, KW) */
                        const float *b,  /* (OC) or NULL */
                        const ct_conv2d_shape *s, float *ws);
+/* overwrite != 0: dx is written, its old contents never read (the same bits as
+ * accumulating into zeros); else accumulated like dw and db. */
 void ct_conv2d_backward(float *dx,       /* (N, C, H, W) or NULL, accumulated */
                         float *dw,       /* (OC, C, KH, KW) or NULL, accumulated */
                         float *db,       /* (OC) or NULL, accumulated */
                         const float *dy, /* (N, OC, OH, OW) */
-                        const float *x, const float *w, const ct_conv2d_shape *s, float *ws);
+                        const float *x, const float *w, const ct_conv2d_shape *s, float *ws, int overwrite);
 /* Direct seven-loop reference versions (slow; tests only). */
 void ct_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b,
                            const ct_conv2d_shape *s);

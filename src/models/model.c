@@ -530,12 +530,14 @@ static void plan_nodes(ct_model *m) {
             uses += (m->nodes[j].in0 == n->in0) + (m->nodes[j].in1 == n->in0);
         n->inplace = uses == 1 && m->nodes[n->in0].kind != CT_NODE_FLATTEN;
     }
-    /* a BN that is its input's only reader writes that gradient instead of adding to
-     * zeros (its backward's overwrite mode), so the buffer needs no clearing */
+    /* a conv or BN that is its input's only reader writes that gradient instead of
+     * adding to zeros (its backward's overwrite mode), so the buffer needs no clearing */
     for (int i = 1; i < m->nnodes; i++) {
         ct_node *n = &m->nodes[i];
         n->overwrite_in = 0;
-        if (n->kind != CT_NODE_BN || n->in0 <= 0 || m->nodes[n->in0].kind == CT_NODE_FLATTEN) continue;
+        if ((n->kind != CT_NODE_BN && n->kind != CT_NODE_CONV) || n->in0 <= 0 ||
+            m->nodes[n->in0].kind == CT_NODE_FLATTEN)
+            continue;
         int uses = 0;
         for (int j = 1; j < m->nnodes; j++) uses += (m->nodes[j].in0 == n->in0) + (m->nodes[j].in1 == n->in0);
         n->overwrite_in = uses == 1;
@@ -855,11 +857,12 @@ ct_status ct_model_backward_begin(ct_model *m, const float *dtop) {
     return CT_OK;
 }
 
-/* Node i's backward writes its input's gradient rather than adding to it: a BN
- * that is the input's only reader (prepare's overwrite_in), except under SyncBN in
- * training, whose backward only accumulates. */
+/* Node i's backward writes its input's gradient rather than adding to it: a conv
+ * or BN that is the input's only reader (prepare's overwrite_in), except a BN under
+ * SyncBN in training, whose backward only accumulates. */
 static int overwrites_input(const ct_model *m, int i) {
-    return m->nodes[i].overwrite_in && !(m->last_training && m->bn_reduce);
+    const ct_node *n = &m->nodes[i];
+    return n->overwrite_in && !(n->kind == CT_NODE_BN && m->last_training && m->bn_reduce);
 }
 
 /* Gradients accumulate, so each input's buffer (shared with other nodes') is
@@ -906,7 +909,8 @@ void ct_model_node_backward(ct_model *m, int i) {
     switch (n->kind) {
     case CT_NODE_CONV: {
         ct_conv2d_shape s = conv_shape(m, n, N);
-        ct_conv2d_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, P(m, n->weight), &s, m->ws);
+        ct_conv2d_backward(da, G(m, n->weight), G(m, n->bias), n->dout, a->out, P(m, n->weight), &s, m->ws,
+                           overwrites_input(m, i));
     } break;
     case CT_NODE_BN:
         if (n->pool) {

@@ -959,10 +959,12 @@ void ct_conv2d_forward(float *y, const float *x, const float *w, const float *b,
 }
 
 void ct_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                        const float *w, const ct_conv2d_shape *s, float *ws) {
+                        const float *w, const ct_conv2d_shape *s, float *ws, int overwrite) {
     const int64_t ckk = s->C * s->KH * s->KW, ohw = s->OH * s->OW, chw = s->C * s->H * s->W;
     const int64_t OC = s->OC, wn = OC * ckk, cs = part_chunk(s);
     const size_t pf = part_floats(s);
+    /* Winograd writes dx outright when asked to; col2im only adds, so clear first */
+    if (dx && overwrite && !wino_ok(s)) memset(dx, 0, (size_t)(s->N * chw) * sizeof(float));
     if (db) {
 #pragma omp parallel for schedule(static) if (s->N * OC * ohw >= CT_PAR_MIN)
         for (int64_t oc = 0; oc < OC; oc++) {
@@ -1025,7 +1027,7 @@ void ct_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
 input_gradient:
     if (dx_wino) {
         wino_weights(ws, w, s->OC, s->C, 1, wino_m(s));
-        wino_conv(dx_wino, 1, dy, ws, s->N, s->OC, s->C, s->H, s->W, s, ws + wino_u_floats(s));
+        wino_conv(dx_wino, !overwrite, dy, ws, s->N, s->OC, s->C, s->H, s->W, s, ws + wino_u_floats(s));
     }
 }
 
