@@ -527,6 +527,12 @@ int main(void) {
     test_conv(3, 2, 1, 1, 3, 3, 1, 1, 0);   /* "same" 3x3 on a 1x1 map: most kernel rows miss it */
     test_conv(2, 2, 2, 3, 3, 3, 1, 1, 1);   /* "same" 3x3 on a map narrower than the kernel */
     test_conv(3, 64, 4, 6, 65, 3, 1, 1, 1); /* 64+ channels, batch too small for Winograd */
+    /* one input channel, 3x3, stride 1, pad 1: the grayscale stem's shapes (28x28, 20x16),
+     * a map narrower than a vector, one pixel; batches under and over the part count */
+    test_conv(6, 1, 28, 28, 5, 3, 1, 1, 0);
+    test_conv(9, 1, 20, 16, 3, 3, 1, 1, 1);
+    test_conv(2, 1, 3, 5, 4, 3, 1, 1, 1);
+    test_conv(5, 1, 1, 1, 2, 3, 1, 1, 0);
     /* Winograd (3x3, stride 1, pad 1, 8+ channels, batch 64+): the parts hold whole
      * groups of 8 lanes, or end in a partial group (batch 67, 70); maps even, odd,
      * non-square, of one tile and the CNN's at 20x20 and 28x28 inputs. F(2x2): */
