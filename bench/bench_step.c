@@ -171,7 +171,7 @@ static void profile_backward(ct_model *m, const float *dz, int64_t N, double *t,
 
 int main(int argc, char **argv) {
     const char *model = "cnn";
-    int width = 0, size = 0, steps = 10, warmup = 2, threads = 0, profile = 0, gemm = 0;
+    int width = 0, size = 0, steps = 10, warmup = 2, threads = 0, profile = 0, gemm = 0, recompute = 0;
     int64_t B = 256;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -179,6 +179,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--cpu-clock")) use_cpu_clock = 1;
         else if (!strcmp(a, "--layers")) profile = show_layers = 1;
         else if (!strcmp(a, "--gemm")) gemm = 1;
+        else if (!strcmp(a, "--recompute")) recompute = 1;
         else if (v && !strcmp(a, "--model")) model = argv[++i];
         else if (v && !strcmp(a, "--width")) width = atoi(argv[++i]);
         else if (v && !strcmp(a, "--size")) size = atoi(argv[++i]);
@@ -188,7 +189,7 @@ int main(int argc, char **argv) {
         else if (v && !strcmp(a, "--threads")) threads = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_step [--model cnn|resnet18] [--width W] [--size S] [--batch B] [--steps S] "
-                            "[--warmup K] [--threads T] [--profile] [--layers] [--cpu-clock] [--gemm]\n");
+                            "[--warmup K] [--threads T] [--profile] [--layers] [--cpu-clock] [--gemm] [--recompute]\n");
             return 2;
         }
     }
@@ -216,6 +217,7 @@ int main(int argc, char **argv) {
     if ((st = ct_model_init(&m, &cfg))) die(st, "init");
     const int64_t N = 2 * B, D = ct_model_embed_dim(&m);
     const size_t img = (size_t)(cfg.in_c * cfg.in_h * cfg.in_w);
+    if (recompute) ct_model_recompute_convs(&m); /* as contrast train --recompute */
     if ((st = ct_model_prepare(&m, N))) die(st, "prepare");
     ct_optim_config oc;
     ct_optim_config_default(&oc, CT_OPTIM_LARS);

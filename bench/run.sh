@@ -5,6 +5,8 @@
 # then the augmentation pipeline (BUILD/bench/bench_augment), and prints a table.
 # PyTorch runs twice: "best" = torch.set_num_threads(ncpu) with
 # OPENBLAS_NUM_THREADS=1, and "default" = its own defaults.
+# ResNet-18 width 64 runs with --recompute (conv outputs recomputed in backward:
+# less memory, more time; `contrast train --recompute`).
 # BENCH_QUICK=1 skips ResNet-18 width 64 (the longest part, ~4 minutes);
 # BENCH_BATCH=N changes the batch (pairs; default 256), e.g. 16 for a smoke test.
 # Each model runs in its own process so peak RSS is per model.
@@ -36,7 +38,8 @@ run_model() {
 }
 run_model cnn "--model cnn" 6 2
 run_model resnet18-32 "--model resnet18 --width 32" 2 1
-[ "${BENCH_QUICK:-0}" = 1 ] || run_model resnet18-64 "--model resnet18 --width 64" 1 1
+# width 64 with --recompute (ct_model_recompute_convs): the setting for its memory target
+[ "${BENCH_QUICK:-0}" = 1 ] || run_model resnet18-64 "--model resnet18 --width 64 --recompute" 1 1
 
 echo "== augmentation"
 "$B/bench_augment" fashion-mnist "" 20000 2>&1 | grep -E 'threads=' | tee "$OUT/aug"

@@ -10,8 +10,8 @@
  *     at 1 and 2 threads; and the same at model level (the builder's BN+ReLU ->
  *     pool, which prepare fuses, vs BN -> ReLU -> pool, which it does not), with
  *     SyncBN falling back to the unfused path;
- *   - recomputed conv outputs (ct_model_recompute) vs kept ones, exact, in ResNet-18
- *     as built and with every conv of it or of the CNN marked;
+ *   - recomputed conv outputs (ct_model_recompute_convs, ct_model_recompute) vs kept
+ *     ones, exact, in ResNet-18 and the CNN with the preset marks or every conv marked;
  *   - whole CNN and ResNet-18 training steps with every parallel loop above its
  *     one-thread threshold, bit-identical at 1, 2 and 3 threads. */
 #include "harness.h"
@@ -220,8 +220,8 @@ static void test_model_bn_maxpool(int in_hw, int sync) {
     ct_model_free(&u);
 }
 
-/* Recomputed conv outputs (ct_model_recompute; the ResNet builder marks the stem,
- * every block's conv1 and the shortcuts) against the same model keeping them: the
+/* Recomputed conv outputs (ct_model_recompute_convs: the stem, every block's conv1
+ * and the shortcuts) against the same model keeping them: the
  * arena shrinks and every number stays the same bits, over training steps (running
  * statistics included), under SyncBN, in eval mode and in an eval-mode backward.
  * mark_all != 0 also marks every other conv (chains of recomputes). */
@@ -237,15 +237,18 @@ static void test_model_recompute(ct_encoder_kind enc, int in_hw, int sync, int m
     ct_model r, k;
     CHECK_OK(ct_model_init(&r, &cfg));
     CHECK_OK(ct_model_init(&k, &cfg));
-    int marked = 0, convs = 0;
+    int convs = 0, built = 0;
     for (int i = 1; i < k.nnodes; i++) {
         convs += k.nodes[i].kind == CT_NODE_CONV;
-        marked += k.nodes[i].remat;
-        k.nodes[i].remat = 0;
-        if (mark_all && r.nodes[i].kind == CT_NODE_CONV) CHECK_OK(ct_model_recompute(&r, i));
+        built += k.nodes[i].remat + r.nodes[i].remat;
     }
-    if (enc == CT_ENC_RESNET18) CHECK(marked == 12, "resnet18 marks 12 convs for recompute (%d)", marked);
-    else CHECK(marked == 0, "the CNN marks none (%d)", marked);
+    CHECK(built == 0, "the builders mark nothing for recompute (%d)", built);
+    const int marked = ct_model_recompute_convs(&r);
+    /* ResNet-18: the stem, 8 block conv1s, 3 shortcuts; the CNN: its stem */
+    CHECK(marked == (enc == CT_ENC_RESNET18 ? 12 : 1), "%s: ct_model_recompute_convs marks %d convs",
+          ct_encoder_name(enc), marked);
+    for (int i = 1; mark_all && i < r.nnodes; i++)
+        if (r.nodes[i].kind == CT_NODE_CONV) CHECK_OK(ct_model_recompute(&r, i));
     CHECK(ct_model_recompute(&r, r.h_node) == CT_ERR_ARG, "only convs can be marked: %s", ct_errmsg());
     if (sync) r.bn_reduce = k.bn_reduce = reduce_nothing;
     CHECK_OK(ct_model_prepare(&r, N));
@@ -350,6 +353,7 @@ int main(void) {
     test_model_recompute(CT_ENC_RESNET18, 12, 0, 0);
     test_model_recompute(CT_ENC_RESNET18, 9, 1, 0);   /* SyncBN, odd maps */
     test_model_recompute(CT_ENC_RESNET18, 12, 0, 1);
+    test_model_recompute(CT_ENC_CNN, 12, 0, 0);       /* the stem only */
     test_model_recompute(CT_ENC_CNN, 12, 0, 1);       /* through the fused BN+pools */
     test_threads(CT_ENC_CNN, 8, 48);          /* 48x8x28x28 activations: above CT_PAR_MIN */
     test_threads(CT_ENC_RESNET18, 4, 24);

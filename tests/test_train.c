@@ -212,6 +212,41 @@ static void test_resized_twin(void) {
     CHECK(st == CT_ERR_ARG && strstr(ct_errmsg(), "twice"), "view size set twice is refused: %s", ct_errmsg());
 }
 
+/* --recompute (activation checkpointing) changes memory and time, never the numbers:
+ * a ResNet-18 run with local crops (both twins recompute) ends with the same
+ * parameter and buffer bits as without. */
+static void test_recompute(void) {
+    ct_train_config c;
+    ct_train_result r0, r1;
+    base_config(&c, "keep");
+    c.model.encoder = CT_ENC_RESNET18;
+    c.model.width = 4;
+    c.limit = 256;
+    c.epochs = 1;
+    c.local_crops = 1;
+    CHECK_OK(ct_train_run(&c, &r0));
+    base_config(&c, "recompute");
+    c.model.encoder = CT_ENC_RESNET18;
+    c.model.width = 4;
+    c.limit = 256;
+    c.epochs = 1;
+    c.local_crops = 1;
+    c.recompute = 1;
+    CHECK_OK(ct_train_run(&c, &r1));
+    size_t n0 = 0, n1 = 0;
+    char d0[600];
+    snprintf(d0, sizeof d0, "%s/keep", tmpdir);
+    float *p0 = load_params(d0, &n0), *p1 = load_params(c.out, &n1);
+    CHECK(p0 && p1 && n0 == n1 && n0 > 0 && !memcmp(p0, p1, n0 * sizeof(float)) && r0.final_loss == r1.final_loss,
+          "--recompute: the same %zu checkpoint values and final loss (%.6f, %.6f)", n0, r0.final_loss, r1.final_loss);
+    CHECK(r1.arena_bytes > 0 && r1.arena_bytes < r0.arena_bytes && r1.local_arena_bytes > 0 &&
+              r1.local_arena_bytes < r0.local_arena_bytes,
+          "--recompute: smaller activation arenas, views %zu < %zu bytes, local crops %zu < %zu", r1.arena_bytes,
+          r0.arena_bytes, r1.local_arena_bytes, r0.local_arena_bytes);
+    free(p0);
+    free(p1);
+}
+
 /* Multi-crop: two twins (global views, local crops) add into one gradient slab; a
  * SimCLR run with local crops learns; MoCo with local crops and a local size set
  * twice are refused. */
@@ -382,6 +417,12 @@ static void test_cli(void) {
              "grep -aq '\"train.local_augment\":\"flip=0\"' %s/mc/checkpoint.safetensors",
              bin, tmpdir, tmpdir, tmpdir, tmpdir);
     CHECK(run(cmd) == 0, "--local-crops/--local-size/--local-augment train and are recorded in the checkpoint");
+    snprintf(cmd, sizeof cmd,
+             "%s train --limit 128 --batch 64 --epochs 1 --encoder resnet18 --width 4 --head-hidden 16 --head-out 8 "
+             "--eval-every 0 --no-probe --quiet --recompute --out %s/rc > /dev/null && "
+             "grep -aq '\"train.recompute\":\"1\"' %s/rc/checkpoint.safetensors",
+             bin, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "--recompute trains and is recorded in the checkpoint");
     snprintf(cmd, sizeof cmd, "%s train --limit 128 --batch 64 --epochs 1 --width 4 --quiet --local-crops 2 --local-augment bogus=1 --out %s/mc2 2> %s/err.txt; test $? -eq 1 && grep -q bogus %s/err.txt",
              bin, tmpdir, tmpdir, tmpdir);
     CHECK(run(cmd) == 0, "a bad --local-augment spec: exit 1 and named");
@@ -426,6 +467,7 @@ int main(void) {
     test_other_methods();
     test_resized_twin();
     test_local_crops();
+    test_recompute();
     test_nan_stops();
     test_checkpoint_metadata_refused();
     test_cli();

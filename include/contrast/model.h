@@ -174,11 +174,17 @@ int ct_model_add_add_relu(ct_model *m, int a, int b);
  * forward time for its output's memory. Gradients are bit-identical either way.
  * CT_ERR_ARG if `node` is not a conv. Call before ct_model_prepare. */
 ct_status ct_model_recompute(ct_model *m, int node);
+/* Marks, for ct_model_recompute, every conv whose input stays available anyway:
+ * the network input's (the stem) and those whose input another node reads too (a
+ * residual block's first conv and its 1x1 shortcut, whose input the residual add
+ * and the other conv keep). A ResNet basic block then keeps two of its three
+ * activations for backward: at width 64, batch 512 of 28x28, 1051 instead of 1622
+ * MiB of activations for ~14% more step time; the CNN gains only its stem's output.
+ * Returns how many convs are marked (`contrast train --recompute`). */
+int ct_model_recompute_convs(ct_model *m);
 /* ResNet basic block: conv3x3(stride)-BN-ReLU-conv3x3-BN + shortcut, then ReLU.
  * The shortcut is a 1x1 conv (stride) + BN ("<name>.downsample.0/1") when the
- * stride or the channel count changes, else the identity. The first conv's and the
- * shortcut conv's outputs are marked for recompute (ct_model_recompute), so the
- * block keeps two of its three activations for backward. */
+ * stride or the channel count changes, else the identity. */
 int ct_model_add_basic_block(ct_model *m, int in, int64_t planes, int64_t stride, const char *name);
 ct_status ct_model_finish(ct_model *m, int h_node, int z_node);
 

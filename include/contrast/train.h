@@ -53,6 +53,8 @@ typedef struct {
     int64_t moco_k;          /* MoCo queue size (0 = min(4096, dataset size)) */
     int stop_after;          /* stop after this many epochs in total, as if interrupted (0 = no) */
     int sync_bn;             /* distributed: BatchNorm statistics over the global batch */
+    int recompute;           /* recompute conv outputs in backward (ct_model_recompute_convs):
+                              * less memory, more time, the same numbers */
     int dist_check;          /* distributed: verify parameters agree every N steps (0 = off) */
     int progress;            /* 1 progress bar, 0 one line per epoch, -1 silent */
     char out[512];           /* output directory */
@@ -67,6 +69,8 @@ typedef struct {
     double final_loss, final_top1;
     double knn_top1, probe_top1;  /* final evaluation (-1 when not run) */
     double seconds;
+    size_t arena_bytes;           /* activation arena of the model the views train (ct_model_prepare) */
+    size_t local_arena_bytes;     /* that of the local crops' twin (0 without local crops) */
 } ct_train_result;
 
 /* Trains as configured. Under mpirun (ct_dist_size() > 1) each process takes a

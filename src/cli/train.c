@@ -47,6 +47,7 @@ int cmd_train(int argc, char **argv) {
         {"--stop-after", OPT_INT, &c.stop_after, 0, 0, 100000, "stop after N epochs as if interrupted (resume later)"},
         {"--out", OPT_STR, c.out, sizeof c.out, 0, 0, "output directory (default runs/<timestamp>)"},
         {"--resume", OPT_STR, c.resume, sizeof c.resume, 0, 0, "checkpoint to resume from"},
+        {"--recompute", OPT_FLAG, &c.recompute, 0, 0, 0, "recompute conv outputs in backward: less memory, more time, same results"},
         {"--sync-bn", OPT_FLAG, &c.sync_bn, 0, 0, 0, "under mpirun: BatchNorm statistics over the global batch"},
         {"--dist-check", OPT_INT, &c.dist_check, 0, 0, 1 << 30, "under mpirun: check every N steps that all ranks hold the same parameters"},
         {"--quiet", OPT_FLAG, &quiet, 0, 0, 0, "no progress output"},

@@ -209,13 +209,27 @@ ct_status ct_model_recompute(ct_model *m, int node) {
     return CT_OK;
 }
 
+int ct_model_recompute_convs(ct_model *m) {
+    int marked = 0;
+    for (int i = 1; i < m->nnodes; i++) {
+        ct_node *n = &m->nodes[i];
+        if (n->kind != CT_NODE_CONV) continue;
+        int readers = 0;
+        for (int j = 1; j < m->nnodes; j++) readers += (m->nodes[j].in0 == n->in0) + (m->nodes[j].in1 == n->in0);
+        if (n->in0 == 0 || readers > 1) {
+            n->remat = 1;
+            marked++;
+        }
+    }
+    return marked;
+}
+
 int ct_model_add_basic_block(ct_model *m, int in, int64_t planes, int64_t stride, const char *name) {
     if (in < 0) return fail(m, CT_ERR_ARG);
     char buf[CT_MAX_NAME];
     int64_t in_c = m->nodes[in].c;
     snprintf(buf, sizeof buf, "%s.conv1", name);
     int x = ct_model_add_conv(m, in, planes, 3, stride, 1, 0, buf);
-    if (x >= 0) ct_model_recompute(m, x); /* from the block's input, which is kept anyway */
     snprintf(buf, sizeof buf, "%s.bn1", name);
     x = ct_model_add_bn_relu(m, x, buf);
     snprintf(buf, sizeof buf, "%s.conv2", name);
@@ -226,7 +240,6 @@ int ct_model_add_basic_block(ct_model *m, int in, int64_t planes, int64_t stride
     if (stride != 1 || in_c != planes) {
         snprintf(buf, sizeof buf, "%s.downsample.0", name);
         sc = ct_model_add_conv(m, in, planes, 1, stride, 0, 0, buf);
-        if (sc >= 0) ct_model_recompute(m, sc);
         snprintf(buf, sizeof buf, "%s.downsample.1", name);
         sc = ct_model_add_bn(m, sc, buf);
     }
@@ -332,14 +345,10 @@ static int build_cnn(ct_model *m, int x) {
     return ct_model_add_gap(m, x);
 }
 
-/* ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max pool), torchvision names.
- * The stem's, every block's first and the shortcuts' conv outputs are recomputed in
- * backward (ct_model_recompute): at width 64, batch 512 of 28x28, 1051 instead of
- * 1622 MiB of activations for ~14% more step time (docs/performance.md). */
+/* ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max pool), torchvision names. */
 static int build_resnet18(ct_model *m, int x) {
     int64_t w = m->cfg.width;
     x = ct_model_add_conv(m, x, w, 3, 1, 1, 0, "encoder.conv1");
-    if (x >= 0) ct_model_recompute(m, x); /* one input channel: nearly free */
     x = ct_model_add_bn_relu(m, x, "encoder.bn1");
     char name[48];
     for (int layer = 1; layer <= 4; layer++)

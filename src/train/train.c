@@ -162,6 +162,7 @@ static ct_status ckpt_save(const char *path, const ckpt_state *s) {
     META("train.view_size", "%d", c->view_size);
     META("train.local_crops", "%d", c->local_crops);
     META("train.local_size", "%d", c->local_size);
+    META("train.recompute", "%d", c->recompute);
     META("train.seed", "%llu", (unsigned long long)c->seed);
     META("train.limit", "%lld", (long long)c->limit);
     META("train.optim_step", "%lld", (long long)s->opt->step);
@@ -630,12 +631,16 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
         r.have_t = 1;
         tm = &r.t;
     }
+    if (c->recompute) ct_model_recompute_convs(tm); /* activation checkpointing (bits unchanged) */
     if ((st = ct_model_prepare(tm, moco ? b : 2 * b))) goto done;
     if (nloc) { /* local crops train their own twin (always smaller views, or the images') */
         if ((st = ct_model_init_resized(&r.tl, &r.m, r.laug.out_h, r.laug.out_w))) goto done;
         r.have_tl = 1;
+        if (c->recompute) ct_model_recompute_convs(&r.tl);
         if ((st = ct_model_prepare(&r.tl, nloc * b))) goto done;
     }
+    res->arena_bytes = tm->arena.cap;
+    res->local_arena_bytes = nloc ? r.tl.arena.cap : 0;
     if ((st = ct_optim_init(&r.opt, &c->optim, r.m.nparam_floats))) goto done;
     r.have_opt = 1;
     int64_t K = 0;
