@@ -172,6 +172,17 @@ static int count_fused(const ct_model *m) {
     return k;
 }
 
+/* One forward (through the head) and backward of both models on the same x and dz,
+ * from zeroed gradients: the step whose results the model-level tests compare. */
+static void step_both(ct_model *a, ct_model *b, const float *x, const float *dz, int64_t N, int training) {
+    CHECK_OK(ct_model_forward(a, x, N, training, 1));
+    CHECK_OK(ct_model_forward(b, x, N, training, 1));
+    ct_model_zero_grad(a);
+    ct_model_zero_grad(b);
+    CHECK_OK(ct_model_backward(a, dz));
+    CHECK_OK(ct_model_backward(b, dz));
+}
+
 static void test_model_bn_maxpool(int in_hw, int sync) {
     const int64_t N = 6;
     ct_model f, u;
@@ -184,12 +195,7 @@ static void test_model_bn_maxpool(int in_hw, int sync) {
     const size_t img = (size_t)(in_hw * in_hw), nz = (size_t)(N * 5), nh = (size_t)(N * 8);
     float *x = rnd((size_t)N * img, 40, -1, 1), *dz = rnd(nz, 41, -1, 1);
     for (int step = 0; step < 2; step++) { /* the second step sees updated running stats */
-        CHECK_OK(ct_model_forward(&f, x, N, 1, 1));
-        CHECK_OK(ct_model_forward(&u, x, N, 1, 1));
-        ct_model_zero_grad(&f);
-        ct_model_zero_grad(&u);
-        CHECK_OK(ct_model_backward(&f, dz));
-        CHECK_OK(ct_model_backward(&u, dz));
+        step_both(&f, &u, x, dz, N, 1);
         CHECK(!memcmp(ct_model_embedding(&f), ct_model_embedding(&u), nz * 4) &&
                   !memcmp(f.grad, u.grad, f.nparam_floats * 4) && !memcmp(f.buf, u.buf, f.nbuf_floats * 4),
               "%dx%d%s step %d: fused model = unfused (embeddings, gradients, running stats)", in_hw, in_hw,
@@ -200,12 +206,7 @@ static void test_model_bn_maxpool(int in_hw, int sync) {
     CHECK(!memcmp(ct_model_features(&f), ct_model_features(&u), nh * 4), "%dx%d: eval features fused = unfused",
           in_hw, in_hw);
     /* eval-mode backward (e.g. a probe through a frozen encoder) */
-    CHECK_OK(ct_model_forward(&f, x, N, 0, 1));
-    CHECK_OK(ct_model_forward(&u, x, N, 0, 1));
-    ct_model_zero_grad(&f);
-    ct_model_zero_grad(&u);
-    CHECK_OK(ct_model_backward(&f, dz));
-    CHECK_OK(ct_model_backward(&u, dz));
+    step_both(&f, &u, x, dz, N, 0);
     CHECK(!memcmp(f.grad, u.grad, f.nparam_floats * 4), "%dx%d: eval-mode gradients fused = unfused", in_hw, in_hw);
     if (!sync) {
         /* switching SyncBN on after prepare: refused until prepare re-plans (unfused) */
@@ -262,25 +263,15 @@ static void test_model_recompute(ct_encoder_kind enc, int in_hw, int sync, int m
     const size_t nz = (size_t)(N * 6), nh = (size_t)(N * ct_model_feature_dim(&r));
     float *x = rnd((size_t)(N * in_hw * in_hw), 50, -1, 1), *dz = rnd(nz, 51, -1, 1);
     for (int step = 0; step < 2; step++) {
-        CHECK_OK(ct_model_forward(&r, x, N, 1, 1));
-        CHECK_OK(ct_model_forward(&k, x, N, 1, 1));
-        ct_model_zero_grad(&r);
-        ct_model_zero_grad(&k);
-        CHECK_OK(ct_model_backward(&r, dz));
-        CHECK_OK(ct_model_backward(&k, dz));
+        step_both(&r, &k, x, dz, N, 1);
         CHECK(!memcmp(ct_model_embedding(&r), ct_model_embedding(&k), nz * 4) &&
                   !memcmp(r.grad, k.grad, r.nparam_floats * 4) && !memcmp(r.buf, k.buf, r.nbuf_floats * 4),
               "%s step %d: recomputed = kept (embeddings, gradients, running stats)", ct_encoder_name(enc), step);
         for (size_t j = 0; j < r.nparam_floats; j++) r.param[j] = k.param[j] -= 0.05f * k.grad[j];
     }
-    CHECK_OK(ct_model_forward(&r, x, N, 0, 1));
-    CHECK_OK(ct_model_forward(&k, x, N, 0, 1));
+    step_both(&r, &k, x, dz, N, 0);
     CHECK(!memcmp(ct_model_features(&r), ct_model_features(&k), nh * 4), "%s: eval features recomputed = kept",
           ct_encoder_name(enc));
-    ct_model_zero_grad(&r);
-    ct_model_zero_grad(&k);
-    CHECK_OK(ct_model_backward(&r, dz));
-    CHECK_OK(ct_model_backward(&k, dz));
     CHECK(!memcmp(r.grad, k.grad, r.nparam_floats * 4), "%s: eval-mode gradients recomputed = kept",
           ct_encoder_name(enc));
     free(x); free(dz);

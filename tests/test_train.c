@@ -225,17 +225,12 @@ static void test_recompute(void) {
     c.epochs = 1;
     c.local_crops = 1;
     CHECK_OK(ct_train_run(&c, &r0));
-    base_config(&c, "recompute");
-    c.model.encoder = CT_ENC_RESNET18;
-    c.model.width = 4;
-    c.limit = 256;
-    c.epochs = 1;
-    c.local_crops = 1;
+    char d0[sizeof c.out];
+    memcpy(d0, c.out, sizeof d0);
+    snprintf(c.out, sizeof c.out, "%s/recompute", tmpdir);
     c.recompute = 1;
     CHECK_OK(ct_train_run(&c, &r1));
     size_t n0 = 0, n1 = 0;
-    char d0[600];
-    snprintf(d0, sizeof d0, "%s/keep", tmpdir);
     float *p0 = load_params(d0, &n0), *p1 = load_params(c.out, &n1);
     CHECK(p0 && p1 && n0 == n1 && n0 > 0 && !memcmp(p0, p1, n0 * sizeof(float)) && r0.final_loss == r1.final_loss,
           "--recompute: the same %zu checkpoint values and final loss (%.6f, %.6f)", n0, r0.final_loss, r1.final_loss);

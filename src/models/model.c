@@ -202,6 +202,13 @@ int ct_model_add_add_relu(ct_model *m, int a, int b) {
     return id;
 }
 
+/* how many input slots of the model's nodes read node x */
+static int readers_of(const ct_model *m, int x) {
+    int k = 0;
+    for (int j = 1; j < m->nnodes; j++) k += (m->nodes[j].in0 == x) + (m->nodes[j].in1 == x);
+    return k;
+}
+
 ct_status ct_model_recompute(ct_model *m, int node) {
     if (node <= 0 || node >= m->nnodes || m->nodes[node].kind != CT_NODE_CONV)
         return ct_error(CT_ERR_ARG, "model: node %d is not a conv (only conv outputs are marked for recompute)", node);
@@ -214,9 +221,7 @@ int ct_model_recompute_convs(ct_model *m) {
     for (int i = 1; i < m->nnodes; i++) {
         ct_node *n = &m->nodes[i];
         if (n->kind != CT_NODE_CONV) continue;
-        int readers = 0;
-        for (int j = 1; j < m->nnodes; j++) readers += (m->nodes[j].in0 == n->in0) + (m->nodes[j].in1 == n->in0);
-        if (n->in0 == 0 || readers > 1) {
+        if (n->in0 == 0 || readers_of(m, n->in0) > 1) {
             n->remat = 1;
             marked++;
         }
@@ -534,10 +539,7 @@ static void plan_nodes(ct_model *m) {
         if ((n->kind != CT_NODE_RELU && n->kind != CT_NODE_ADD) || n->in0 <= 0 || n->in0 == m->h_node ||
             n->in0 == m->z_node)
             continue;
-        int uses = 0;
-        for (int j = 1; j < m->nnodes; j++)
-            uses += (m->nodes[j].in0 == n->in0) + (m->nodes[j].in1 == n->in0);
-        n->inplace = uses == 1 && m->nodes[n->in0].kind != CT_NODE_FLATTEN;
+        n->inplace = readers_of(m, n->in0) == 1 && m->nodes[n->in0].kind != CT_NODE_FLATTEN;
     }
     /* a conv or BN that is its input's only reader writes that gradient instead of
      * adding to zeros (its backward's overwrite mode), so the buffer needs no clearing */
@@ -547,9 +549,7 @@ static void plan_nodes(ct_model *m) {
         if ((n->kind != CT_NODE_BN && n->kind != CT_NODE_CONV) || n->in0 <= 0 ||
             m->nodes[n->in0].kind == CT_NODE_FLATTEN)
             continue;
-        int uses = 0;
-        for (int j = 1; j < m->nnodes; j++) uses += (m->nodes[j].in0 == n->in0) + (m->nodes[j].in1 == n->in0);
-        n->overwrite_in = uses == 1;
+        n->overwrite_in = readers_of(m, n->in0) == 1;
     }
     /* BN + max pool fusion (ct_batchnorm_maxpool_forward has no SyncBN variant) */
     for (int i = 1; i < m->nnodes; i++) m->nodes[i].pool = 0;
@@ -560,9 +560,7 @@ static void plan_nodes(ct_model *m) {
         if (p->kind != CT_NODE_MAXPOOL || p->k != 2 || p->stride != 2 || p->pad != 0 || b <= 0 ||
             m->nodes[b].kind != CT_NODE_BN || b == m->h_node || b == m->z_node)
             continue;
-        int uses = 0;
-        for (int j = 1; j < m->nnodes; j++) uses += (m->nodes[j].in0 == b) + (m->nodes[j].in1 == b);
-        if (uses == 1) m->nodes[b].pool = i;
+        if (readers_of(m, b) == 1) m->nodes[b].pool = i;
     }
 }
 
