@@ -100,20 +100,20 @@ ct_status __wrap_ct_checkpoint_load_model(ct_model *m, const char *path) {
 }
 
 ct_status __wrap_ct_evaluate(ct_eval_result *r, ct_model *m, const char *data, int64_t limit, int k, float T,
-                             int probe, int raw);
+                             int probe, int raw, int whiten);
 ct_status __wrap_ct_evaluate(ct_eval_result *r, ct_model *m, const char *data, int64_t limit, int k, float T,
-                             int probe, int raw) {
-    (void)m; (void)data; (void)limit; (void)T; (void)probe; (void)raw;
+                             int probe, int raw, int whiten) {
+    (void)m; (void)data; (void)limit; (void)T; (void)probe; (void)raw; (void)whiten;
     if (k < 1) fz_fail("cli", "eval --k below its range");
     memset(r, 0, sizeof *r);
     r->knn_top1 = r->knn_top5 = r->probe_top1 = 0.5;
     return CT_OK;
 }
 
-ct_status __wrap_ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_dataset *ds, int head,
-                                     int64_t batch);
-ct_status __wrap_ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_dataset *ds, int head,
-                                     int64_t batch) {
+ct_status __wrap_ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_dataset *ds,
+                                     ct_feature_kind head, int64_t batch);
+ct_status __wrap_ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_dataset *ds,
+                                     ct_feature_kind head, int64_t batch) {
     (void)out; (void)dim; (void)m; (void)ds; (void)head; (void)batch;
     return ct_error(CT_ERR_STATE, "not while fuzzing");
 }

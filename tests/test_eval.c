@@ -2,7 +2,8 @@
  * answer), against a plain reference implementation, on clustered (near 100%) and
  * random-label (near chance) data; linear probe on separable vs random labels and
  * at its optimum; retrieval metrics on a hand-computed example; alignment and
- * uniformity against direct formulas; thread-count independence. */
+ * uniformity against direct formulas; ZCA whitening against a covariance computed
+ * in the test; thread-count independence. */
 #include "harness.h"
 
 /* Gaussian clusters: class c has a random centre; rows = centre + noise * N(0, 1). */
@@ -237,11 +238,125 @@ static void test_align_uniform(void) {
     free(x), free(y);
 }
 
+/* Whitening: on correlated features with scales from 0.1 to 100 and one constant
+ * feature, W (S + eps lmax I) W = I against a covariance computed here in double;
+ * whitened rows have zero mean and identity covariance; the same bits at 1 and 2
+ * threads; bad input is an error. Then its purpose: classes told apart only along a
+ * low-variance direction, drowned by a high-variance nuisance for cosine kNN,
+ * separate once whitened. */
+static void test_whiten(void) {
+    const int64_t N = 3000, D = 12;
+    float *x = malloc((size_t)(N * D) * 4), *A = malloc((size_t)(D * D) * 4);
+    float mean[12], W[144], W2[144];
+    ct_rng r = ct_rng_make(ct_mix64(41));
+    for (int64_t i = 0; i < D * D; i++) A[i] = ct_rng_normal(&r);
+    for (int64_t i = 0; i < N; i++) {
+        float z[12];
+        for (int64_t k = 0; k < D; k++) z[k] = ct_rng_normal(&r) * (float)pow(10.0, -0.5 + 1.5 * (double)k / (D - 2));
+        for (int64_t j = 0; j < D; j++) {
+            double acc = 3.0 + j; /* offsets: the mean must come out */
+            for (int64_t k = 0; k < D - 1; k++) acc += z[k] * A[k * D + j];
+            x[i * D + j] = j == D - 1 ? 7.0f : (float)acc;
+        }
+    }
+    const float eps = 1e-5f;
+    CHECK_OK(ct_whiten_fit(x, N, D, eps, mean, W));
+    double S[144] = {0}, mu[12] = {0}, lmax = 0;
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t j = 0; j < D; j++) mu[j] += x[i * D + j] / (double)N;
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t a = 0; a < D; a++)
+            for (int64_t b = 0; b < D; b++) S[a * D + b] += (x[i * D + a] - mu[a]) * (x[i * D + b] - mu[b]) / N;
+    double v[12], vn[12];
+    for (int64_t j = 0; j < D; j++) v[j] = 1.0;
+    for (int it = 0; it < 500; it++) { /* lmax by power iteration */
+        double nrm = 0;
+        for (int64_t a = 0; a < D; a++) {
+            vn[a] = 0;
+            for (int64_t b = 0; b < D; b++) vn[a] += S[a * D + b] * v[b];
+            nrm += vn[a] * vn[a];
+        }
+        lmax = sqrt(nrm);
+        for (int64_t a = 0; a < D; a++) v[a] = vn[a] / lmax;
+    }
+    int sym = 1;
+    double worst = 0, worst_mu = 0;
+    for (int64_t a = 0; a < D; a++) {
+        worst_mu = fmax(worst_mu, fabs(mean[a] - mu[a]) / (1 + fabs(mu[a])));
+        for (int64_t b = 0; b < D; b++) sym &= W[a * D + b] == W[b * D + a];
+    }
+    /* W (S + eps lmax I) W = I, over the features that vary */
+    for (int64_t a = 0; a < D - 1; a++)
+        for (int64_t b = 0; b < D - 1; b++) {
+            double acc = 0;
+            for (int64_t p = 0; p < D; p++)
+                for (int64_t q = 0; q < D; q++) acc += W[a * D + p] * (S[p * D + q] + (p == q) * eps * lmax) * W[q * D + b];
+            worst = fmax(worst, fabs(acc - (a == b)));
+        }
+    CHECK(sym, "W is not symmetric");
+    CHECK(worst_mu < 1e-5, "mean off by %g", worst_mu);
+    CHECK(worst < 1e-3, "W (S + eps lmax I) W differs from I by %g", worst);
+    float *y = malloc((size_t)(N * D) * 4);
+    memcpy(y, x, (size_t)(N * D) * 4);
+    CHECK_OK(ct_whiten_apply(y, N, D, mean, W));
+    /* apply agrees with fit: the rows' covariance is W S W, which is I but for the shrinkage */
+    double cworst = 0, mworst = 0;
+    for (int64_t a = 0; a < D; a++) {
+        double m = 0;
+        for (int64_t i = 0; i < N; i++) m += y[i * D + a] / (double)N;
+        mworst = fmax(mworst, fabs(m));
+        for (int64_t b = 0; b < D; b++) {
+            double c = 0, want = 0;
+            for (int64_t i = 0; i < N; i++) c += (double)y[i * D + a] * y[i * D + b] / N;
+            for (int64_t p = 0; p < D; p++)
+                for (int64_t q = 0; q < D; q++) want += W[a * D + p] * S[p * D + q] * W[q * D + b];
+            cworst = fmax(cworst, fabs(c - want));
+        }
+    }
+    CHECK(mworst < 1e-3 && cworst < 5e-3, "whitened rows: mean %g, covariance off W S W by %g", mworst, cworst);
+    ct_set_threads(1);
+    CHECK_OK(ct_whiten_fit(x, N, D, eps, mean, W2));
+    ct_set_threads(0);
+    CHECK(!memcmp(W, W2, sizeof W), "whitening differs between thread counts");
+    CHECK(ct_whiten_fit(x, 1, D, eps, mean, W) == CT_ERR_ARG, "one row must be refused");
+    CHECK(ct_whiten_fit(x, N, D, 0.0f, mean, W) == CT_ERR_ARG, "eps 0 must be refused");
+    x[5] = NAN;
+    CHECK(ct_whiten_fit(x, N, D, eps, mean, W) == CT_ERR_NUMERIC, "NaN features must be refused");
+    for (int64_t i = 0; i < N * D; i++) x[i] = 1.5f;
+    CHECK(ct_whiten_fit(x, N, D, eps, mean, W) == CT_ERR_NUMERIC, "constant features must be refused");
+
+    /* the purpose: 4 classes at +-0.3 along two low-variance axes, a nuisance of
+     * scale 30 along another, and a common offset */
+    const int64_t ntr = 1200, nte = 400, E = 6;
+    float *xtr = malloc((size_t)(ntr * E) * 4), *xte = malloc((size_t)(nte * E) * 4), m6[6], W6[36];
+    int32_t *ytr = malloc((size_t)ntr * 4), *yte = malloc((size_t)nte * 4);
+    for (int s = 0; s < 2; s++) {
+        float *f = s ? xte : xtr;
+        int32_t *l = s ? yte : ytr;
+        for (int64_t i = 0; i < (s ? nte : ntr); i++) {
+            l[i] = (int32_t)ct_rng_below(&r, 4);
+            f[i * E + 0] = ((l[i] & 1) ? 0.3f : -0.3f) + 0.05f * ct_rng_normal(&r);
+            f[i * E + 1] = ((l[i] & 2) ? 0.3f : -0.3f) + 0.05f * ct_rng_normal(&r);
+            f[i * E + 2] = 30.0f * ct_rng_normal(&r);
+            for (int64_t j = 3; j < E; j++) f[i * E + j] = 5.0f + ct_rng_normal(&r);
+        }
+    }
+    double raw1, wh1;
+    CHECK_OK(ct_knn_eval(xtr, ytr, ntr, xte, yte, nte, E, 4, 50, 0.1f, &raw1, NULL));
+    CHECK_OK(ct_whiten_fit(xtr, ntr, E, 1e-4f, m6, W6));
+    CHECK_OK(ct_whiten_apply(xtr, ntr, E, m6, W6));
+    CHECK_OK(ct_whiten_apply(xte, nte, E, m6, W6));
+    CHECK_OK(ct_knn_eval(xtr, ytr, ntr, xte, yte, nte, E, 4, 50, 0.1f, &wh1, NULL));
+    CHECK(raw1 < 0.6 && wh1 > 0.95, "kNN on raw features %.3f (want < 0.6), whitened %.3f (want > 0.95)", raw1, wh1);
+    free(x), free(A), free(y), free(xtr), free(xte), free(ytr), free(yte);
+}
+
 int main(void) {
     test_knn_hand();
     test_knn_data();
     test_probe();
     test_retrieval();
     test_align_uniform();
+    test_whiten();
     return test_done();
 }

@@ -8,6 +8,9 @@
  *     the same parameters; the checkpoint still evaluates full images
  *   - local crops (multi-crop) train a second twin whose gradient adds to the first's
  *   - a non-finite loss stops the run with a message and keeps the last checkpoint
+ *   - the whitening of the features: fit at the end and stored in the checkpoint, so
+ *     eval reproduces the trainer's numbers from the file; a checkpoint from before
+ *     the end is refit; --whiten 0 builds none; eval/embed --no-whiten
  *   - the CLI: eval --json, embed .npy, bad options, --help */
 #include "harness.h"
 #include "contrast/train.h"
@@ -67,6 +70,51 @@ static float *load_params(const char *dir, size_t *n) {
     return checkpoint_values(dir, n, &np);
 }
 
+/* The trainer's final checkpoint holds the whitening it evaluated with: ct_evaluate
+ * from the file alone gives the trainer's kNN, and without whitening its raw kNN. */
+static void check_whitening_fresh(const char *dir, const ct_train_result *r) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
+    ct_model m;
+    CHECK_OK(ct_checkpoint_load_model(&m, path));
+    CHECK(m.whiten_mean >= 0 && m.whiten_fitted, "the final checkpoint carries a fitted whitening");
+    ct_eval_result e;
+    CHECK_OK(ct_evaluate(&e, &m, "fashion-mnist", 1024, 20, 0.1f, 0, 0, 1));
+    CHECK(e.whitened && e.knn_top1 == r->knn_top1 && e.knn_top1_raw == r->knn_top1_raw,
+          "eval from the checkpoint: kNN %.4f / unwhitened %.4f, the trainer's %.4f / %.4f", e.knn_top1, e.knn_top1_raw,
+          r->knn_top1, r->knn_top1_raw);
+    CHECK_OK(ct_evaluate(&e, &m, "fashion-mnist", 1024, 20, 0.1f, 0, 0, 0));
+    CHECK(!e.whitened && e.knn_top1 == r->knn_top1_raw && e.knn_top1_raw == -1, "eval without whitening: %.4f",
+          e.knn_top1);
+    ct_model_free(&m);
+}
+
+/* A checkpoint stopped before the end (no kNN monitor ran) holds the identity: eval
+ * refits it on the train split, to what ct_model_fit_whitening gives. */
+static void check_whitening_refit(const char *dir) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
+    ct_model m, m2;
+    CHECK_OK(ct_checkpoint_load_model(&m, path));
+    CHECK(m.whiten_mean >= 0 && !m.whiten_fitted, "a checkpoint from epoch 1 of 3 has no fitted whitening");
+    CHECK(m.whiten_mean >= 0 && m.buf[m.bufs[m.whiten_weight].offset] == 1.0f, "its whitening is the identity");
+    ct_eval_result e, e2;
+    CHECK_OK(ct_evaluate(&e, &m, "fashion-mnist", 1024, 20, 0.1f, 0, 0, 1));
+    CHECK_OK(ct_checkpoint_load_model(&m2, path));
+    ct_dataset ds;
+    CHECK_OK(ct_dataset_load(&ds, "fashion-mnist", 1));
+    ct_dataset_limit(&ds, 1024);
+    CHECK_OK(ct_model_fit_whitening(&m2, &ds));
+    CHECK(m2.whiten_fitted, "ct_model_fit_whitening marks the fit");
+    CHECK_OK(ct_evaluate(&e2, &m2, "fashion-mnist", 1024, 20, 0.1f, 0, 0, 1));
+    CHECK(e.whitened && e.knn_top1 == e2.knn_top1 && e.knn_top1 != e.knn_top1_raw,
+          "eval refits the whitening: %.4f, fit beforehand: %.4f, unwhitened %.4f", e.knn_top1, e2.knn_top1,
+          e.knn_top1_raw);
+    ct_dataset_free(&ds);
+    ct_model_free(&m);
+    ct_model_free(&m2);
+}
+
 static void test_learns_and_resumes(void) {
     ct_train_config c;
     ct_train_result r;
@@ -80,6 +128,9 @@ static void test_learns_and_resumes(void) {
         CHECK(top1[2] > 1.3 * top1[0], "contrastive top-1 rises by 30%%: %.3f -> %.3f", top1[0], top1[2]);
     }
     CHECK(r.knn_top1 > 0.55, "kNN on the learned features %.3f (chance 0.1): not collapsed", r.knn_top1);
+    CHECK(r.knn_top1_raw > 0.4 && r.knn_top1_raw != r.knn_top1, "kNN before whitening %.3f, after %.3f",
+          r.knn_top1_raw, r.knn_top1);
+    check_whitening_fresh(c.out, &r);
 
     /* interrupted after epoch 1, then resumed to the end */
     ct_train_config a;
@@ -87,6 +138,7 @@ static void test_learns_and_resumes(void) {
     a.stop_after = 1;
     CHECK_OK(ct_train_run(&a, &r));
     CHECK(r.epochs_done == 1, "stopped after epoch 1 (%d)", r.epochs_done);
+    check_whitening_refit(a.out);
     a.stop_after = 0;
     ckpt_path(a.resume, a.out);
     CHECK_OK(ct_train_run(&a, &r));
@@ -149,8 +201,16 @@ static void test_other_methods(void) {
     base_config(&c, "supcon");
     c.method = CT_METHOD_SUPCON;
     c.epochs = 2;
+    c.model.whiten = 0; /* no whitening: none in the model or the checkpoint */
     CHECK_OK(ct_train_run(&c, &r));
     CHECK(r.knn_top1 > 0.65, "SupCon (labels) kNN %.3f", r.knn_top1);
+    CHECK(r.knn_top1_raw == -1, "without whitening there is no unwhitened kNN (%g)", r.knn_top1_raw);
+    char path[1100];
+    ckpt_path(path, c.out);
+    ct_model m;
+    CHECK_OK(ct_checkpoint_load_model(&m, path));
+    CHECK(m.whiten_mean < 0 && !ct_model_find(&m, "whiten.weight", 1), "whiten 0: no whitening tensors");
+    ct_model_free(&m);
 }
 
 /* A width-4 CNN with a 16-8 head, for the twin tests. */
@@ -389,7 +449,7 @@ static int run(const char *cmd) {
 static void test_cli(void) {
     const char *bin = getenv("CONTRAST_BIN");
     if (!bin) bin = "./contrast";
-    char cmd[2000], out[700];
+    char cmd[4096], out[700];
     snprintf(cmd, sizeof cmd, "%s --help > %s/help.txt", bin, tmpdir);
     CHECK(run(cmd) == 0, "contrast --help");
     snprintf(cmd, sizeof cmd, "%s train --help > %s/help.txt && grep -q -- '--eval-every' %s/help.txt && grep -q -- '--resume' %s/help.txt",
@@ -450,6 +510,43 @@ static void test_cli(void) {
     CHECK_OK(ct_npy_read_f32(npy, &x, &rows, &cols));
     CHECK(rows == 100 && cols == 32, "head outputs are 100 x 32");
     ct_free(x);
+
+    /* the whitening flags: embed's features are the raw ones whitened with the
+     * checkpoint's mean and matrix; eval --no-whiten reports the raw kNN only */
+    snprintf(cmd, sizeof cmd, "%s embed --checkpoint %s --limit 100 --no-whiten --out %s/r.npy 2>/dev/null", bin, out, tmpdir);
+    CHECK(run(cmd) == 0, "embed --no-whiten");
+    float *h = NULL, *raw = NULL;
+    snprintf(npy, sizeof npy, "%s/h.npy", tmpdir);
+    CHECK_OK(ct_npy_read_f32(npy, &h, &rows, &cols));
+    snprintf(npy, sizeof npy, "%s/r.npy", tmpdir);
+    CHECK_OK(ct_npy_read_f32(npy, &raw, &rows, &cols));
+    ct_model m;
+    CHECK_OK(ct_checkpoint_load_model(&m, out));
+    if (h && raw && m.whiten_mean >= 0 && rows == 100 && cols == 64) {
+        CHECK_OK(ct_whiten_apply(raw, rows, cols, m.buf + m.bufs[m.whiten_mean].offset,
+                                 m.buf + m.bufs[m.whiten_weight].offset));
+        CHECK(!memcmp(raw, h, (size_t)(rows * cols) * sizeof(float)), "embed = whitened embed --no-whiten");
+    } else {
+        CHECK(0, "embed outputs and a whitened checkpoint");
+    }
+    ct_model_free(&m);
+    ct_free(h);
+    ct_free(raw);
+    snprintf(cmd, sizeof cmd,
+             "%s eval --checkpoint %s --limit 1024 --k 20 --json > %s/w.json && grep -q 'knn_top1_unwhitened' %s/w.json && "
+             "%s eval --checkpoint %s --limit 1024 --k 20 --json --no-whiten > %s/nw.json && "
+             "! grep -q 'unwhitened' %s/nw.json && grep -q '\"features\": \"encoder\"' %s/nw.json",
+             bin, out, tmpdir, tmpdir, bin, out, tmpdir, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "eval reports the unwhitened kNN beside the whitened one, --no-whiten only the raw one");
+    snprintf(cmd, sizeof cmd,
+             "%s train --limit 128 --batch 64 --epochs 1 --width 4 --head-hidden 16 --head-out 8 --eval-every 0 "
+             "--quiet --whiten 0.01 --out %s/wh > %s/wh.txt && grep -aq '\"model.whiten\":\"0.00999' "
+             "%s/wh/checkpoint.safetensors && grep -q knn_top1_unwhitened %s/wh.txt && "
+             "%s train --limit 128 --batch 64 --epochs 1 --width 4 --head-hidden 16 --head-out 8 --eval-every 0 "
+             "--quiet --whiten 0 --out %s/wh0 > %s/wh0.txt && ! grep -aq 'whiten.weight' %s/wh0/checkpoint.safetensors && "
+             "! grep -q unwhitened %s/wh0.txt",
+             bin, tmpdir, tmpdir, tmpdir, tmpdir, bin, tmpdir, tmpdir, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "train --whiten X is recorded in the checkpoint; --whiten 0 builds no whitening");
 }
 
 int main(void) {

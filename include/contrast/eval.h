@@ -6,6 +6,7 @@
  *   ct_linear_probe       multinomial logistic regression on frozen, standardised features
  *   ct_eval_retrieval     Recall@k and mAP@k of queries against a gallery (cosine)
  *   ct_eval_align_uniform alignment (same-label pairs) and uniformity (Wang & Isola 2020)
+ *   ct_whiten_fit/apply   ZCA whitening of features (fit on unlabelled training features)
  *
  * Features are row-major float matrices, one row per sample: (N, D). Labels are
  * int32 in [0, num_classes). Every function is deterministic: the same inputs give
@@ -64,6 +65,15 @@ void ct_probe_config_default(ct_probe_config *cfg);
 ct_status ct_linear_probe(const float *train_feat, const int32_t *train_labels, int64_t ntr,
                           const float *test_feat, const int32_t *test_labels, int64_t nte, int64_t D,
                           int num_classes, const ct_probe_config *cfg, ct_probe_result *out);
+
+/* ZCA whitening: mean (D) and W (D, D, symmetric) = (S + eps * lmax * I)^(-1/2), S the
+ * covariance of X's rows (divided by N), lmax its largest eigenvalue; eps > 0 bounds
+ * the gain of directions that barely vary (1e-4 in contrast train). Then
+ * ct_whiten_apply maps each row x to (x - mean) W in place, so the rows of X have
+ * (nearly) identity covariance. Deterministic: eigenvectors by cyclic Jacobi in
+ * double, the covariance summed over fixed blocks of rows. Memory O(D^2). */
+ct_status ct_whiten_fit(const float *X, int64_t N, int64_t D, float eps, float *mean, float *W);
+ct_status ct_whiten_apply(float *X, int64_t N, int64_t D, const float *mean, const float *W);
 
 /* Retrieval by cosine similarity: each query ranks the gallery.
  *   gallery: (ng, D)   query: (nq, D)

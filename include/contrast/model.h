@@ -36,6 +36,10 @@ typedef struct {
     int head_hidden;         /* projection head hidden size; 0 = no head (z = h) */
     int head_out;            /* projection output size (default 128) */
     int head_bn;             /* BatchNorm1d between the head's linears (default 1) */
+    float whiten;            /* > 0: the model carries a ZCA whitening of its features h for
+                              * evaluation and embeddings (buffers whiten.mean, whiten.weight),
+                              * fit after training with this shrinkage (ct_whiten_fit's eps);
+                              * 0 = none (default; contrast train uses 1e-4) */
     uint64_t seed;           /* initialisation seed */
 } ct_model_config;
 
@@ -88,6 +92,9 @@ typedef struct {
     size_t nbuf_floats;
     float *param, *grad, *buf; /* flat buffers */
     int h_node, z_node;      /* encoder output (features) and head output (embedding) */
+    int whiten_mean, whiten_weight; /* rows of the buffer table (cfg.whiten > 0), else -1 */
+    int whiten_fitted;       /* the whitening buffers hold a fit for the current parameters
+                              * (identity until ct_model_set_whitening) */
     ct_status build_status;  /* first error while building (sticky) */
     ct_reduce_fn bn_reduce;  /* non-NULL: training BN uses statistics over all processes (SyncBN) */
     void *bn_reduce_ctx;
@@ -139,7 +146,12 @@ void ct_model_node_forward(ct_model *m, int i);
 ct_status ct_model_backward_begin(ct_model *m, const float *dtop);
 void ct_model_node_backward(ct_model *m, int i);
 
-/* After a forward: features h (N, feature_dim) and embedding z (N, embed_dim). */
+/* Stores a whitening (mean (D), W (D, D) from ct_whiten_fit) in the model's buffers and
+ * marks it fitted; CT_ERR_ARG if the model has no whitening (cfg.whiten == 0). */
+ct_status ct_model_set_whitening(ct_model *m, const float *mean, const float *W);
+
+/* After a forward: features h (N, feature_dim) and embedding z (N, embed_dim). h is
+ * the encoder's raw output; the whitening is applied by ct_extract_features. */
 const float *ct_model_features(const ct_model *m);
 const float *ct_model_embedding(const ct_model *m);
 int64_t ct_model_feature_dim(const ct_model *m);

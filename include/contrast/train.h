@@ -68,6 +68,7 @@ typedef struct {
     int64_t steps;
     double final_loss, final_top1;
     double knn_top1, probe_top1;  /* final evaluation (-1 when not run) */
+    double knn_top1_raw;          /* kNN on the features before whitening (-1: no whitening) */
     double seconds;
     size_t arena_bytes;           /* activation arena of the model the views train (ct_model_prepare) */
     size_t local_arena_bytes;     /* that of the local crops' twin (0 without local crops) */
@@ -84,20 +85,36 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res);
 /* Rebuilds the model from a checkpoint file alone (config in its metadata). */
 ct_status ct_checkpoint_load_model(ct_model *m, const char *path);
 
-/* Encoder features h (or head outputs z with head != 0) of every sample of ds,
- * eval mode, no augmentation. out: (ds->n, dim), allocated with ct_alloc. */
+/* What ct_extract_features returns: the encoder's features h, whitened when the
+ * model carries a whitening (model.h, cfg.whiten); h as the encoder computes it; or
+ * the head's output z. */
+typedef enum { CT_FEAT_H = 0, CT_FEAT_Z = 1, CT_FEAT_H_RAW = 2 } ct_feature_kind;
+
+/* Features of every sample of ds, eval mode, no augmentation. out: (ds->n, dim),
+ * allocated with ct_alloc. */
 ct_status ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_dataset *ds,
-                              int head, int64_t batch);
+                              ct_feature_kind which, int64_t batch);
+
+/* Fits the model's whitening (cfg.whiten > 0) to its raw features of `train`
+ * (eval mode) and stores it in the model's buffers (contrast train does this at
+ * the end of a run and at each kNN monitor; contrast embed when a checkpoint's
+ * whitening is older than its parameters). */
+ct_status ct_model_fit_whitening(ct_model *m, const ct_dataset *train);
 
 typedef struct {
     double knn_top1, knn_top5, probe_top1;  /* -1 when not computed */
+    double knn_top1_raw;  /* whitened: kNN top-1 of the features before whitening; else -1 */
+    int whitened;         /* the features were whitened */
     int64_t n_train, n_test, dim;
 } ct_eval_result;
 
 /* kNN (and with probe != 0 the linear probe) of train-split features against the
- * test split. raw != 0 evaluates normalised pixels instead of a model (m unused). */
+ * test split. raw != 0 evaluates normalised pixels instead of a model (m unused).
+ * whiten != 0 and a model with a whitening: the whitened features (the whitening
+ * refit on the train split if the checkpoint's is older than its parameters), and
+ * knn_top1_raw for the features before it; whiten == 0: the raw features h. */
 ct_status ct_evaluate(ct_eval_result *r, ct_model *m, const char *data, int64_t limit, int k, float T,
-                      int probe, int raw);
+                      int probe, int raw, int whiten);
 
 #ifdef __cplusplus
 }

@@ -9,7 +9,7 @@
 
 int cmd_eval(int argc, char **argv) {
     char ckpt[512] = "", data[512] = "fashion-mnist";
-    int k = 200, probe = 0, json = 0, raw = 0, threads = 0;
+    int k = 200, probe = 0, json = 0, raw = 0, threads = 0, no_whiten = 0;
     float T = 0.1f;
     int64_t limit = 0;
     cli_opt opts[] = {
@@ -19,6 +19,7 @@ int cmd_eval(int argc, char **argv) {
         {"--knn-temperature", OPT_FLOAT, &T, 0, 1e-4, 100, "kNN vote weight exp(sim / T)"},
         {"--probe", OPT_FLAG, &probe, 0, 0, 0, "also train and report a linear probe"},
         {"--raw", OPT_FLAG, &raw, 0, 0, 0, "evaluate normalised raw pixels instead of a checkpoint"},
+        {"--no-whiten", OPT_FLAG, &no_whiten, 0, 0, 0, "features before the checkpoint's whitening (contrast train --whiten)"},
         {"--limit", OPT_I64, &limit, 0, 0, 1e12, "use the first N training images (0: all)"},
         {"--threads", OPT_INT, &threads, 0, 0, 1024, "compute threads (0: all cores)"},
         {"--json", OPT_FLAG, &json, 0, 0, 0, "print one JSON object"},
@@ -36,17 +37,21 @@ int cmd_eval(int argc, char **argv) {
     memset(&m, 0, sizeof m);
     if (!raw && ct_checkpoint_load_model(&m, ckpt)) return cli_fail("eval");
     ct_eval_result r;
-    ct_status st = ct_evaluate(&r, &m, data, limit, k, T, probe, raw);
+    ct_status st = ct_evaluate(&r, &m, data, limit, k, T, probe, raw, !no_whiten);
     if (!raw) ct_model_free(&m);
     if (st) return cli_fail("eval");
     if (json) {
         printf("{\"knn_top1\": %.4f, \"knn_top5\": %.4f", r.knn_top1, r.knn_top5);
         if (probe) printf(", \"probe_top1\": %.4f", r.probe_top1);
+        if (r.whitened) printf(", \"knn_top1_unwhitened\": %.4f", r.knn_top1_raw);
         printf(", \"k\": %d, \"knn_temperature\": %g, \"n_train\": %lld, \"n_test\": %lld, \"dim\": %lld, \"features\": \"%s\"}\n",
-               k, T, (long long)r.n_train, (long long)r.n_test, (long long)r.dim, raw ? "raw" : "encoder");
+               k, T, (long long)r.n_train, (long long)r.n_test, (long long)r.dim,
+               raw ? "raw" : r.whitened ? "encoder, whitened" : "encoder");
     } else {
         printf("knn_top1 %.4f (k=%d, T=%g, %lld train / %lld test, dim %lld%s)\n", r.knn_top1, k, T,
-               (long long)r.n_train, (long long)r.n_test, (long long)r.dim, raw ? ", raw pixels" : "");
+               (long long)r.n_train, (long long)r.n_test, (long long)r.dim,
+               raw ? ", raw pixels" : r.whitened ? ", whitened features" : "");
+        if (r.whitened) printf("knn_top1_unwhitened %.4f\n", r.knn_top1_raw);
         if (probe) printf("probe_top1 %.4f\n", r.probe_top1);
     }
     return 0;
@@ -54,13 +59,14 @@ int cmd_eval(int argc, char **argv) {
 
 int cmd_embed(int argc, char **argv) {
     char ckpt[512] = "", data[512] = "fashion-mnist", split[16] = "test", out[512] = "", labels[512] = "";
-    int head = 0, threads = 0;
+    int head = 0, threads = 0, no_whiten = 0;
     int64_t limit = 0, batch = 512;
     cli_opt opts[] = {
         {"--checkpoint", OPT_STR, ckpt, sizeof ckpt, 0, 0, "checkpoint.safetensors written by contrast train"},
         {"--data", OPT_STR, data, sizeof data, 0, 0, "dataset"},
         {"--split", OPT_STR, split, sizeof split, 0, 0, "train | test"},
         {"--head", OPT_FLAG, &head, 0, 0, 0, "write projection-head outputs z instead of encoder features h"},
+        {"--no-whiten", OPT_FLAG, &no_whiten, 0, 0, 0, "features before the checkpoint's whitening (contrast train --whiten)"},
         {"--out", OPT_STR, out, sizeof out, 0, 0, "output .npy (float32, shape [N, D])"},
         {"--labels", OPT_STR, labels, sizeof labels, 0, 0, "also write the labels as int64 .npy"},
         {"--limit", OPT_I64, &limit, 0, 0, 1e12, "first N images of the split (0: all)"},
@@ -83,12 +89,21 @@ int cmd_embed(int argc, char **argv) {
     ct_model m;
     if (ct_checkpoint_load_model(&m, ckpt)) return cli_fail("embed");
     ct_dataset ds;
+    memset(&ds, 0, sizeof ds);
     float *f = NULL;
     int64_t D = 0;
-    ct_status st = ct_dataset_load(&ds, data, !strcmp(split, "train"));
+    ct_status st = CT_OK;
+    if (!head && !no_whiten && m.cfg.whiten > 0 && !m.whiten_fitted) {
+        /* a checkpoint from before the end of its run: fit the whitening to these parameters */
+        fprintf(stderr, "embed: the checkpoint's whitening is not from its last epoch; fitting it on the train split\n");
+        st = ct_dataset_load(&ds, data, 1);
+        if (!st) st = ct_model_fit_whitening(&m, &ds);
+        ct_dataset_free(&ds);
+    }
+    if (!st) st = ct_dataset_load(&ds, data, !strcmp(split, "train"));
     if (!st) {
         ct_dataset_limit(&ds, limit);
-        st = ct_extract_features(&f, &D, &m, &ds, head, batch);
+        st = ct_extract_features(&f, &D, &m, &ds, head ? CT_FEAT_Z : no_whiten ? CT_FEAT_H_RAW : CT_FEAT_H, batch);
     }
     if (!st) st = ct_npy_write_f32(out, f, ds.n, D);
     if (!st && labels[0]) {

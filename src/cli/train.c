@@ -47,6 +47,7 @@ int cmd_train(int argc, char **argv) {
         {"--stop-after", OPT_INT, &c.stop_after, 0, 0, 100000, "stop after N epochs as if interrupted (resume later)"},
         {"--out", OPT_STR, c.out, sizeof c.out, 0, 0, "output directory (default runs/<timestamp>)"},
         {"--resume", OPT_STR, c.resume, sizeof c.resume, 0, 0, "checkpoint to resume from"},
+        {"--whiten", OPT_FLOAT, &c.model.whiten, 0, 0, 0.5, "ZCA whitening of the features for evaluation and embeddings, shrinkage relative to the largest variance (0: none)"},
         {"--recompute", OPT_FLAG, &c.recompute, 0, 0, 0, "recompute conv outputs in backward: less memory, more time, same results"},
         {"--sync-bn", OPT_FLAG, &c.sync_bn, 0, 0, 0, "under mpirun: BatchNorm statistics over the global batch"},
         {"--dist-check", OPT_INT, &c.dist_check, 0, 0, 1 << 30, "under mpirun: check every N steps that all ranks hold the same parameters"},
@@ -101,6 +102,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (res.knn_top1 >= 0) {
         printf("knn_top1 %.4f\n", res.knn_top1);
+        if (res.knn_top1_raw >= 0) printf("knn_top1_unwhitened %.4f\n", res.knn_top1_raw);
         if (res.probe_top1 >= 0) printf("probe_top1 %.4f\n", res.probe_top1);
     }
     return 0;

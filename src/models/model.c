@@ -77,6 +77,7 @@ ct_status ct_model_begin(ct_model *m, const ct_model_config *cfg) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->h_node = m->z_node = -1;
+    m->whiten_mean = m->whiten_weight = -1;
     if (cfg->in_c < 1 || cfg->in_h < 1 || cfg->in_w < 1 || cfg->in_c > 4096 || cfg->in_h > 8192 || cfg->in_w > 8192)
         return ct_error(CT_ERR_ARG, "model: bad input shape %dx%dx%d", cfg->in_c, cfg->in_h, cfg->in_w);
     new_node(m, CT_NODE_INPUT, -1, cfg->in_c, cfg->in_h, cfg->in_w);
@@ -309,6 +310,10 @@ ct_status ct_model_finish(ct_model *m, int h_node, int z_node) {
     m->buf = ct_alloc(nb * sizeof(float));
     if (!m->param || !m->grad || !m->buf) return CT_ERR_NOMEM;
     init_params(m);
+    if (m->whiten_weight >= 0) { /* identity until fitted */
+        const ct_tensor_info *w = &m->bufs[m->whiten_weight];
+        for (int64_t i = 0; i < w->shape[0]; i++) m->buf[w->offset + (size_t)(i * w->shape[0] + i)] = 1.0f;
+    }
     return CT_OK;
 }
 
@@ -369,6 +374,8 @@ static ct_status build_model(ct_model *m, const ct_model_config *cfg, int *h_out
     if (cfg->width < 1 || cfg->width > 4096) return ct_error(CT_ERR_ARG, "model: width %d out of range", cfg->width);
     if (cfg->head_hidden < 0 || cfg->head_out < 0 || (cfg->head_hidden > 0 && cfg->head_out < 1))
         return ct_error(CT_ERR_ARG, "model: bad head sizes %d, %d", cfg->head_hidden, cfg->head_out);
+    if (!(cfg->whiten >= 0 && cfg->whiten < 1))
+        return ct_error(CT_ERR_ARG, "model: whitening shrinkage %g outside [0, 1)", cfg->whiten);
     ct_status st = ct_model_begin(m, cfg);
     if (st) return st;
     int h = cfg->encoder == CT_ENC_RESNET18 ? build_resnet18(m, 0) : build_cnn(m, 0);
@@ -382,6 +389,11 @@ static ct_status build_model(ct_model *m, const ct_model_config *cfg, int *h_out
             z = ct_model_add_relu(m, z);
             z = ct_model_add_linear(m, z, cfg->head_out, 1, "head.2");
         }
+    }
+    if (cfg->whiten > 0 && h >= 0) {
+        const int64_t D = m->nodes[h].c, shape[2] = {D, D};
+        m->whiten_mean = add_tensor(m, 1, "whiten", "mean", 1, shape, 0);
+        m->whiten_weight = add_tensor(m, 1, "whiten", "weight", 2, shape, 0);
     }
     *h_out = h;
     *z_out = z;
@@ -448,6 +460,15 @@ void ct_model_free(ct_model *m) {
     }
     ct_arena_free(&m->arena);
     memset(m, 0, sizeof *m);
+}
+
+ct_status ct_model_set_whitening(ct_model *m, const float *mean, const float *W) {
+    if (m->whiten_mean < 0) return ct_error(CT_ERR_ARG, "model: built without whitening (cfg.whiten = 0)");
+    const ct_tensor_info *mu = &m->bufs[m->whiten_mean], *w = &m->bufs[m->whiten_weight];
+    memcpy(m->buf + mu->offset, mean, mu->numel * sizeof(float));
+    memcpy(m->buf + w->offset, W, w->numel * sizeof(float));
+    m->whiten_fitted = 1;
+    return CT_OK;
 }
 
 const ct_tensor_info *ct_model_find(const ct_model *m, const char *name, int buffers) {

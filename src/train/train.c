@@ -47,6 +47,7 @@ void ct_train_config_default(ct_train_config *c) {
     c->method = CT_METHOD_SIMCLR;
     snprintf(c->data, sizeof c->data, "fashion-mnist");
     ct_model_config_default(&c->model);
+    c->model.whiten = 1e-4f;
     ct_optim_config_default(&c->optim, CT_OPTIM_LARS);
     c->optim.weight_decay = 1e-6f;
     c->epochs = 21;
@@ -83,6 +84,7 @@ typedef struct {
     ct_moco_queue *queue;     /* MoCo or NULL */
     int epoch;                /* epochs completed */
     int64_t step;
+    int whiten_epoch;         /* epochs completed when the whitening was fit (0: never) */
 } ckpt_state;
 
 #define MAX_CKPT_TENSORS 1024
@@ -149,6 +151,8 @@ static ct_status ckpt_save(const char *path, const ckpt_state *s) {
     META("model.head_hidden", "%d", mc->head_hidden);
     META("model.head_out", "%d", mc->head_out);
     META("model.head_bn", "%d", mc->head_bn);
+    META("model.whiten", "%.9g", mc->whiten);
+    META("whiten.epoch", "%d", s->whiten_epoch);
     META("model.seed", "%llu", (unsigned long long)mc->seed);
     META("train.method", "%s", ct_method_name(c->method));
     META("train.epoch", "%d", s->epoch);
@@ -222,7 +226,27 @@ static ct_status model_config_from(const ct_st_file *f, ct_model_config *mc) {
         if (v < 0 || v > 1 << 20) return ct_error(CT_ERR_FORMAT, "%s: metadata '%s' = %lld out of range", ct_st_path(f), keys[i], v);
         *dst[i] = (int)v;
     }
+    const char *wv = ct_st_meta(f, "model.whiten"); /* absent in checkpoints before whitening */
+    if (wv) {
+        char *end;
+        double w = strtod(wv, &end);
+        if (end == wv || *end || !(w >= 0 && w < 1))
+            return ct_error(CT_ERR_FORMAT, "%s: metadata 'model.whiten' = '%s' is not a shrinkage in [0, 1)",
+                            ct_st_path(f), wv);
+        mc->whiten = (float)w;
+    }
     return CT_OK;
+}
+
+/* The epoch the stored whitening was fit at matches the parameters' epoch. */
+static ct_status whiten_fresh(const ct_st_file *f, int *fresh) {
+    long long we = 0, ep = 0;
+    *fresh = 0;
+    if (!ct_st_meta(f, "whiten.epoch")) return CT_OK;
+    ct_status st = meta_int(f, "whiten.epoch", &we);
+    if (!st) st = meta_int(f, "train.epoch", &ep);
+    if (!st) *fresh = we > 0 && we == ep;
+    return st;
 }
 
 /* Loads the model's parameters and buffers; every tensor must be present with its shape. */
@@ -270,7 +294,7 @@ ct_status ct_checkpoint_load_model(ct_model *m, const char *path) {
     if ((st = model_config_from(f, &mc)) == CT_OK && (st = check_model_fits(f, &mc)) == CT_OK) {
         if ((st = ct_model_init(m, &mc)))
             st = error_in(st, path, "cannot build the checkpoint's model: ");
-        else if ((st = load_model_tensors(f, m, "")))
+        else if ((st = load_model_tensors(f, m, "")) || (st = whiten_fresh(f, &m->whiten_fitted)))
             ct_model_free(m);
     }
     ct_st_close(f);
@@ -286,9 +310,11 @@ static ct_status ckpt_resume(const char *path, ckpt_state *s) {
     if ((st = model_config_from(f, &mc))) goto out;
     if (memcmp(&mc.encoder, &s->m->cfg.encoder, sizeof mc.encoder) || mc.width != s->m->cfg.width ||
         mc.in_c != s->m->cfg.in_c || mc.in_h != s->m->cfg.in_h || mc.head_hidden != s->m->cfg.head_hidden ||
-        mc.head_out != s->m->cfg.head_out || mc.head_bn != s->m->cfg.head_bn) {
-        st = ct_error(CT_ERR_ARG, "%s: checkpoint holds a different model (%s width %d, head %d/%d) than requested",
-                      path, ct_encoder_name(mc.encoder), mc.width, mc.head_hidden, mc.head_out);
+        mc.head_out != s->m->cfg.head_out || mc.head_bn != s->m->cfg.head_bn ||
+        (mc.whiten > 0) != (s->m->cfg.whiten > 0)) {
+        st = ct_error(CT_ERR_ARG,
+                      "%s: checkpoint holds a different model (%s width %d, head %d/%d, whitening %g) than requested",
+                      path, ct_encoder_name(mc.encoder), mc.width, mc.head_hidden, mc.head_out, mc.whiten);
         goto out;
     }
     const char *method = ct_st_meta(f, "train.method");
@@ -300,6 +326,8 @@ static ct_status ckpt_resume(const char *path, ckpt_state *s) {
     if ((st = meta_int(f, "train.epoch", &epoch)) || (st = meta_int(f, "train.step", &step)) ||
         (st = meta_int(f, "train.optim_step", &ostep)))
         goto out;
+    long long wepoch = 0;
+    if (ct_st_meta(f, "whiten.epoch") && (st = meta_int(f, "whiten.epoch", &wepoch))) goto out;
     if ((st = load_model_tensors(f, s->m, ""))) goto out;
     ct_optim_buffer ob[4];
     int nob = ct_optim_state(s->opt, ob, 4);
@@ -324,6 +352,7 @@ static ct_status ckpt_resume(const char *path, ckpt_state *s) {
     }
     s->epoch = (int)epoch;
     s->step = step;
+    s->whiten_epoch = (int)wepoch;
 out:
     ct_st_close(f);
     return st;
@@ -331,7 +360,9 @@ out:
 
 /* ---- features and evaluation ------------------------------------------------------ */
 
-ct_status ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_dataset *ds, int head,
+static int has_whitening(const ct_model *m) { return m->cfg.whiten > 0 && m->whiten_mean >= 0; }
+
+ct_status ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_dataset *ds, ct_feature_kind which,
                               int64_t batch) {
     *out = NULL;
     if (ds->c != m->cfg.in_c || ds->h != m->cfg.in_h || ds->w != m->cfg.in_w)
@@ -339,6 +370,7 @@ ct_status ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_d
                         m->cfg.in_c, m->cfg.in_h, m->cfg.in_w);
     ct_augment aug;
     ct_augment_for_dataset(&aug, ds);
+    const int head = which == CT_FEAT_Z;
     int64_t D = head ? ct_model_embed_dim(m) : ct_model_feature_dim(m);
     size_t per = (size_t)(ds->c * ds->h * ds->w);
     ct_status st = ct_model_prepare(m, batch);
@@ -357,6 +389,9 @@ ct_status ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_d
         memcpy(f + s * D, head ? ct_model_embedding(m) : ct_model_features(m), (size_t)(nb * D) * sizeof(float));
     }
     ct_free(x);
+    if (!st && which == CT_FEAT_H && has_whitening(m))
+        st = ct_whiten_apply(f, ds->n, D, m->buf + m->bufs[m->whiten_mean].offset,
+                             m->buf + m->bufs[m->whiten_weight].offset);
     if (st) {
         ct_free(f);
         return st;
@@ -364,6 +399,25 @@ ct_status ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_d
     *out = f;
     *dim = D;
     return CT_OK;
+}
+
+/* Fits the model's whitening to raw features ftr (n, D) and stores it. */
+static ct_status fit_whitening(ct_model *m, const float *ftr, int64_t n, int64_t D) {
+    float *mean = ct_alloc((size_t)D * sizeof(float)), *W = ct_alloc((size_t)(D * D) * sizeof(float));
+    ct_status st = !mean || !W ? CT_ERR_NOMEM : ct_whiten_fit(ftr, n, D, m->cfg.whiten, mean, W);
+    if (!st) st = ct_model_set_whitening(m, mean, W);
+    ct_free(mean);
+    ct_free(W);
+    return st;
+}
+
+ct_status ct_model_fit_whitening(ct_model *m, const ct_dataset *train) {
+    float *f = NULL;
+    int64_t D = 0;
+    ct_status st = ct_extract_features(&f, &D, m, train, CT_FEAT_H_RAW, 512);
+    if (!st) st = fit_whitening(m, f, train->n, D);
+    ct_free(f);
+    return st;
 }
 
 static ct_status raw_features(float **out, int64_t *dim, const ct_dataset *ds) {
@@ -397,26 +451,56 @@ static ct_status eval_features(ct_eval_result *r, const float *ftr, const ct_dat
     return st;
 }
 
+/* Evaluates the model's features of tr against te. With whiten != 0 and a model
+ * that carries a whitening: kNN on the raw features first (knn_top1_raw), then the
+ * whitening, fit on tr's features first when fit != 0, then kNN (and probe) on the
+ * whitened features. */
+static ct_status eval_model(ct_eval_result *r, ct_model *m, const ct_dataset *tr, const ct_dataset *te, int k,
+                            float T, int probe, int whiten, int fit) {
+    float *ftr = NULL, *fte = NULL;
+    int64_t D = 0;
+    double raw1 = -1;
+    ct_status st = ct_extract_features(&ftr, &D, m, tr, CT_FEAT_H_RAW, 512);
+    if (!st) st = ct_extract_features(&fte, &D, m, te, CT_FEAT_H_RAW, 512);
+    whiten = whiten && has_whitening(m);
+    if (!st && whiten) {
+        st = eval_features(r, ftr, tr, fte, te, D, k, T, 0);
+        raw1 = r->knn_top1;
+        if (!st && fit) st = fit_whitening(m, ftr, tr->n, D);
+        const float *mean = m->buf + m->bufs[m->whiten_mean].offset, *W = m->buf + m->bufs[m->whiten_weight].offset;
+        if (!st) st = ct_whiten_apply(ftr, tr->n, D, mean, W);
+        if (!st) st = ct_whiten_apply(fte, te->n, D, mean, W);
+    }
+    if (!st) st = eval_features(r, ftr, tr, fte, te, D, k, T, probe);
+    r->knn_top1_raw = raw1;
+    r->whitened = whiten;
+    ct_free(ftr);
+    ct_free(fte);
+    return st;
+}
+
 ct_status ct_evaluate(ct_eval_result *r, ct_model *m, const char *data, int64_t limit, int k, float T, int probe,
-                      int raw) {
+                      int raw, int whiten) {
     ct_dataset tr, te;
     memset(&tr, 0, sizeof tr);
     memset(&te, 0, sizeof te);
+    memset(r, 0, sizeof *r);
+    r->knn_top1_raw = -1;
     float *ftr = NULL, *fte = NULL;
     int64_t D = 0;
     ct_status st = ct_dataset_load(&tr, data, 1);
     if (!st) st = ct_dataset_load(&te, data, 0);
-    if (!st) {
-        ct_dataset_limit(&tr, limit);
-        if (raw) {
-            st = raw_features(&ftr, &D, &tr);
-            if (!st) st = raw_features(&fte, &D, &te);
-        } else {
-            st = ct_extract_features(&ftr, &D, m, &tr, 0, 512);
-            if (!st) st = ct_extract_features(&fte, &D, m, &te, 0, 512);
-        }
+    if (!st) ct_dataset_limit(&tr, limit);
+    if (!st && raw) {
+        st = raw_features(&ftr, &D, &tr);
+        if (!st) st = raw_features(&fte, &D, &te);
+        if (!st) st = eval_features(r, ftr, &tr, fte, &te, D, k, T, probe);
+    } else if (!st) {
+        /* a whitening fit for other parameters (a checkpoint from before the end of its run) is refit here */
+        int fit = whiten && has_whitening(m) && !m->whiten_fitted;
+        if (fit) fprintf(stderr, "eval: the checkpoint's whitening is not from its last epoch; fitting it on the train split\n");
+        st = eval_model(r, m, &tr, &te, k, T, probe, whiten, fit);
     }
-    if (!st) st = eval_features(r, ftr, &tr, fte, &te, D, k, T, probe);
     ct_free(ftr);
     ct_free(fte);
     ct_dataset_free(&tr);
@@ -499,15 +583,10 @@ static void run_free(run_state *r) {
     ct_dataset_free(&r->test);
 }
 
-/* kNN monitor: features of the (limited) train split against the test split. */
+/* kNN monitor: features of the (limited) train split against the test split; the
+ * whitening (if the model has one) is fit on the train split's features first. */
 static ct_status monitor(run_state *r, const ct_train_config *c, int probe, ct_eval_result *er) {
-    float *ftr = NULL, *fte = NULL;
-    int64_t D;
-    ct_status st = ct_extract_features(&ftr, &D, &r->m, &r->train, 0, 512);
-    if (!st) st = ct_extract_features(&fte, &D, &r->m, &r->test, 0, 512);
-    if (!st) st = eval_features(er, ftr, &r->train, fte, &r->test, D, c->knn_k, c->knn_t, probe);
-    ct_free(ftr);
-    ct_free(fte);
+    ct_status st = eval_model(er, &r->m, &r->train, &r->test, c->knn_k, c->knn_t, probe, 1, 1);
     /* the arena now may be sized for the eval batch; training re-prepares as needed */
     return st;
 }
@@ -565,7 +644,7 @@ static ct_status view_pipeline(ct_augment *a, const ct_dataset *ds, const char *
 ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     double t0 = now_s();
     memset(res, 0, sizeof *res);
-    res->knn_top1 = res->probe_top1 = -1;
+    res->knn_top1 = res->knn_top1_raw = res->probe_top1 = -1;
     if (c->epochs < 1 || c->batch < 2 || !(c->lr > 0) || !(c->temperature > 0))
         return ct_error(CT_ERR_ARG, "train: need epochs >= 1, batch >= 2, lr > 0, temperature > 0");
     ct_set_threads(c->threads);
@@ -690,7 +769,7 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", c->out);
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", c->out);
 
-    ckpt_state cs = {c, &r.m, moco ? &r.key : NULL, &r.opt, moco ? &r.queue : NULL, 0, 0};
+    ckpt_state cs = {c, &r.m, moco ? &r.key : NULL, &r.opt, moco ? &r.queue : NULL, 0, 0, 0};
     if (c->resume[0]) {
         if ((st = ckpt_resume(c->resume, &cs))) goto done;
         if (c->progress >= 0) fprintf(stderr, "resumed from %s at epoch %d, step %lld\n", c->resume, cs.epoch, (long long)cs.step);
@@ -819,7 +898,10 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
         if (rank == 0 && c->eval_every > 0 && (cs.epoch % c->eval_every == 0) && !is_last) {
             ct_eval_result er;
             if ((st = monitor(&r, c, 0, &er))) goto done;
+            if (er.whitened) cs.whiten_epoch = cs.epoch;
             len += snprintf(line + len, sizeof line - (size_t)len, ", \"knn_top1\": %.4f", er.knn_top1);
+            if (er.whitened)
+                len += snprintf(line + len, sizeof line - (size_t)len, ", \"knn_top1_unwhitened\": %.4f", er.knn_top1_raw);
             if (c->progress >= 0) fprintf(stderr, "epoch %d: kNN top-1 %.2f%%\n", cs.epoch, 100 * er.knn_top1);
         }
         snprintf(line + len, sizeof line - (size_t)len, "}\n");
@@ -833,15 +915,22 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     if (rank == 0 && cs.epoch == c->epochs) {
         ct_eval_result er;
         if ((st = monitor(&r, c, c->final_probe, &er))) goto done;
+        /* the final checkpoint carries the whitening fit on the final encoder */
+        if (er.whitened) {
+            cs.whiten_epoch = cs.epoch;
+            if ((st = ckpt_save(ckpt, &cs))) goto done;
+        }
         res->knn_top1 = er.knn_top1;
+        res->knn_top1_raw = er.knn_top1_raw;
         res->probe_top1 = er.probe_top1;
         char path[600], line[512];
         snprintf(path, sizeof path, "%s/eval.json", c->out);
         snprintf(line, sizeof line,
-                 "{\"knn_top1\": %.4f, \"knn_top5\": %.4f, \"probe_top1\": %.4f, \"k\": %d, \"knn_temperature\": %g, "
-                 "\"n_train\": %lld, \"n_test\": %lld, \"epochs\": %d}\n",
-                 er.knn_top1, er.knn_top5, er.probe_top1, c->knn_k, c->knn_t, (long long)er.n_train,
-                 (long long)er.n_test, cs.epoch);
+                 "{\"knn_top1\": %.4f, \"knn_top5\": %.4f, \"probe_top1\": %.4f, \"knn_top1_unwhitened\": %.4f, "
+                 "\"whitened\": %s, \"k\": %d, \"knn_temperature\": %g, \"n_train\": %lld, \"n_test\": %lld, "
+                 "\"epochs\": %d}\n",
+                 er.knn_top1, er.knn_top5, er.probe_top1, er.knn_top1_raw, er.whitened ? "true" : "false", c->knn_k,
+                 c->knn_t, (long long)er.n_train, (long long)er.n_test, cs.epoch);
         remove(path);
         if ((st = append_line(path, line))) goto done;
         snprintf(line, sizeof line, "{\"final\": true, \"epoch\": %d, \"knn_top1\": %.4f, \"probe_top1\": %.4f}\n",
