@@ -933,8 +933,9 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
                  c->knn_t, (long long)er.n_train, (long long)er.n_test, cs.epoch);
         remove(path);
         if ((st = append_line(path, line))) goto done;
-        snprintf(line, sizeof line, "{\"final\": true, \"epoch\": %d, \"knn_top1\": %.4f, \"probe_top1\": %.4f}\n",
-                 cs.epoch, er.knn_top1, er.probe_top1);
+        snprintf(line, sizeof line,
+                 "{\"final\": true, \"epoch\": %d, \"knn_top1\": %.4f, \"knn_top1_unwhitened\": %.4f, \"probe_top1\": %.4f}\n",
+                 cs.epoch, er.knn_top1, er.knn_top1_raw, er.probe_top1);
         if ((st = append_line(metrics, line))) goto done;
     }
 done:
