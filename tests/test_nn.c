@@ -434,6 +434,18 @@ static void test_small_models(void) {
     CHECK(ct_model_feature_dim(&m) == 16 && ct_model_embed_dim(&m) == 3, "cnn dims");
     gradcheck_model("cnn", &m, 4);
     ct_model_free(&m);
+    /* a wider last stage (contrast train's 16w) and a whitening buffer pair */
+    cfg.last_width = 32;
+    cfg.whiten = 1e-4f;
+    CHECK_OK(ct_model_init(&m, &cfg));
+    const ct_tensor_info *w4 = ct_model_find(&m, "encoder.conv4.weight", 0), *wh = ct_model_find(&m, "whiten.weight", 1);
+    CHECK(ct_model_feature_dim(&m) == 32 && w4 && w4->shape[0] == 32 && w4->shape[1] == 8, "last width 32: h has 32 features");
+    CHECK(wh && wh->shape[0] == 32 && wh->shape[1] == 32 && m.buf[wh->offset] == 1.0f && m.buf[wh->offset + 1] == 0.0f,
+          "whiten.weight is 32 x 32, the identity until fitted");
+    gradcheck_model("cnn, last width 32", &m, 4);
+    ct_model_free(&m);
+    cfg.last_width = 0;
+    cfg.whiten = 0;
     cfg.encoder = CT_ENC_RESNET18; cfg.in_c = 3; cfg.in_h = cfg.in_w = 9;
     CHECK_OK(ct_model_init(&m, &cfg));
     CHECK(m.nparams == 62 + 4, "resnet18 has 62 encoder tensors + 4 head tensors, got %d", m.nparams);
@@ -450,6 +462,15 @@ static void test_model_errors(void) {
     ct_model_free(&m);
     cfg.in_h = cfg.in_w = 28; cfg.width = 0;
     CHECK(ct_model_init(&m, &cfg) == CT_ERR_ARG, "width 0 refused");
+    ct_model_config_default(&cfg);
+    cfg.encoder = CT_ENC_RESNET18; cfg.last_width = 64;
+    CHECK(ct_model_init(&m, &cfg) == CT_ERR_ARG, "last width on a resnet18 refused");
+    ct_model_config_default(&cfg);
+    cfg.last_width = -1;
+    CHECK(ct_model_init(&m, &cfg) == CT_ERR_ARG, "negative last width refused");
+    ct_model_config_default(&cfg);
+    cfg.whiten = 1.0f;
+    CHECK(ct_model_init(&m, &cfg) == CT_ERR_ARG, "whitening shrinkage 1 refused");
     ct_model_config_default(&cfg);
     CHECK_OK(ct_model_init(&m, &cfg));
     float x[784] = {0};

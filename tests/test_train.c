@@ -469,9 +469,28 @@ static void test_cli(void) {
              "--quiet --local-crops 3 --local-size 9 --local-augment flip=0 --out %s/mc > /dev/null && "
              "grep -aq '\"train.local_crops\":\"3\"' %s/mc/checkpoint.safetensors && "
              "grep -aq '\"train.local_size\":\"9\"' %s/mc/checkpoint.safetensors && "
-             "grep -aq '\"train.local_augment\":\"flip=0\"' %s/mc/checkpoint.safetensors",
-             bin, tmpdir, tmpdir, tmpdir, tmpdir);
-    CHECK(run(cmd) == 0, "--local-crops/--local-size/--local-augment train and are recorded in the checkpoint");
+             "grep -aq '\"train.local_augment\":\"flip=0\"' %s/mc/checkpoint.safetensors && "
+             "grep -aq '\"model.last_width\":\"64\"' %s/mc/checkpoint.safetensors",
+             bin, tmpdir, tmpdir, tmpdir, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "--local-crops/--local-size/--local-augment train and are recorded in the checkpoint, "
+                         "as the cnn's default last width, 16 x width");
+    snprintf(cmd, sizeof cmd,
+             "%s train --limit 128 --batch 64 --epochs 1 --width 4 --last-width 24 --head-hidden 16 --head-out 8 "
+             "--eval-every 0 --no-probe --quiet --out %s/lw > /dev/null && "
+             "grep -aq '\"model.last_width\":\"24\"' %s/lw/checkpoint.safetensors && "
+             "%s embed --checkpoint %s/lw/checkpoint.safetensors --limit 10 --out %s/lw/h.npy 2> /dev/null && "
+             "%s train --encoder resnet18 --last-width 8 2> %s/err.txt; test $? -eq 2 && grep -q last-width %s/err.txt",
+             bin, tmpdir, tmpdir, bin, tmpdir, tmpdir, bin, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "--last-width N trains, is recorded and rebuilt by embed; refused for resnet18");
+    {
+        char lw[600];
+        float *f = NULL;
+        int64_t r = 0, k = 0;
+        snprintf(lw, sizeof lw, "%s/lw/h.npy", tmpdir);
+        CHECK_OK(ct_npy_read_f32(lw, &f, &r, &k));
+        CHECK(r == 10 && k == 24, "--last-width 24: features are 10 x 24 (got %lld x %lld)", (long long)r, (long long)k);
+        ct_free(f);
+    }
     snprintf(cmd, sizeof cmd,
              "%s train --limit 128 --batch 64 --epochs 1 --encoder resnet18 --width 4 --head-hidden 16 --head-out 8 "
              "--eval-every 0 --no-probe --quiet --recompute --out %s/rc > /dev/null && "

@@ -32,6 +32,8 @@ typedef enum { CT_ENC_CNN = 0, CT_ENC_RESNET18 = 1 } ct_encoder_kind;
 typedef struct {
     ct_encoder_kind encoder; /* CT_ENC_CNN (default) or CT_ENC_RESNET18 */
     int width;               /* base width: channels w, 2w, 4w, 8w (CNN default 32, ResNet 64) */
+    int last_width;          /* CNN only: channels of the 4th stage, i.e. the feature size of h
+                              * (0: 8w, the default; contrast train's default is 16w) */
     int in_c, in_h, in_w;    /* input image shape (default 1 x 28 x 28) */
     int head_hidden;         /* projection head hidden size; 0 = no head (z = h) */
     int head_out;            /* projection output size (default 128) */

@@ -12,13 +12,14 @@ int cmd_train(int argc, char **argv) {
     ct_train_config c;
     ct_train_config_default(&c);
     char method[16] = "simclr", encoder[16] = "cnn", optimizer[16] = "lars";
-    int width = 0, no_probe = 0, quiet = 0;
+    int width = 0, last_width = -1, no_probe = 0, quiet = 0;
     c.out[0] = '\0';
     cli_opt opts[] = {
         {"--method", OPT_STR, method, sizeof method, 0, 0, "simclr | moco | supcon (supcon uses labels)"},
         {"--data", OPT_STR, c.data, sizeof c.data, 0, 0, "fashion-mnist | mnist:DIR | cifar10:DIR | cifar100:DIR | folder:DIR"},
         {"--encoder", OPT_STR, encoder, sizeof encoder, 0, 0, "cnn | resnet18"},
         {"--width", OPT_INT, &width, 0, 0, 4096, "base width (0: 32 for cnn, 64 for resnet18)"},
+        {"--last-width", OPT_INT, &last_width, 0, -1, 65536, "cnn: channels of the last stage = feature size (-1: 16 x width; 0: 8 x width)"},
         {"--head-hidden", OPT_INT, &c.model.head_hidden, 0, 0, 65536, "projection head hidden size (0: no head)"},
         {"--head-out", OPT_INT, &c.model.head_out, 0, 1, 65536, "projection head output size"},
         {"--epochs", OPT_INT, &c.epochs, 0, 1, 100000, "training epochs"},
@@ -78,6 +79,11 @@ int cmd_train(int argc, char **argv) {
         if (opt != CT_OPTIM_ADAMW) c.optim.momentum = mom;
     }
     c.model.width = width ? width : (c.model.encoder == CT_ENC_RESNET18 ? 64 : 32);
+    if (last_width > 0 && c.model.encoder != CT_ENC_CNN) {
+        fprintf(stderr, "contrast train: --last-width applies to --encoder cnn only\n");
+        return 2;
+    }
+    c.model.last_width = last_width >= 0 ? last_width : c.model.encoder == CT_ENC_CNN ? 16 * c.model.width : 0;
     c.final_probe = !no_probe;
     if (quiet) c.progress = -1;
     if (!c.out[0]) {

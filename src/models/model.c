@@ -340,14 +340,16 @@ ct_status ct_encoder_parse(const char *s, ct_encoder_kind *out) {
     return CT_OK;
 }
 
-/* Four conv3x3-BN-ReLU stages of widths w, 2w, 4w, 8w; 2x2 max pools after the
- * first three (28 -> 14 -> 7 -> 3), then global average pooling: h has 8w features. */
+/* Four conv3x3-BN-ReLU stages of widths w, 2w, 4w, 8w (cfg.last_width, if set,
+ * replaces 8w); 2x2 max pools after the first three (28 -> 14 -> 7 -> 3), then global
+ * average pooling: h has 8w (or last_width) features. */
 static int build_cnn(ct_model *m, int x) {
     int64_t w = m->cfg.width;
     char name[32];
     for (int i = 1; i <= 4; i++) {
         snprintf(name, sizeof name, "encoder.conv%d", i);
-        x = ct_model_add_conv(m, x, w << (i - 1), 3, 1, 1, 0, name);
+        x = ct_model_add_conv(m, x, i == 4 && m->cfg.last_width > 0 ? m->cfg.last_width : w << (i - 1), 3, 1, 1, 0,
+                              name);
         snprintf(name, sizeof name, "encoder.bn%d", i);
         x = ct_model_add_bn_relu(m, x, name);
         if (i < 4 && x >= 0 && m->nodes[x].h >= 2) x = ct_model_add_maxpool(m, x, 2, 2, 0);
@@ -374,6 +376,9 @@ static ct_status build_model(ct_model *m, const ct_model_config *cfg, int *h_out
     if (cfg->width < 1 || cfg->width > 4096) return ct_error(CT_ERR_ARG, "model: width %d out of range", cfg->width);
     if (cfg->head_hidden < 0 || cfg->head_out < 0 || (cfg->head_hidden > 0 && cfg->head_out < 1))
         return ct_error(CT_ERR_ARG, "model: bad head sizes %d, %d", cfg->head_hidden, cfg->head_out);
+    if (cfg->last_width < 0 || cfg->last_width > 65536 || (cfg->last_width > 0 && cfg->encoder != CT_ENC_CNN))
+        return ct_error(CT_ERR_ARG, "model: last width %d (the cnn encoder's only, 1-65536; 0 = 8 x width)",
+                        cfg->last_width);
     if (!(cfg->whiten >= 0 && cfg->whiten < 1))
         return ct_error(CT_ERR_ARG, "model: whitening shrinkage %g outside [0, 1)", cfg->whiten);
     ct_status st = ct_model_begin(m, cfg);

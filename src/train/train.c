@@ -50,7 +50,7 @@ void ct_train_config_default(ct_train_config *c) {
     c->model.whiten = 1e-4f;
     ct_optim_config_default(&c->optim, CT_OPTIM_LARS);
     c->optim.weight_decay = 1e-6f;
-    c->epochs = 21;
+    c->epochs = 16;
     c->batch = 256;
     c->lr = 4.5f;
     c->warmup_epochs = 1;
@@ -131,8 +131,8 @@ static ct_status ckpt_save(const char *path, const ckpt_state *s) {
 
     const ct_train_config *c = s->c;
     const ct_model_config *mc = &m->cfg;
-    char v[32][64];
-    ct_st_kv meta[32];
+    char v[48][64];
+    ct_st_kv meta[48];
     int nm = 0;
 #define META(k, ...)                                                  \
     do {                                                              \
@@ -145,6 +145,7 @@ static ct_status ckpt_save(const char *path, const ckpt_state *s) {
     META("version", CKPT_VERSION);
     META("model.encoder", "%s", ct_encoder_name(mc->encoder));
     META("model.width", "%d", mc->width);
+    META("model.last_width", "%d", mc->last_width);
     META("model.in_c", "%d", mc->in_c);
     META("model.in_h", "%d", mc->in_h);
     META("model.in_w", "%d", mc->in_w);
@@ -176,7 +177,7 @@ static ct_status ckpt_save(const char *path, const ckpt_state *s) {
         META("moco.m", "%.9g", c->moco_m);
     }
 #undef META
-    ct_st_kv all[40];
+    ct_st_kv all[52];
     memcpy(all, meta, (size_t)nm * sizeof meta[0]);
     all[nm].key = "train.data";
     all[nm].value = c->data;
@@ -225,6 +226,13 @@ static ct_status model_config_from(const ct_st_file *f, ct_model_config *mc) {
         if ((st = meta_int(f, keys[i], &v))) return st;
         if (v < 0 || v > 1 << 20) return ct_error(CT_ERR_FORMAT, "%s: metadata '%s' = %lld out of range", ct_st_path(f), keys[i], v);
         *dst[i] = (int)v;
+    }
+    if (ct_st_meta(f, "model.last_width")) { /* absent in checkpoints before it */
+        long long v;
+        if ((st = meta_int(f, "model.last_width", &v))) return st;
+        if (v < 0 || v > 65536)
+            return ct_error(CT_ERR_FORMAT, "%s: metadata 'model.last_width' = %lld out of range", ct_st_path(f), v);
+        mc->last_width = (int)v;
     }
     const char *wv = ct_st_meta(f, "model.whiten"); /* absent in checkpoints before whitening */
     if (wv) {
@@ -309,12 +317,14 @@ static ct_status ckpt_resume(const char *path, ckpt_state *s) {
     long long epoch = 0, step = 0, ostep = 0;
     if ((st = model_config_from(f, &mc))) goto out;
     if (memcmp(&mc.encoder, &s->m->cfg.encoder, sizeof mc.encoder) || mc.width != s->m->cfg.width ||
+        mc.last_width != s->m->cfg.last_width ||
         mc.in_c != s->m->cfg.in_c || mc.in_h != s->m->cfg.in_h || mc.head_hidden != s->m->cfg.head_hidden ||
         mc.head_out != s->m->cfg.head_out || mc.head_bn != s->m->cfg.head_bn ||
         (mc.whiten > 0) != (s->m->cfg.whiten > 0)) {
         st = ct_error(CT_ERR_ARG,
-                      "%s: checkpoint holds a different model (%s width %d, head %d/%d, whitening %g) than requested",
-                      path, ct_encoder_name(mc.encoder), mc.width, mc.head_hidden, mc.head_out, mc.whiten);
+                      "%s: checkpoint holds a different model (%s width %d, last width %d, head %d/%d, whitening %g) "
+                      "than requested",
+                      path, ct_encoder_name(mc.encoder), mc.width, mc.last_width, mc.head_hidden, mc.head_out, mc.whiten);
         goto out;
     }
     const char *method = ct_st_meta(f, "train.method");
@@ -452,11 +462,11 @@ static ct_status eval_features(ct_eval_result *r, const float *ftr, const ct_dat
 }
 
 /* Evaluates the model's features of tr against te. With whiten != 0 and a model
- * that carries a whitening: kNN on the raw features first (knn_top1_raw), then the
- * whitening, fit on tr's features first when fit != 0, then kNN (and probe) on the
- * whitened features. */
+ * that carries a whitening: kNN on the raw features first (knn_top1_raw; skipped
+ * without raw_knn), then the whitening, fit on tr's features first when fit != 0,
+ * then kNN (and probe) on the whitened features. */
 static ct_status eval_model(ct_eval_result *r, ct_model *m, const ct_dataset *tr, const ct_dataset *te, int k,
-                            float T, int probe, int whiten, int fit) {
+                            float T, int probe, int whiten, int fit, int raw_knn) {
     float *ftr = NULL, *fte = NULL;
     int64_t D = 0;
     double raw1 = -1;
@@ -464,8 +474,8 @@ static ct_status eval_model(ct_eval_result *r, ct_model *m, const ct_dataset *tr
     if (!st) st = ct_extract_features(&fte, &D, m, te, CT_FEAT_H_RAW, 512);
     whiten = whiten && has_whitening(m);
     if (!st && whiten) {
-        st = eval_features(r, ftr, tr, fte, te, D, k, T, 0);
-        raw1 = r->knn_top1;
+        if (raw_knn) st = eval_features(r, ftr, tr, fte, te, D, k, T, 0);
+        if (raw_knn) raw1 = r->knn_top1;
         if (!st && fit) st = fit_whitening(m, ftr, tr->n, D);
         const float *mean = m->buf + m->bufs[m->whiten_mean].offset, *W = m->buf + m->bufs[m->whiten_weight].offset;
         if (!st) st = ct_whiten_apply(ftr, tr->n, D, mean, W);
@@ -499,7 +509,7 @@ ct_status ct_evaluate(ct_eval_result *r, ct_model *m, const char *data, int64_t 
         /* a whitening fit for other parameters (a checkpoint from before the end of its run) is refit here */
         int fit = whiten && has_whitening(m) && !m->whiten_fitted;
         if (fit) fprintf(stderr, "eval: the checkpoint's whitening is not from its last epoch; fitting it on the train split\n");
-        st = eval_model(r, m, &tr, &te, k, T, probe, whiten, fit);
+        st = eval_model(r, m, &tr, &te, k, T, probe, whiten, fit, 1);
     }
     ct_free(ftr);
     ct_free(fte);
@@ -583,10 +593,12 @@ static void run_free(run_state *r) {
     ct_dataset_free(&r->test);
 }
 
-/* kNN monitor: features of the (limited) train split against the test split; the
- * whitening (if the model has one) is fit on the train split's features first. */
-static ct_status monitor(run_state *r, const ct_train_config *c, int probe, ct_eval_result *er) {
-    ct_status st = eval_model(er, &r->m, &r->train, &r->test, c->knn_k, c->knn_t, probe, 1, 1);
+/* kNN monitor (final = 0) or the final evaluation: features of the (limited) train
+ * split against the test split; the whitening (if the model has one) is fit on the
+ * train split's features first. The kNN before whitening, which costs a second
+ * kNN, is reported at the end only. */
+static ct_status monitor(run_state *r, const ct_train_config *c, int final, ct_eval_result *er) {
+    ct_status st = eval_model(er, &r->m, &r->train, &r->test, c->knn_k, c->knn_t, final && c->final_probe, 1, 1, final);
     /* the arena now may be sized for the eval batch; training re-prepares as needed */
     return st;
 }
@@ -900,8 +912,6 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
             if ((st = monitor(&r, c, 0, &er))) goto done;
             if (er.whitened) cs.whiten_epoch = cs.epoch;
             len += snprintf(line + len, sizeof line - (size_t)len, ", \"knn_top1\": %.4f", er.knn_top1);
-            if (er.whitened)
-                len += snprintf(line + len, sizeof line - (size_t)len, ", \"knn_top1_unwhitened\": %.4f", er.knn_top1_raw);
             if (c->progress >= 0) fprintf(stderr, "epoch %d: kNN top-1 %.2f%%\n", cs.epoch, 100 * er.knn_top1);
         }
         snprintf(line + len, sizeof line - (size_t)len, "}\n");
@@ -914,7 +924,7 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
 
     if (rank == 0 && cs.epoch == c->epochs) {
         ct_eval_result er;
-        if ((st = monitor(&r, c, c->final_probe, &er))) goto done;
+        if ((st = monitor(&r, c, 1, &er))) goto done;
         /* the final checkpoint carries the whitening fit on the final encoder */
         if (er.whitened) {
             cs.whiten_epoch = cs.epoch;
