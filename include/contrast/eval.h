@@ -70,7 +70,7 @@ ct_status ct_linear_probe(const float *train_feat, const int32_t *train_labels, 
  * covariance of X's rows (divided by N), lmax its largest eigenvalue; eps > 0 bounds
  * the gain of directions that barely vary (1e-4 in contrast train). Then
  * ct_whiten_apply maps each row x to (x - mean) W in place, so the rows of X have
- * (nearly) identity covariance. Deterministic: eigenvectors by cyclic Jacobi in
+ * (nearly) identity covariance. Deterministic: eigenvectors by LAPACK's dsyevd in
  * double, the covariance summed over fixed blocks of rows. Memory O(D^2). */
 ct_status ct_whiten_fit(const float *X, int64_t N, int64_t D, float eps, float *mean, float *W);
 ct_status ct_whiten_apply(float *X, int64_t N, int64_t D, const float *mean, const float *W);
