@@ -208,6 +208,12 @@ static ct_status meta_int(const ct_st_file *f, const char *key, long long *out) 
     return CT_OK;
 }
 
+/* meta_int for a key that older checkpoints lack: dflt when absent */
+static ct_status meta_int_or(const ct_st_file *f, const char *key, long long dflt, long long *out) {
+    *out = dflt;
+    return ct_st_meta(f, key) ? meta_int(f, key, out) : CT_OK;
+}
+
 static ct_status model_config_from(const ct_st_file *f, ct_model_config *mc) {
     const char *fmt = ct_st_meta(f, "format");
     if (!fmt || strcmp(fmt, CKPT_FORMAT))
@@ -227,13 +233,11 @@ static ct_status model_config_from(const ct_st_file *f, ct_model_config *mc) {
         if (v < 0 || v > 1 << 20) return ct_error(CT_ERR_FORMAT, "%s: metadata '%s' = %lld out of range", ct_st_path(f), keys[i], v);
         *dst[i] = (int)v;
     }
-    if (ct_st_meta(f, "model.last_width")) { /* absent in checkpoints before it */
-        long long v;
-        if ((st = meta_int(f, "model.last_width", &v))) return st;
-        if (v < 0 || v > 65536)
-            return ct_error(CT_ERR_FORMAT, "%s: metadata 'model.last_width' = %lld out of range", ct_st_path(f), v);
-        mc->last_width = (int)v;
-    }
+    long long lw;
+    if ((st = meta_int_or(f, "model.last_width", 0, &lw))) return st;
+    if (lw < 0 || lw > 65536)
+        return ct_error(CT_ERR_FORMAT, "%s: metadata 'model.last_width' = %lld out of range", ct_st_path(f), lw);
+    mc->last_width = (int)lw;
     const char *wv = ct_st_meta(f, "model.whiten"); /* absent in checkpoints before whitening */
     if (wv) {
         char *end;
@@ -248,12 +252,10 @@ static ct_status model_config_from(const ct_st_file *f, ct_model_config *mc) {
 
 /* The epoch the stored whitening was fit at matches the parameters' epoch. */
 static ct_status whiten_fresh(const ct_st_file *f, int *fresh) {
-    long long we = 0, ep = 0;
+    long long we, ep = 0;
     *fresh = 0;
-    if (!ct_st_meta(f, "whiten.epoch")) return CT_OK;
-    ct_status st = meta_int(f, "whiten.epoch", &we);
-    if (!st) st = meta_int(f, "train.epoch", &ep);
-    if (!st) *fresh = we > 0 && we == ep;
+    ct_status st = meta_int_or(f, "whiten.epoch", 0, &we);
+    if (!st && we > 0 && !(st = meta_int(f, "train.epoch", &ep))) *fresh = we == ep;
     return st;
 }
 
@@ -336,8 +338,8 @@ static ct_status ckpt_resume(const char *path, ckpt_state *s) {
     if ((st = meta_int(f, "train.epoch", &epoch)) || (st = meta_int(f, "train.step", &step)) ||
         (st = meta_int(f, "train.optim_step", &ostep)))
         goto out;
-    long long wepoch = 0;
-    if (ct_st_meta(f, "whiten.epoch") && (st = meta_int(f, "whiten.epoch", &wepoch))) goto out;
+    long long wepoch;
+    if ((st = meta_int_or(f, "whiten.epoch", 0, &wepoch))) goto out;
     if ((st = load_model_tensors(f, s->m, ""))) goto out;
     ct_optim_buffer ob[4];
     int nob = ct_optim_state(s->opt, ob, 4);
@@ -372,6 +374,11 @@ out:
 
 static int has_whitening(const ct_model *m) { return m->cfg.whiten > 0 && m->whiten_mean >= 0; }
 
+/* rows f (n, D) <- the model's whitening of them */
+static ct_status apply_whitening(const ct_model *m, float *f, int64_t n, int64_t D) {
+    return ct_whiten_apply(f, n, D, m->buf + m->bufs[m->whiten_mean].offset, m->buf + m->bufs[m->whiten_weight].offset);
+}
+
 ct_status ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_dataset *ds, ct_feature_kind which,
                               int64_t batch) {
     *out = NULL;
@@ -400,8 +407,7 @@ ct_status ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_d
     }
     ct_free(x);
     if (!st && which == CT_FEAT_H && has_whitening(m))
-        st = ct_whiten_apply(f, ds->n, D, m->buf + m->bufs[m->whiten_mean].offset,
-                             m->buf + m->bufs[m->whiten_weight].offset);
+        st = apply_whitening(m, f, ds->n, D);
     if (st) {
         ct_free(f);
         return st;
@@ -474,12 +480,13 @@ static ct_status eval_model(ct_eval_result *r, ct_model *m, const ct_dataset *tr
     if (!st) st = ct_extract_features(&fte, &D, m, te, CT_FEAT_H_RAW, 512);
     whiten = whiten && has_whitening(m);
     if (!st && whiten) {
-        if (raw_knn) st = eval_features(r, ftr, tr, fte, te, D, k, T, 0);
-        if (raw_knn) raw1 = r->knn_top1;
+        if (raw_knn) {
+            st = eval_features(r, ftr, tr, fte, te, D, k, T, 0);
+            raw1 = r->knn_top1;
+        }
         if (!st && fit) st = fit_whitening(m, ftr, tr->n, D);
-        const float *mean = m->buf + m->bufs[m->whiten_mean].offset, *W = m->buf + m->bufs[m->whiten_weight].offset;
-        if (!st) st = ct_whiten_apply(ftr, tr->n, D, mean, W);
-        if (!st) st = ct_whiten_apply(fte, te->n, D, mean, W);
+        if (!st) st = apply_whitening(m, ftr, tr->n, D);
+        if (!st) st = apply_whitening(m, fte, te->n, D);
     }
     if (!st) st = eval_features(r, ftr, tr, fte, te, D, k, T, probe);
     r->knn_top1_raw = raw1;
