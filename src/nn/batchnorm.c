@@ -10,6 +10,9 @@
 
 #include <math.h>
 #include <string.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 #define LANES 8
 
@@ -318,6 +321,58 @@ static void pool_plane_even(float *y, int32_t *argmax, float *hv, int32_t *hi, c
     }
 }
 
+#ifdef __AVX2__
+/* pool_plane for maps at least 16 wide, 8 windows per step: each row's 16 values
+ * split into the windows' left and right columns by a shuffle, the same mul, add,
+ * ReLU and max2x2 comparisons in lanes (max_ps(v, 0) is v > 0 ? v : 0, -0 and NaN
+ * included), so the same bits. A row whose window count is not a multiple of 8
+ * ends with a step that overlaps the previous one (it rewrites equal values). */
+static void pool_plane8(float *y, int32_t *argmax, const float *x, int64_t H, int64_t W, float scale, float shift,
+                        int relu) {
+    const int64_t OH = H / 2, OW = W / 2;
+    const __m256 sc = _mm256_set1_ps(scale), sh = _mm256_set1_ps(shift), zero = _mm256_setzero_ps();
+    const __m256i two = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), one = _mm256_set1_epi32(1),
+                  wv = _mm256_set1_epi32((int32_t)W);
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
+        for (int64_t o = 0; o < OW; o += 8) {
+            const int64_t ow = o + 8 <= OW ? o : OW - 8;
+            __m256 t0 = _mm256_loadu_ps(r0 + 2 * ow), t1 = _mm256_loadu_ps(r0 + 2 * ow + 8);
+            __m256 b0 = _mm256_loadu_ps(r1 + 2 * ow), b1 = _mm256_loadu_ps(r1 + 2 * ow + 8);
+            /* even / odd columns, in window order (shuffle within 128-bit halves, then fix the order) */
+            __m256 a = _mm256_shuffle_ps(t0, t1, 0x88), b = _mm256_shuffle_ps(t0, t1, 0xDD);
+            __m256 c = _mm256_shuffle_ps(b0, b1, 0x88), d = _mm256_shuffle_ps(b0, b1, 0xDD);
+            a = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(a), 0xD8));
+            b = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(b), 0xD8));
+            c = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(c), 0xD8));
+            d = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(d), 0xD8));
+            a = _mm256_add_ps(_mm256_mul_ps(a, sc), sh);
+            b = _mm256_add_ps(_mm256_mul_ps(b, sc), sh);
+            c = _mm256_add_ps(_mm256_mul_ps(c, sc), sh);
+            d = _mm256_add_ps(_mm256_mul_ps(d, sc), sh);
+            if (relu) {
+                a = _mm256_max_ps(a, zero);
+                b = _mm256_max_ps(b, zero);
+                c = _mm256_max_ps(c, zero);
+                d = _mm256_max_ps(d, zero);
+            }
+            const __m256i i0 = _mm256_add_epi32(_mm256_set1_epi32((int32_t)(2 * oh * W + 2 * ow)), two);
+            __m256 best = a, m = _mm256_cmp_ps(b, best, _CMP_GT_OQ);
+            __m256i k = _mm256_blendv_epi8(i0, _mm256_add_epi32(i0, one), _mm256_castps_si256(m));
+            best = _mm256_blendv_ps(best, b, m);
+            m = _mm256_cmp_ps(c, best, _CMP_GT_OQ);
+            k = _mm256_blendv_epi8(k, _mm256_add_epi32(i0, wv), _mm256_castps_si256(m));
+            best = _mm256_blendv_ps(best, c, m);
+            m = _mm256_cmp_ps(d, best, _CMP_GT_OQ);
+            k = _mm256_blendv_epi8(k, _mm256_add_epi32(_mm256_add_epi32(i0, wv), one), _mm256_castps_si256(m));
+            best = _mm256_blendv_ps(best, d, m);
+            _mm256_storeu_ps(y + oh * OW + ow, best);
+            _mm256_storeu_si256((__m256i *)(argmax + oh * OW + ow), k);
+        }
+    }
+}
+#endif
+
 void ct_batchnorm_maxpool_forward(float *y, int32_t *argmax, float *mean, float *invstd, float *running_mean,
                                   float *running_var, const float *x, const float *gamma, const float *beta,
                                   int64_t N, int64_t C, int64_t H, int64_t W, float eps, float momentum,
@@ -332,6 +387,13 @@ void ct_batchnorm_maxpool_forward(float *y, int32_t *argmax, float *mean, float 
         bn_affine(mean[c], invstd[c], gamma, beta, c, &scale, &shift);
         for (int64_t n = 0; n < N; n++) {
             if (n + 1 < N) prefetch_plane(x + ((n + 1) * C + c) * HW, HW * 4);
+#ifdef __AVX2__
+            if (W >= 16) {
+                pool_plane8(y + (n * C + c) * OHW, argmax + (n * C + c) * OHW, x + (n * C + c) * HW, H, W, scale,
+                            shift, relu);
+                continue;
+            }
+#endif
             if (W % 2 == 0 && HW <= STRETCH)
                 pool_plane_even(y + (n * C + c) * OHW, argmax + (n * C + c) * OHW, hv, hi, x + (n * C + c) * HW, H,
                                 W, scale, shift, relu);

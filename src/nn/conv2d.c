@@ -619,44 +619,62 @@ static void direct_pad(float *xp, const float *x, const ct_conv2d_shape *s) {
         for (int64_t h = 0; h < H; h++) memcpy(xp + (c * (H + 2) + h + 1) * xw + 1, x + (c * H + h) * W, (size_t)W * 4);
 }
 
-/* y (OC, H, W) of one sample from its padded planes; ob: one (H, round8(W)) plane */
-static void direct_forward_sample(float *y, const float *xp, const float *w, const float *b,
-                                  const ct_conv2d_shape *s, float *ob) {
+/* rows [0, R) of the (H, rw) plane ob (+)= channel c's share: input rows r .. r + R + 1
+ * of the padded plane (row stride xw), the kernel's taps in kv. R rows at once are
+ * R independent chains of FMAs (one chain waits an FMA's latency per tap); each
+ * output still takes its 9 taps in (kh, kw) order. */
+#define DR 4
+static inline __attribute__((always_inline)) void direct_rows(int R, int first, float *ob, int64_t rw,
+                                                             const float *r, int64_t xw, const wvec kv[9]) {
+    for (int64_t j = 0; j < rw; j += WL) {
+        wvec acc[DR];
+#pragma GCC unroll 4
+        for (int q = 0; q < R; q++) {
+            acc[q] = (wvec){0};
+            if (!first) acc[q] = WLOAD(ob + q * rw + j);
+        }
+#pragma GCC unroll 6
+        for (int i = 0; i < R + 2; i++) {
+            const float *ri = r + i * xw + j;
+#pragma GCC unroll 4
+            for (int q = 0; q < R; q++) {
+                const int kh = i - q;
+                if (kh < 0 || kh > 2) continue;
+                acc[q] = WFMA(kv[3 * kh], WLOAD(ri), acc[q]);
+                acc[q] = WFMA(kv[3 * kh + 1], WLOAD(ri + 1), acc[q]);
+                acc[q] = WFMA(kv[3 * kh + 2], WLOAD(ri + 2), acc[q]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int q = 0; q < R; q++) WSTORE(ob + q * rw + j, acc[q]);
+    }
+}
+
+/* y (H, W) = output channel o of one sample from its padded planes (+ b[o]);
+ * ob: one (H, round8(W)) plane of scratch */
+static void direct_plane(float *y, const float *xp, const float *w, const float *b, int64_t o,
+                         const ct_conv2d_shape *s, float *ob) {
     const int64_t H = s->H, W = s->W, C = s->C, xw = direct_xw(s), rw = round8(W);
-    for (int64_t o = 0; o < s->OC; o++) {
-        for (int64_t c = 0; c < C; c++) {
-            const float *k = w + (o * C + c) * 9, *xc = xp + c * (H + 2) * xw;
-            wvec kv[9];
-            for (int t = 0; t < 9; t++) kv[t] = (wvec){k[t], k[t], k[t], k[t], k[t], k[t], k[t], k[t]};
-            for (int64_t h = 0; h < H; h++) {
-                const float *r0 = xc + h * xw, *r1 = r0 + xw, *r2 = r1 + xw;
-                float *orow = ob + h * rw;
-                for (int64_t j = 0; j < rw; j += WL) {
-                    wvec acc = {0};
-                    if (c) acc = WLOAD(orow + j);
-                    acc = WFMA(kv[0], WLOAD(r0 + j), acc);
-                    acc = WFMA(kv[1], WLOAD(r0 + j + 1), acc);
-                    acc = WFMA(kv[2], WLOAD(r0 + j + 2), acc);
-                    acc = WFMA(kv[3], WLOAD(r1 + j), acc);
-                    acc = WFMA(kv[4], WLOAD(r1 + j + 1), acc);
-                    acc = WFMA(kv[5], WLOAD(r1 + j + 2), acc);
-                    acc = WFMA(kv[6], WLOAD(r2 + j), acc);
-                    acc = WFMA(kv[7], WLOAD(r2 + j + 1), acc);
-                    acc = WFMA(kv[8], WLOAD(r2 + j + 2), acc);
-                    WSTORE(orow + j, acc);
-                }
-            }
+    for (int64_t c = 0; c < C; c++) {
+        const float *k = w + (o * C + c) * 9, *xc = xp + c * (H + 2) * xw;
+        wvec kv[9];
+        for (int t = 0; t < 9; t++) kv[t] = (wvec){k[t], k[t], k[t], k[t], k[t], k[t], k[t], k[t]};
+        int64_t h = 0;
+        for (; h + DR <= H; h += DR) direct_rows(DR, c == 0, ob + h * rw, rw, xc + h * xw, xw, kv);
+        switch (H - h) {
+        case 1: direct_rows(1, c == 0, ob + h * rw, rw, xc + h * xw, xw, kv); break;
+        case 2: direct_rows(2, c == 0, ob + h * rw, rw, xc + h * xw, xw, kv); break;
+        case 3: direct_rows(3, c == 0, ob + h * rw, rw, xc + h * xw, xw, kv); break;
         }
-        float *yo = y + o * H * W;
-        const float bo = b ? b[o] : 0.0f;
-        for (int64_t h = 0; h < H; h++) {
-            if (!b) {
-                memcpy(yo + h * W, ob + h * rw, (size_t)W * 4);
-                continue;
-            }
+    }
+    const float bo = b ? b[o] : 0.0f;
+    for (int64_t h = 0; h < H; h++) {
+        if (!b) {
+            memcpy(y + h * W, ob + h * rw, (size_t)W * 4);
+            continue;
+        }
 #pragma omp simd
-            for (int64_t q = 0; q < W; q++) yo[h * W + q] = ob[h * rw + q] + bo;
-        }
+        for (int64_t q = 0; q < W; q++) y[h * W + q] = ob[h * rw + q] + bo;
     }
 }
 
@@ -672,7 +690,7 @@ static void direct_forward(float *y, const float *x, const float *w, const float
         memset(xp, 0, xpf * sizeof(float));
         for (int64_t n = n0; n < n1; n++) {
             direct_pad(xp, x + n * chw, s);
-            direct_forward_sample(y + n * s->OC * ohw, xp, w, b, s, ob);
+            for (int64_t o = 0; o < s->OC; o++) direct_plane(y + (n * s->OC + o) * ohw, xp, w, b, o, s, ob);
         }
     }
 }
