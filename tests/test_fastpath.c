@@ -336,6 +336,8 @@ int main(void) {
             test_bn_maxpool(2, 3, 3, 2, training, relu);    /* one window row, an unused row */
             test_bn_maxpool(3, 2, 17, 40, training, relu);  /* 8 windows a step (AVX2): 20 a row, the last overlapping */
             test_bn_maxpool(2, 2, 4, 16, training, relu);   /* exactly one step a row */
+            test_bn_maxpool(3, 2, 5, 14, training, relu);   /* 4 windows a step: 7 a row, overlapping */
+            test_bn_maxpool(2, 3, 6, 13, training, relu);   /* 6 a row, an unused column */
         }
     test_bn_maxpool(48, 3, 28, 28, 1, 1);     /* the CNN's stage 1: parallel, planes over two stretches */
     test_bn_maxpool(64, 4, 25, 23, 1, 1);     /* odd, parallel, a ragged last stretch */

@@ -322,55 +322,81 @@ static void pool_plane_even(float *y, int32_t *argmax, float *hv, int32_t *hi, c
 }
 
 #ifdef __AVX2__
-/* pool_plane for maps at least 16 wide, 8 windows per step: each row's 16 values
- * split into the windows' left and right columns by a shuffle, the same mul, add,
- * ReLU and max2x2 comparisons in lanes (max_ps(v, 0) is v > 0 ? v : 0, -0 and NaN
- * included), so the same bits. A row whose window count is not a multiple of 8
- * ends with a step that overlaps the previous one (it rewrites equal values). */
-static void pool_plane8(float *y, int32_t *argmax, const float *x, int64_t H, int64_t W, float scale, float shift,
-                        int relu) {
+/* pool_plane for maps at least 12 wide, 8 (or on maps under 16 wide, 4) windows a
+ * step: each row's values split into the windows' left and right columns by a
+ * shuffle, then the same mul, add, ReLU and max2x2 comparisons in lanes (max_ps(v,
+ * 0) is v > 0 ? v : 0, -0 and NaN included), so the same bits. A row whose window
+ * count is not a multiple of the step ends with a step that overlaps the previous
+ * one (it rewrites equal values). */
+/* the windows' values a (top left), b, c, d (bottom right) in lanes -> y, argmax at ow */
+#define POOL_STEP(V, I, PFX, BITS)                                                                                  \
+    do {                                                                                                            \
+        a = PFX##_add_ps(PFX##_mul_ps(a, sc), sh);                                                                  \
+        b = PFX##_add_ps(PFX##_mul_ps(b, sc), sh);                                                                  \
+        c = PFX##_add_ps(PFX##_mul_ps(c, sc), sh);                                                                  \
+        d = PFX##_add_ps(PFX##_mul_ps(d, sc), sh);                                                                  \
+        if (relu) {                                                                                                 \
+            a = PFX##_max_ps(a, zero);                                                                              \
+            b = PFX##_max_ps(b, zero);                                                                              \
+            c = PFX##_max_ps(c, zero);                                                                              \
+            d = PFX##_max_ps(d, zero);                                                                              \
+        }                                                                                                           \
+        const I i0 = PFX##_add_epi32(PFX##_set1_epi32((int32_t)(2 * oh * W + 2 * ow)), two);                        \
+        V best = a, m = PFX##_cmp_ps(b, best, _CMP_GT_OQ);                                                          \
+        I k = PFX##_blendv_epi8(i0, PFX##_add_epi32(i0, one), PFX##_castps_si##BITS(m));                            \
+        best = PFX##_blendv_ps(best, b, m);                                                                         \
+        m = PFX##_cmp_ps(c, best, _CMP_GT_OQ);                                                                      \
+        k = PFX##_blendv_epi8(k, PFX##_add_epi32(i0, wv), PFX##_castps_si##BITS(m));                                \
+        best = PFX##_blendv_ps(best, c, m);                                                                         \
+        m = PFX##_cmp_ps(d, best, _CMP_GT_OQ);                                                                      \
+        k = PFX##_blendv_epi8(k, PFX##_add_epi32(PFX##_add_epi32(i0, wv), one), PFX##_castps_si##BITS(m));          \
+        best = PFX##_blendv_ps(best, d, m);                                                                         \
+        PFX##_storeu_ps(y + oh * OW + ow, best);                                                                    \
+        PFX##_storeu_si##BITS((I *)(argmax + oh * OW + ow), k);                                                     \
+    } while (0)
+
+/* the even and odd columns of 16 floats at p, in order (shuffles work within 128-bit halves) */
+static inline __m256 even8(const float *p) {
+    __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), 0x88);
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+}
+static inline __m256 odd8(const float *p) {
+    __m256 o = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), 0xDD);
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8));
+}
+
+static void pool_plane_simd(float *y, int32_t *argmax, const float *x, int64_t H, int64_t W, float scale,
+                            float shift, int relu) {
     const int64_t OH = H / 2, OW = W / 2;
-    const __m256 sc = _mm256_set1_ps(scale), sh = _mm256_set1_ps(shift), zero = _mm256_setzero_ps();
-    const __m256i two = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), one = _mm256_set1_epi32(1),
-                  wv = _mm256_set1_epi32((int32_t)W);
+    if (OW >= 8) {
+        const __m256 sc = _mm256_set1_ps(scale), sh = _mm256_set1_ps(shift), zero = _mm256_setzero_ps();
+        const __m256i two = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), one = _mm256_set1_epi32(1),
+                      wv = _mm256_set1_epi32((int32_t)W);
+        for (int64_t oh = 0; oh < OH; oh++) {
+            const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
+            for (int64_t o = 0; o < OW; o += 8) {
+                const int64_t ow = o + 8 <= OW ? o : OW - 8;
+                __m256 a = even8(r0 + 2 * ow), b = odd8(r0 + 2 * ow), c = even8(r1 + 2 * ow), d = odd8(r1 + 2 * ow);
+                POOL_STEP(__m256, __m256i, _mm256, 256);
+            }
+        }
+        return;
+    }
+    const __m128 sc = _mm_set1_ps(scale), sh = _mm_set1_ps(shift), zero = _mm_setzero_ps();
+    const __m128i two = _mm_setr_epi32(0, 2, 4, 6), one = _mm_set1_epi32(1), wv = _mm_set1_epi32((int32_t)W);
     for (int64_t oh = 0; oh < OH; oh++) {
         const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
-        for (int64_t o = 0; o < OW; o += 8) {
-            const int64_t ow = o + 8 <= OW ? o : OW - 8;
-            __m256 t0 = _mm256_loadu_ps(r0 + 2 * ow), t1 = _mm256_loadu_ps(r0 + 2 * ow + 8);
-            __m256 b0 = _mm256_loadu_ps(r1 + 2 * ow), b1 = _mm256_loadu_ps(r1 + 2 * ow + 8);
-            /* even / odd columns, in window order (shuffle within 128-bit halves, then fix the order) */
-            __m256 a = _mm256_shuffle_ps(t0, t1, 0x88), b = _mm256_shuffle_ps(t0, t1, 0xDD);
-            __m256 c = _mm256_shuffle_ps(b0, b1, 0x88), d = _mm256_shuffle_ps(b0, b1, 0xDD);
-            a = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(a), 0xD8));
-            b = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(b), 0xD8));
-            c = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(c), 0xD8));
-            d = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(d), 0xD8));
-            a = _mm256_add_ps(_mm256_mul_ps(a, sc), sh);
-            b = _mm256_add_ps(_mm256_mul_ps(b, sc), sh);
-            c = _mm256_add_ps(_mm256_mul_ps(c, sc), sh);
-            d = _mm256_add_ps(_mm256_mul_ps(d, sc), sh);
-            if (relu) {
-                a = _mm256_max_ps(a, zero);
-                b = _mm256_max_ps(b, zero);
-                c = _mm256_max_ps(c, zero);
-                d = _mm256_max_ps(d, zero);
-            }
-            const __m256i i0 = _mm256_add_epi32(_mm256_set1_epi32((int32_t)(2 * oh * W + 2 * ow)), two);
-            __m256 best = a, m = _mm256_cmp_ps(b, best, _CMP_GT_OQ);
-            __m256i k = _mm256_blendv_epi8(i0, _mm256_add_epi32(i0, one), _mm256_castps_si256(m));
-            best = _mm256_blendv_ps(best, b, m);
-            m = _mm256_cmp_ps(c, best, _CMP_GT_OQ);
-            k = _mm256_blendv_epi8(k, _mm256_add_epi32(i0, wv), _mm256_castps_si256(m));
-            best = _mm256_blendv_ps(best, c, m);
-            m = _mm256_cmp_ps(d, best, _CMP_GT_OQ);
-            k = _mm256_blendv_epi8(k, _mm256_add_epi32(_mm256_add_epi32(i0, wv), one), _mm256_castps_si256(m));
-            best = _mm256_blendv_ps(best, d, m);
-            _mm256_storeu_ps(y + oh * OW + ow, best);
-            _mm256_storeu_si256((__m256i *)(argmax + oh * OW + ow), k);
+        for (int64_t o = 0; o < OW; o += 4) {
+            const int64_t ow = o + 4 <= OW ? o : OW - 4;
+            const __m128 t0 = _mm_loadu_ps(r0 + 2 * ow), t1 = _mm_loadu_ps(r0 + 2 * ow + 4);
+            const __m128 b0 = _mm_loadu_ps(r1 + 2 * ow), b1 = _mm_loadu_ps(r1 + 2 * ow + 4);
+            __m128 a = _mm_shuffle_ps(t0, t1, 0x88), b = _mm_shuffle_ps(t0, t1, 0xDD);
+            __m128 c = _mm_shuffle_ps(b0, b1, 0x88), d = _mm_shuffle_ps(b0, b1, 0xDD);
+            POOL_STEP(__m128, __m128i, _mm, 128);
         }
     }
 }
+#undef POOL_STEP
 #endif
 
 void ct_batchnorm_maxpool_forward(float *y, int32_t *argmax, float *mean, float *invstd, float *running_mean,
@@ -388,8 +414,8 @@ void ct_batchnorm_maxpool_forward(float *y, int32_t *argmax, float *mean, float 
         for (int64_t n = 0; n < N; n++) {
             if (n + 1 < N) prefetch_plane(x + ((n + 1) * C + c) * HW, HW * 4);
 #ifdef __AVX2__
-            if (W >= 16) {
-                pool_plane8(y + (n * C + c) * OHW, argmax + (n * C + c) * OHW, x + (n * C + c) * HW, H, W, scale,
+            if (W >= 12) {
+                pool_plane_simd(y + (n * C + c) * OHW, argmax + (n * C + c) * OHW, x + (n * C + c) * HW, H, W, scale,
                             shift, relu);
                 continue;
             }
