@@ -69,30 +69,36 @@ static void bn_affine(float m, float is, const float *gamma, const float *beta, 
  * dy loaded unconditionally so the select vectorises instead of branching). */
 static void lanes_dots(float *restrict a, float *restrict b, const float *dy, const float *x, int64_t n, float m,
                        float scale, float shift, int relu) {
+    /* the sums in locals (registers), not through a and b on every element */
+    float sa[LANES], sb[LANES];
+    memcpy(sa, a, sizeof sa);
+    memcpy(sb, b, sizeof sb);
     int64_t i = 0;
     if (relu) {
         for (; i + LANES <= n; i += LANES)
             for (int l = 0; l < LANES; l++) {
                 float d = dy[i + l], v = x[i + l] * scale + shift, g = v > 0.0f ? d : 0.0f;
-                a[l] += g;
-                b[l] += g * (x[i + l] - m);
+                sa[l] += g;
+                sb[l] += g * (x[i + l] - m);
             }
         for (int l = 0; i < n; i++, l++) {
             float d = dy[i], v = x[i] * scale + shift, g = v > 0.0f ? d : 0.0f;
-            a[l] += g;
-            b[l] += g * (x[i] - m);
+            sa[l] += g;
+            sb[l] += g * (x[i] - m);
         }
     } else {
         for (; i + LANES <= n; i += LANES)
             for (int l = 0; l < LANES; l++) {
-                a[l] += dy[i + l];
-                b[l] += dy[i + l] * (x[i + l] - m);
+                sa[l] += dy[i + l];
+                sb[l] += dy[i + l] * (x[i + l] - m);
             }
         for (int l = 0; i < n; i++, l++) {
-            a[l] += dy[i];
-            b[l] += dy[i] * (x[i] - m);
+            sa[l] += dy[i];
+            sb[l] += dy[i] * (x[i] - m);
         }
     }
+    memcpy(a, sa, sizeof sa);
+    memcpy(b, sb, sizeof sb);
 }
 
 /* the plane's lane sums into the channel's running double sums, in lane order */
@@ -436,6 +442,36 @@ void ct_batchnorm_maxpool_forward(float *y, int32_t *argmax, float *mean, float 
 static void expand_stretch(float *buf, int64_t s, int64_t len, const float *dy, const int32_t *argmax, int64_t W,
                            int64_t OH, int64_t OW) {
     memset(buf, 0, (size_t)len * sizeof(float));
+#ifdef __AVX2__
+    if (s == 0 && len == W * (len / W) && len / W >= 2 * OH && OW >= 8) {
+        /* the whole plane, 8 windows a step: each window's four cells get dy where
+         * argmax points, else 0, interleaved back into the two rows (the inverse
+         * of pool_plane_simd's split); a last overlapping step rewrites equal values */
+        const __m256i two = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), one = _mm256_set1_epi32(1),
+                      wv = _mm256_set1_epi32((int32_t)W);
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t o = 0; o < OW; o += 8) {
+                const int64_t ow = o + 8 <= OW ? o : OW - 8;
+                const __m256 g = _mm256_loadu_ps(dy + oh * OW + ow);
+                const __m256i k = _mm256_loadu_si256((const __m256i *)(argmax + oh * OW + ow));
+                const __m256i i0 = _mm256_add_epi32(_mm256_set1_epi32((int32_t)(2 * oh * W + 2 * ow)), two);
+                const __m256i i2 = _mm256_add_epi32(i0, wv);
+                const __m256 a = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, i0)));
+                const __m256 b = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_add_epi32(i0, one))));
+                const __m256 c = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, i2)));
+                const __m256 d = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_add_epi32(i2, one))));
+                /* (a0 b0 a1 b1 ...): unpack within halves, then reorder the halves */
+                const __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
+                const __m256 u0 = _mm256_unpacklo_ps(c, d), u1 = _mm256_unpackhi_ps(c, d);
+                float *r0 = buf + 2 * oh * W + 2 * ow, *r1 = r0 + W;
+                _mm256_storeu_ps(r0, _mm256_permute2f128_ps(t0, t1, 0x20));
+                _mm256_storeu_ps(r0 + 8, _mm256_permute2f128_ps(t0, t1, 0x31));
+                _mm256_storeu_ps(r1, _mm256_permute2f128_ps(u0, u1, 0x20));
+                _mm256_storeu_ps(r1 + 8, _mm256_permute2f128_ps(u0, u1, 0x31));
+            }
+        return;
+    }
+#endif
     int64_t oh0 = s / W / 2, oh1 = (s + len - 1) / W / 2;
     if (oh1 > OH - 1) oh1 = OH - 1;
     for (int64_t j = oh0 * OW; j < (oh1 + 1) * OW; j++) {
@@ -467,59 +503,62 @@ static void dx_plane_pooled(float *dx, const float *dy, const int32_t *argmax, c
     }
 }
 
+/* Channels go in blocks of CB, each block's planes sample by sample: the block's
+ * planes of one sample are contiguous, so the loads run as long streams that the
+ * hardware prefetcher follows (one channel at a time, planes C * HW apart, made a
+ * new short stream per plane). Each channel's sums still run over n in order. */
+#define CB 8
+
 void ct_batchnorm_maxpool_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const int32_t *argmax,
                                    const float *x, const float *mean, const float *invstd, const float *gamma,
                                    const float *beta, int64_t N, int64_t C, int64_t H, int64_t W, int training,
                                    int relu, int overwrite) {
-    const int64_t HW = H * W, OH = H / 2, OW = W / 2, OHW = OH * OW;
+    const int64_t HW = H * W, OH = H / 2, OW = W / 2, OHW = OH * OW, nblk = (C + CB - 1) / CB;
     const double M = (double)N * (double)HW;
 #pragma omp parallel for schedule(static) if (N * C * HW >= CT_PAR_MIN)
-    for (int64_t c = 0; c < C; c++) {
-        float buf[STRETCH];
-        const float m = mean[c], is = invstd[c];
-        float scale, shift;
-        bn_affine(m, is, gamma, beta, c, &scale, &shift);
-        double sdy = 0.0, sdyx = 0.0;
-        for (int64_t n = 0; n < N; n++) {
-            const float *xc = x + (n * C + c) * HW, *dyc = dy + (n * C + c) * OHW;
-            const int32_t *ac = argmax + (n * C + c) * OHW;
-            if (n + 1 < N) {
-                prefetch_plane(xc + C * HW, HW * 4);
-                prefetch_plane(dyc + C * OHW, OHW * 4);
-                prefetch_plane(ac + C * OHW, OHW * 4);
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        const int64_t c0 = blk * CB, nc = C - c0 < CB ? C - c0 : CB;
+        float buf[STRETCH], scale[CB], shift[CB], k[CB], a[CB], bcoef[CB];
+        double sdy[CB] = {0}, sdyx[CB] = {0};
+        for (int64_t j = 0; j < nc; j++) bn_affine(mean[c0 + j], invstd[c0 + j], gamma, beta, c0 + j, &scale[j], &shift[j]);
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t j = 0; j < nc; j++) {
+                const int64_t c = c0 + j;
+                const float *xc = x + (n * C + c) * HW, *dyc = dy + (n * C + c) * OHW;
+                const int32_t *ac = argmax + (n * C + c) * OHW;
+                float la[LANES] = {0}, lb[LANES] = {0};
+                for (int64_t s = 0; s < HW; s += STRETCH) {
+                    int64_t len = HW - s < STRETCH ? HW - s : STRETCH;
+                    expand_stretch(buf, s, len, dyc, ac, W, OH, OW);
+                    lanes_dots(la, lb, buf, xc + s, len, mean[c], scale[j], shift[j], relu);
+                }
+                lanes_flush(la, lb, &sdy[j], &sdyx[j]);
             }
-            float la[LANES] = {0}, lb[LANES] = {0};
-            for (int64_t s = 0; s < HW; s += STRETCH) {
-                int64_t len = HW - s < STRETCH ? HW - s : STRETCH;
-                expand_stretch(buf, s, len, dyc, ac, W, OH, OW);
-                lanes_dots(la, lb, buf, xc + s, len, m, scale, shift, relu);
-            }
-            lanes_flush(la, lb, &sdy, &sdyx);
+        for (int64_t j = 0; j < nc; j++) {
+            sdyx[j] *= invstd[c0 + j];
+            if (dgamma) dgamma[c0 + j] += (float)sdyx[j];
+            if (dbeta) dbeta[c0 + j] += (float)sdy[j];
+            k[j] = scale[j];
+            a[j] = training ? (float)(sdy[j] / M) : 0.0f;
+            bcoef[j] = training ? (float)(sdyx[j] / M) : 0.0f;
         }
-        sdyx *= is;
-        if (dgamma) dgamma[c] += (float)sdyx;
-        if (dbeta) dbeta[c] += (float)sdy;
         if (!dx) continue;
-        float k = scale, a = training ? (float)(sdy / M) : 0.0f, bcoef = training ? (float)(sdyx / M) : 0.0f;
-        for (int64_t n = 0; n < N; n++) {
-            const float *xc = x + (n * C + c) * HW, *dyc = dy + (n * C + c) * OHW;
-            const int32_t *ac = argmax + (n * C + c) * OHW;
-            float *dxc = dx + (n * C + c) * HW;
-            if (n + 1 < N) {
-                prefetch_plane(xc + C * HW, HW * 4);
-                if (!overwrite) prefetch_plane(dxc + C * HW, HW * 4);
-                prefetch_plane(dyc + C * OHW, OHW * 4);
-                prefetch_plane(ac + C * OHW, OHW * 4);
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t j = 0; j < nc; j++) {
+                const int64_t c = c0 + j;
+                const float *xc = x + (n * C + c) * HW, *dyc = dy + (n * C + c) * OHW;
+                const int32_t *ac = argmax + (n * C + c) * OHW;
+                float *dxc = dx + (n * C + c) * HW;
+                const float m = mean[c], is = invstd[c];
+                if (overwrite) {
+                    dx_plane_pooled(dxc, dyc, ac, xc, HW, OHW, m, is, scale[j], shift[j], k[j], a[j], bcoef[j], relu);
+                    continue;
+                }
+                for (int64_t s = 0; s < HW; s += STRETCH) {
+                    int64_t len = HW - s < STRETCH ? HW - s : STRETCH;
+                    expand_stretch(buf, s, len, dyc, ac, W, OH, OW);
+                    dx_stretch(dxc + s, buf, xc + s, len, m, is, scale[j], shift[j], k[j], a[j], bcoef[j], relu, 0);
+                }
             }
-            if (overwrite) {
-                dx_plane_pooled(dxc, dyc, ac, xc, HW, OHW, m, is, scale, shift, k, a, bcoef, relu);
-                continue;
-            }
-            for (int64_t s = 0; s < HW; s += STRETCH) {
-                int64_t len = HW - s < STRETCH ? HW - s : STRETCH;
-                expand_stretch(buf, s, len, dyc, ac, W, OH, OW);
-                dx_stretch(dxc + s, buf, xc + s, len, m, is, scale, shift, k, a, bcoef, relu, 0);
-            }
-        }
     }
 }
