@@ -471,6 +471,20 @@ static inline __attribute__((always_inline)) void wgemm_nt_block(int RO, int RI,
             for (int r = 0; r < RO; r++) acc[r][i] = WFMA(dr[r], vi, acc[r][i]);
         }
     }
+#ifdef __AVX__
+    if (RI == 4) {
+        /* the four sums of a row at once, in wsum's order: hadd pairs lanes
+         * (v0+v1, v2+v3 within each half), a second hadd the pairs, and the halves add last */
+#pragma GCC unroll 3
+        for (int r = 0; r < RO; r++) {
+            const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps((__m256)acc[r][0], (__m256)acc[r][1]),
+                                            _mm256_hadd_ps((__m256)acc[r][2], (__m256)acc[r][3]));
+            const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+            _mm_storeu_ps(du + r * lddu, _mm_add_ps(_mm_loadu_ps(du + r * lddu), q));
+        }
+        return;
+    }
+#endif
 #pragma GCC unroll 3
     for (int r = 0; r < RO; r++)
 #pragma GCC unroll 4
