@@ -516,8 +516,8 @@ static void test_thread_invariance(void) {
 
 /* The Winograd path splits the batch into the same fixed parts: same bits at 1 and 2
  * threads (odd maps, a partial group of lanes in every part; F(3x3) on the 5x3 map,
- * F(2x2) on the 7x4 one). So does the direct path of 1-4 input channels (its weight
- * gradient sums each part in double, the parts in order). */
+ * F(2x2) on the 7x4 one). So does im2col on a few input channels (the grayscale
+ * stem, RGB on an odd map): its weight gradient sums each part, the parts in order. */
 static void test_conv_threads(int64_t C, int64_t H, int64_t W) {
     ct_conv2d_shape s;
     CHECK_OK(ct_conv2d_shape_init(&s, 70, C, H, W, 16, 3, 3, 1, 1));
@@ -607,7 +607,7 @@ int main(void) {
     test_thread_invariance();
     test_conv_threads(16, 5, 3);
     test_conv_threads(16, 7, 4);
-    test_conv_threads(1, 28, 28); /* the direct path: the grayscale stem, RGB on an odd map */
+    test_conv_threads(1, 28, 28); /* im2col: the grayscale stem, RGB on an odd map */
     test_conv_threads(3, 9, 13);
     return test_done();
 }

@@ -1,6 +1,6 @@
-/* conv2d.c: 2-D convolution lowered to im2col + GEMM over chunks of samples,
- * 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3), F(3x3, 3x3) or F(4x4, 3x3),
- * and those with 1-4 input channels (a stem) directly (sections below).
+/* conv2d.c: 2-D convolution lowered to im2col + GEMM over chunks of samples, and
+ * 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3), F(3x3, 3x3) or F(4x4, 3x3)
+ * (section below).
  *
  * The batch is split into CT_NN_PARTS fixed blocks; each block owns its scratch
  * and, in backward, its own partial weight gradient. Blocks run in parallel and
@@ -597,176 +597,8 @@ static wino_part wino_part_at(const ct_conv2d_shape *s, float *parts, int p) {
     return w;
 }
 
-/* ---- direct 3x3 "same" convolution for 1-4 input channels --------------------
- * The grayscale or RGB stem: im2col makes a GEMM with K = 9 C, far too short for
- * the BLAS kernel (8 GFLOP/s measured on the CNN's 1 -> 32 stem at 28x28), and
- * Winograd's GEMMs would have K = C. Here a sample's planes are copied into a
- * zero-padded buffer (H + 2 rows of round8(W) + 8 columns) and each output row is
- * made WL columns at a time: for each output channel, input channel and tap, one
- * FMA with the tap's weight held in a register and a shifted row of the buffer.
- * Columns past W read padding zeros and are dropped. The weight gradient is the
- * same loop with the products summed: per (output, input channel, tap) in WL
- * lanes over one plane, the plane's sum added in double to the part's partial,
- * the parts summed in order, so the bits do not depend on the thread count. The
- * input gradient (not needed for a first layer) stays on the im2col path. */
-#define DIRECT_MAX_C 4
-static int direct_ok(const ct_conv2d_shape *s) {
-    return s->KH == 3 && s->KW == 3 && s->stride == 1 && s->pad == 1 && s->C <= DIRECT_MAX_C;
-}
-
-static int64_t round8(int64_t v) { return (v + 7) & ~(int64_t)7; }
-
-/* columns of the padded input planes: loads reach round8(W) + 1 */
-static int64_t direct_xw(const ct_conv2d_shape *s) { return round8(s->W) + WL; }
-
-/* One part's scratch: the padded planes, one (H, round8(W)) plane (the output
- * rows, or in backward dy's rows with zeroed tails) and the partial dw in double. */
-static size_t direct_part_floats(const ct_conv2d_shape *s) {
-    return round16((size_t)(s->C * (s->H + 2) * direct_xw(s))) + round16((size_t)(s->H * round8(s->W))) +
-           round16((size_t)(2 * s->OC * s->C * 9));
-}
-
-/* the interior of the padded planes <- x (C, H, W); the border stays as it was (zero) */
-static void direct_pad(float *xp, const float *x, const ct_conv2d_shape *s) {
-    const int64_t H = s->H, W = s->W, xw = direct_xw(s);
-    for (int64_t c = 0; c < s->C; c++)
-        for (int64_t h = 0; h < H; h++) memcpy(xp + (c * (H + 2) + h + 1) * xw + 1, x + (c * H + h) * W, (size_t)W * 4);
-}
-
-/* rows [0, R) of the (H, rw) plane ob (+)= channel c's share: input rows r .. r + R + 1
- * of the padded plane (row stride xw), the kernel's taps in kv. R rows at once are
- * R independent chains of FMAs (one chain waits an FMA's latency per tap); each
- * output still takes its 9 taps in (kh, kw) order. */
-#define DR 4
-static inline __attribute__((always_inline)) void direct_rows(int R, int first, float *ob, int64_t rw,
-                                                             const float *r, int64_t xw, const wvec kv[9]) {
-    for (int64_t j = 0; j < rw; j += WL) {
-        wvec acc[DR];
-#pragma GCC unroll 4
-        for (int q = 0; q < R; q++) {
-            acc[q] = (wvec){0};
-            if (!first) acc[q] = WLOAD(ob + q * rw + j);
-        }
-#pragma GCC unroll 6
-        for (int i = 0; i < R + 2; i++) {
-            const float *ri = r + i * xw + j;
-#pragma GCC unroll 4
-            for (int q = 0; q < R; q++) {
-                const int kh = i - q;
-                if (kh < 0 || kh > 2) continue;
-                acc[q] = WFMA(kv[3 * kh], WLOAD(ri), acc[q]);
-                acc[q] = WFMA(kv[3 * kh + 1], WLOAD(ri + 1), acc[q]);
-                acc[q] = WFMA(kv[3 * kh + 2], WLOAD(ri + 2), acc[q]);
-            }
-        }
-#pragma GCC unroll 4
-        for (int q = 0; q < R; q++) WSTORE(ob + q * rw + j, acc[q]);
-    }
-}
-
-/* y (H, W) = output channel o of one sample from its padded planes (+ b[o]);
- * ob: one (H, round8(W)) plane of scratch */
-static void direct_plane(float *y, const float *xp, const float *w, const float *b, int64_t o,
-                         const ct_conv2d_shape *s, float *ob) {
-    const int64_t H = s->H, W = s->W, C = s->C, xw = direct_xw(s), rw = round8(W);
-    for (int64_t c = 0; c < C; c++) {
-        const float *k = w + (o * C + c) * 9, *xc = xp + c * (H + 2) * xw;
-        wvec kv[9];
-        for (int t = 0; t < 9; t++) kv[t] = (wvec){k[t], k[t], k[t], k[t], k[t], k[t], k[t], k[t]};
-        int64_t h = 0;
-        for (; h + DR <= H; h += DR) direct_rows(DR, c == 0, ob + h * rw, rw, xc + h * xw, xw, kv);
-        switch (H - h) {
-        case 1: direct_rows(1, c == 0, ob + h * rw, rw, xc + h * xw, xw, kv); break;
-        case 2: direct_rows(2, c == 0, ob + h * rw, rw, xc + h * xw, xw, kv); break;
-        case 3: direct_rows(3, c == 0, ob + h * rw, rw, xc + h * xw, xw, kv); break;
-        }
-    }
-    const float bo = b ? b[o] : 0.0f;
-    for (int64_t h = 0; h < H; h++) {
-        if (!b) {
-            memcpy(y + h * W, ob + h * rw, (size_t)W * 4);
-            continue;
-        }
-#pragma omp simd
-        for (int64_t q = 0; q < W; q++) y[h * W + q] = ob[h * rw + q] + bo;
-    }
-}
-
-static void direct_forward(float *y, const float *x, const float *w, const float *b, const ct_conv2d_shape *s,
-                           float *ws) {
-    const int64_t chw = s->C * s->H * s->W, ohw = s->H * s->W;
-    const size_t pf = direct_part_floats(s), xpf = round16((size_t)(s->C * (s->H + 2) * direct_xw(s)));
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int p = 0; p < CT_NN_PARTS; p++) {
-        int64_t n0, n1;
-        part_range(s->N, p, &n0, &n1);
-        float *xp = ws + p * pf, *ob = xp + xpf;
-        memset(xp, 0, xpf * sizeof(float));
-        for (int64_t n = n0; n < n1; n++) {
-            direct_pad(xp, x + n * chw, s);
-            for (int64_t o = 0; o < s->OC; o++) direct_plane(y + (n * s->OC + o) * ohw, xp, w, b, o, s, ob);
-        }
-    }
-}
-
-/* dw (OC, C, 3, 3) += the weight gradient of the direct convolution */
-static void direct_dw(float *dw, const float *dy, const float *x, const ct_conv2d_shape *s, float *ws) {
-    const int64_t H = s->H, W = s->W, C = s->C, OC = s->OC, chw = C * H * W, ohw = H * W;
-    const int64_t xw = direct_xw(s), rw = round8(W), nk = OC * C * 9;
-    const size_t pf = direct_part_floats(s), xpf = round16((size_t)(C * (H + 2) * xw)),
-                 obf = round16((size_t)(H * rw));
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int p = 0; p < CT_NN_PARTS; p++) {
-        int64_t n0, n1;
-        part_range(s->N, p, &n0, &n1);
-        float *xp = ws + p * pf, *ob = xp + xpf;
-        double *dwp = (double *)(ob + obf);
-        memset(xp, 0, (xpf + obf) * sizeof(float)); /* the padding, and dy's row tails */
-        memset(dwp, 0, (size_t)nk * sizeof(double));
-        for (int64_t n = n0; n < n1; n++) {
-            direct_pad(xp, x + n * chw, s);
-            for (int64_t o = 0; o < OC; o++) {
-                const float *g = dy + (n * OC + o) * ohw;
-                for (int64_t h = 0; h < H; h++) memcpy(ob + h * rw, g + h * W, (size_t)W * 4);
-                for (int64_t c = 0; c < C; c++) {
-                    const float *xc = xp + c * (H + 2) * xw;
-                    wvec acc[9];
-                    for (int t = 0; t < 9; t++) acc[t] = (wvec){0};
-                    for (int64_t h = 0; h < H; h++) {
-                        const float *r0 = xc + h * xw, *r1 = r0 + xw, *r2 = r1 + xw, *grow = ob + h * rw;
-                        for (int64_t j = 0; j < rw; j += WL) {
-                            const wvec d = WLOAD(grow + j);
-                            acc[0] = WFMA(d, WLOAD(r0 + j), acc[0]);
-                            acc[1] = WFMA(d, WLOAD(r0 + j + 1), acc[1]);
-                            acc[2] = WFMA(d, WLOAD(r0 + j + 2), acc[2]);
-                            acc[3] = WFMA(d, WLOAD(r1 + j), acc[3]);
-                            acc[4] = WFMA(d, WLOAD(r1 + j + 1), acc[4]);
-                            acc[5] = WFMA(d, WLOAD(r1 + j + 2), acc[5]);
-                            acc[6] = WFMA(d, WLOAD(r2 + j), acc[6]);
-                            acc[7] = WFMA(d, WLOAD(r2 + j + 1), acc[7]);
-                            acc[8] = WFMA(d, WLOAD(r2 + j + 2), acc[8]);
-                        }
-                    }
-                    double *dk = dwp + (o * C + c) * 9;
-                    for (int t = 0; t < 9; t++) dk[t] += wsum(acc[t]);
-                }
-            }
-        }
-    }
-    const double *dw0 = (const double *)(ws + xpf + obf); /* part 0's; part p's pf floats on */
-    for (int64_t i = 0; i < nk; i++) {
-        double acc = 0.0;
-        for (int p = 0; p < CT_NN_PARTS; p++) acc += dw0[(size_t)p * (pf / 2) + i];
-        dw[i] += (float)acc;
-    }
-}
-
 size_t ct_conv2d_workspace(const ct_conv2d_shape *s) {
     size_t im2col = CT_NN_PARTS * part_floats(s);
-    if (direct_ok(s)) {
-        size_t direct = CT_NN_PARTS * direct_part_floats(s);
-        return direct > im2col ? direct : im2col;
-    }
     if (!wino_ok(s)) return im2col;
     size_t wino = wino_u_floats(s) + CT_NN_PARTS * wino_part_floats(s);
     return wino > im2col ? wino : im2col;
@@ -1100,10 +932,6 @@ void ct_conv2d_forward(float *y, const float *x, const float *w, const float *b,
         }
         return;
     }
-    if (direct_ok(s)) {
-        direct_forward(y, x, w, b, s, ws);
-        return;
-    }
     const int64_t ckk = s->C * s->KH * s->KW, ohw = s->OH * s->OW, chw = s->C * s->H * s->W;
     const int64_t OC = s->OC, cs = part_chunk(s);
     const size_t pf = part_floats(s);
@@ -1169,10 +997,6 @@ void ct_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
         if (dw) wino_dw(dw, dy, x, s, ws);
         dx_wino = dx;
         dx = NULL;
-        dw = NULL;
-    }
-    if (direct_ok(s) && dw) { /* the weight gradient directly, the input's (if asked) by im2col */
-        direct_dw(dw, dy, x, s, ws);
         dw = NULL;
     }
     if (!dx && !dw) goto input_gradient;
