@@ -190,7 +190,7 @@ void ct_batchnorm_forward(float *y, float *mean, float *invstd, float *running_m
                           float *running_var, const float *x, const float *gamma,
                           const float *beta, int64_t N, int64_t C, int64_t HW, float eps,
                           float momentum, int training, int relu) {
-#pragma omp parallel for schedule(static) if (N * C * HW >= CT_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (N * C * HW >= CT_PAR_MIN)
     for (int64_t c = 0; c < C; c++) {
         channel_stats(mean, invstd, running_mean, running_var, x, N, C, HW, c, eps, momentum, training);
         float scale, shift;
@@ -201,7 +201,7 @@ void ct_batchnorm_forward(float *y, float *mean, float *invstd, float *running_m
 
 void ct_batchnorm_apply(float *y, const float *x, const float *mean, const float *invstd, const float *gamma,
                         const float *beta, int64_t N, int64_t C, int64_t HW, int relu) {
-#pragma omp parallel for schedule(static) if (N * C * HW >= CT_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (N * C * HW >= CT_PAR_MIN)
     for (int64_t c = 0; c < C; c++) {
         float scale, shift;
         bn_affine(mean[c], invstd[c], gamma, beta, c, &scale, &shift);
@@ -229,7 +229,7 @@ void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
                            const float *mean, const float *invstd, const float *gamma, const float *beta,
                            int64_t N, int64_t C, int64_t HW, int training, int relu, int overwrite) {
     const double M = (double)N * (double)HW;
-#pragma omp parallel for schedule(static) if (N * C * HW >= CT_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (N * C * HW >= CT_PAR_MIN)
     for (int64_t blk = 0; blk < (C + CB - 1) / CB; blk++) {
         int64_t nc;
         const int64_t c0 = block_of(blk, C, &nc);
@@ -426,7 +426,7 @@ void ct_batchnorm_maxpool_forward(float *y, int32_t *argmax, float *mean, float 
                                   int64_t N, int64_t C, int64_t H, int64_t W, float eps, float momentum,
                                   int training, int relu) {
     const int64_t HW = H * W, OHW = (H / 2) * (W / 2);
-#pragma omp parallel for schedule(static) if (N * C * HW >= CT_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (N * C * HW >= CT_PAR_MIN)
     for (int64_t c = 0; c < C; c++) {
         float hv[STRETCH / 2];
         int32_t hi[STRETCH / 2];
@@ -525,7 +525,7 @@ void ct_batchnorm_maxpool_backward(float *dx, float *dgamma, float *dbeta, const
                                    int relu, int overwrite) {
     const int64_t HW = H * W, OH = H / 2, OW = W / 2, OHW = OH * OW;
     const double M = (double)N * (double)HW;
-#pragma omp parallel for schedule(static) if (N * C * HW >= CT_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (N * C * HW >= CT_PAR_MIN)
     for (int64_t blk = 0; blk < (C + CB - 1) / CB; blk++) {
         int64_t nc;
         const int64_t c0 = block_of(blk, C, &nc);

@@ -10,6 +10,7 @@
  * map has only 49 columns and runs at a third of the kernel's speed). */
 #include "contrast/nn.h"
 
+#include <omp.h>
 #include <string.h>
 #ifdef __AVX__
 #include <immintrin.h>
@@ -754,29 +755,30 @@ static void wino_dw(float *dw, const float *dy, const float *x, const ct_conv2d_
 }
 
 /* out: (N, Cout, H, W) (+)= the "same" 3x3 convolution of in: (N, Cin, H, W) with
- * transformed kernels U (a*a, Cout, Cin); parts: the per-part scratch. */
+ * transformed kernels U (a*a, Cout, Cin); parts: the per-part scratch. Every output
+ * is one tile's product whatever chunk it falls in, so chunks run across the whole
+ * batch, handed out one at a time (a thread the machine slows takes fewer), on at
+ * most CT_NN_PARTS threads, each with one part's scratch. */
 static void wino_conv(float *out, int accumulate, const float *in, const float *U, int64_t N, int64_t Cin,
                       int64_t Cout, int64_t H, int64_t W, const ct_conv2d_shape *s, float *parts) {
     const int64_t tps = wino_tiles(s), cs = wino_chunk(s), gcols = tps * WL, na = wino_na(s);
     const int m = wino_m(s);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int p = 0; p < CT_NN_PARTS; p++) {
-        int64_t n0, n1;
-        part_range(N, p, &n0, &n1);
-        const wino_part wp = wino_part_at(s, parts, p);
-        for (int64_t c0 = n0; c0 < n1; c0 += cs) {
-            const int64_t nb = c0 + cs < n1 ? cs : n1 - c0, ng = ceil_div(nb, WL), ld = wino_ld(ng * gcols);
-            for (int64_t g = 0; g < ng; g++) {
-                const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL;
-                wino_input(wp.V, ld, g * gcols, in + (c0 + g * WL) * Cin * H * W, nl, Cin, H, W, m, wp.P);
-            }
-            for (int64_t xi = 0; xi < na; xi++)
-                wino_gemm(wp.M + xi * Cout * ld, ld, ng * gcols, U + xi * Cout * Cin, wp.V + xi * Cin * ld, Cout, Cin);
-            for (int64_t g = 0; g < ng; g++) {
-                const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL;
-                wino_output(out + (c0 + g * WL) * Cout * H * W, accumulate, wp.M, ld, g * gcols, nl, Cout, H, W, m,
-                            wp.P);
-            }
+    int nt = omp_get_max_threads();
+    if (nt > CT_NN_PARTS) nt = CT_NN_PARTS;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t c0 = 0; c0 < N; c0 += cs) {
+        const wino_part wp = wino_part_at(s, parts, omp_get_thread_num());
+        const int64_t nb = c0 + cs < N ? cs : N - c0, ng = ceil_div(nb, WL), ld = wino_ld(ng * gcols);
+        for (int64_t g = 0; g < ng; g++) {
+            const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL;
+            wino_input(wp.V, ld, g * gcols, in + (c0 + g * WL) * Cin * H * W, nl, Cin, H, W, m, wp.P);
+        }
+        for (int64_t xi = 0; xi < na; xi++)
+            wino_gemm(wp.M + xi * Cout * ld, ld, ng * gcols, U + xi * Cout * Cin, wp.V + xi * Cin * ld, Cout, Cin);
+        for (int64_t g = 0; g < ng; g++) {
+            const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL;
+            wino_output(out + (c0 + g * WL) * Cout * H * W, accumulate, wp.M, ld, g * gcols, nl, Cout, H, W, m,
+                        wp.P);
         }
     }
 }
