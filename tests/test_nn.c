@@ -514,9 +514,10 @@ static void test_thread_invariance(void) {
     free(g[0]); free(g[1]); free(z[0]); free(z[1]); free(x); free(dz);
 }
 
-/* The Winograd path splits the batch into the same fixed parts: same bits at 1 and 2
- * threads (odd maps, a partial group of lanes in every part; F(3x3) on the 5x3 map,
- * F(2x2) on the 7x4 one). So does im2col on a few input channels (the grayscale
+/* The Winograd path: its forward and input gradient do not depend on which thread
+ * takes which chunk, its weight gradient sums fixed parts in order, so the bits are
+ * the same at 1 and 2 threads (odd maps, a partial group of lanes in every part;
+ * F(3x3) on the 5x3 map, F(2x2) on the 7x4 one). So does im2col on a few input channels (the grayscale
  * stem, RGB on an odd map): its weight gradient sums each part, the parts in order. */
 static void test_conv_threads(int64_t C, int64_t H, int64_t W) {
     ct_conv2d_shape s;

@@ -73,9 +73,10 @@ static size_t part_floats(const ct_conv2d_shape *s) {
  * dw = G^T dU G. The matrices (Lavin and Gray, points 0, 1, -1 (, 2 (, -2)) and
  * infinity) only add, halve and, for the larger tiles, scale by small integers,
  * sixths and 24ths; the rounding grows with the tile (wino_m) but stays within the
- * tests' tolerance against the direct reference. Tiles are independent and the
- * batch is split into the same fixed parts, so results do not depend on the
- * thread count.
+ * tests' tolerance against the direct reference. Tiles are independent (the
+ * forward and input gradient hand chunks of samples to threads as they come) and
+ * the weight gradient sums the same fixed parts in order, so results do not
+ * depend on the thread count.
  *
  * The tile transforms run on WL = 8 samples at once, one per lane of a GCC vector
  * (one AVX register with -march=native, plain C where there is none): the columns
