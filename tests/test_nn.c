@@ -516,7 +516,7 @@ static void test_thread_invariance(void) {
 
 /* The Winograd path: its forward and input gradient do not depend on which thread
  * takes which chunk, its weight gradient sums fixed parts in order, so the bits are
- * the same at 1 and 2 threads (odd maps, a partial group of lanes in every part;
+ * the same at 1, 2 and 5 threads (odd maps, a partial group of lanes in every part;
  * F(3x3) on the 5x3 map, F(2x2) on the 7x4 one). So does im2col on a few input channels (the grayscale
  * stem, RGB on an odd map): its weight gradient sums each part, the parts in order. */
 static void test_conv_threads(int64_t C, int64_t H, int64_t W) {
@@ -524,21 +524,22 @@ static void test_conv_threads(int64_t C, int64_t H, int64_t W) {
     CHECK_OK(ct_conv2d_shape_init(&s, 70, C, H, W, 16, 3, 3, 1, 1));
     size_t nx = (size_t)(70 * C * H * W), ny = (size_t)(70 * 16 * H * W), nw = (size_t)(16 * C * 9);
     float *x = rnd(nx, 61, -1, 1), *w = rnd(nw, 62, -1, 1), *dy = rnd(ny, 63, -1, 1);
-    float *ws = calloc(ct_conv2d_workspace(&s), 4), *out[2][3];
-    for (int t = 0; t < 2; t++) {
-        ct_set_threads(t + 1);
+    /* 5 threads: more than CT_NN_PARTS, the number of scratch areas */
+    float *ws = calloc(ct_conv2d_workspace(&s), 4), *out[3][3];
+    const int threads[3] = {1, 2, CT_NN_PARTS + 1};
+    for (int t = 0; t < 3; t++) {
+        ct_set_threads(threads[t]);
         out[t][0] = calloc(ny, 4); out[t][1] = calloc(nx, 4); out[t][2] = calloc(nw, 4);
         ct_conv2d_forward(out[t][0], x, w, NULL, &s, ws);
         ct_conv2d_backward(out[t][1], out[t][2], NULL, dy, x, w, &s, ws, 0);
     }
     ct_set_threads(0);
-    char what[96];
-    snprintf(what, sizeof what, "conv C%lld %lldx%lld: forward, dx and dw identical at 1 and 2 threads",
-             (long long)C, (long long)H, (long long)W);
-    CHECK(memcmp(out[0][0], out[1][0], ny * 4) == 0 && memcmp(out[0][1], out[1][1], nx * 4) == 0 &&
-              memcmp(out[0][2], out[1][2], nw * 4) == 0,
-          "%s", what);
-    for (int t = 0; t < 2; t++)
+    for (int t = 1; t < 3; t++)
+        CHECK(memcmp(out[0][0], out[t][0], ny * 4) == 0 && memcmp(out[0][1], out[t][1], nx * 4) == 0 &&
+                  memcmp(out[0][2], out[t][2], nw * 4) == 0,
+              "conv C%lld %lldx%lld: forward, dx and dw identical at 1 and %d threads", (long long)C, (long long)H,
+              (long long)W, threads[t]);
+    for (int t = 0; t < 3; t++)
         for (int k = 0; k < 3; k++) free(out[t][k]);
     free(x); free(w); free(dy); free(ws);
 }
@@ -608,6 +609,7 @@ int main(void) {
     test_thread_invariance();
     test_conv_threads(16, 5, 3);
     test_conv_threads(16, 7, 4);
+    test_conv_threads(16, 28, 28); /* F(4x4), 9 chunks of 8 samples: more than the threads */
     test_conv_threads(1, 28, 28); /* im2col: the grayscale stem, RGB on an odd map */
     test_conv_threads(3, 9, 13);
     return test_done();
