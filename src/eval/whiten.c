@@ -3,9 +3,10 @@
  * Contrastive encoders spread their features over few directions: on the default
  * SimCLR run the covariance of the 256 encoder features has its largest eigenvalue
  * 43 times the mean one, three directions hold 37% of the variance and eight none
- * (the "dimensional collapse" of Jing et al. 2022). Cosine similarity in that space is dominated by the few large
- * directions, so neighbours are hard to tell apart (the 1st and the 200th neighbour
- * of a test image sit at cosine 0.96 and 0.89). Whitening, x -> (x - mean) W with
+ * (the "dimensional collapse" of Jing et al. 2022). Cosine similarity in that
+ * space is dominated by the few large directions, so neighbours are hard to tell
+ * apart (the 1st and the 200th neighbour of a test image sit at cosine 0.96 and
+ * 0.89). Whitening, x -> (x - mean) W with
  * W = (S + eps lmax I)^(-1/2) for the features' covariance S, gives every direction
  * the same weight, as PCA whitening does for descriptors in image retrieval (Jegou
  * and Chum 2012). It is linear, fit on unlabelled training features, and changes
@@ -14,10 +15,9 @@
  * W comes from the eigendecomposition S = U diag(l) U^T in double precision by
  * LAPACK's dsyevd (OpenBLAS's, single-threaded as every OpenBLAS call here:
  * ct_set_threads; a fit of 60,000 x 512 features takes 1.8 s, where cyclic Jacobi
- * rotations took 25 s). Everything
- * runs in a fixed order, so the bits do not depend on the thread count: the
- * covariance is summed over fixed blocks of rows, each block one ct_gemm, in
- * double. */
+ * rotations took 25 s). Everything runs in a fixed order, so the bits do not
+ * depend on the thread count: the covariance is summed over fixed blocks of rows,
+ * each block one ct_gemm, in double. */
 #include "contrast/eval.h"
 
 #include <math.h>

@@ -225,6 +225,19 @@ static int64_t block_of(int64_t blk, int64_t C, int64_t *nc) {
     return c0;
 }
 
+/* From a block's sums of g and g * (x - m): dgamma and dbeta (accumulated), and the
+ * coefficients of dx = scale * (g - a - (x - m) * invstd * bcoef) (zero in eval). */
+static void block_grads(float *dgamma, float *dbeta, float *a, float *bcoef, const double *sdy, double *sdyx,
+                        const float *invstd, int64_t c0, int64_t nc, double M, int training) {
+    for (int64_t j = 0; j < nc; j++) {
+        sdyx[j] *= invstd[c0 + j];
+        if (dgamma) dgamma[c0 + j] += (float)sdyx[j];
+        if (dbeta) dbeta[c0 + j] += (float)sdy[j];
+        a[j] = training ? (float)(sdy[j] / M) : 0.0f;
+        bcoef[j] = training ? (float)(sdyx[j] / M) : 0.0f;
+    }
+}
+
 void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                            const float *mean, const float *invstd, const float *gamma, const float *beta,
                            int64_t N, int64_t C, int64_t HW, int training, int relu, int overwrite) {
@@ -233,7 +246,7 @@ void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
     for (int64_t blk = 0; blk < (C + CB - 1) / CB; blk++) {
         int64_t nc;
         const int64_t c0 = block_of(blk, C, &nc);
-        float scale[CB], shift[CB], k[CB], a[CB], bcoef[CB];
+        float scale[CB], shift[CB], a[CB], bcoef[CB];
         double sdy[CB] = {0}, sdyx[CB] = {0};
         for (int64_t j = 0; j < nc; j++) bn_affine(mean[c0 + j], invstd[c0 + j], gamma, beta, c0 + j, &scale[j], &shift[j]);
         for (int64_t n = 0; n < N; n++)
@@ -245,20 +258,13 @@ void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
             }
         /* training: dx = g*is * (dy - mean(dy) - xhat * mean(dy*xhat)), dy masked by the ReLU;
          * eval: dx = g*is * dy (a and bcoef are zero) */
-        for (int64_t j = 0; j < nc; j++) {
-            sdyx[j] *= invstd[c0 + j];
-            if (dgamma) dgamma[c0 + j] += (float)sdyx[j];
-            if (dbeta) dbeta[c0 + j] += (float)sdy[j];
-            k[j] = scale[j];
-            a[j] = training ? (float)(sdy[j] / M) : 0.0f;
-            bcoef[j] = training ? (float)(sdyx[j] / M) : 0.0f;
-        }
+        block_grads(dgamma, dbeta, a, bcoef, sdy, sdyx, invstd, c0, nc, M, training);
         if (!dx) continue;
         for (int64_t n = 0; n < N; n++)
             for (int64_t j = 0; j < nc; j++) {
                 const int64_t o = (n * C + c0 + j) * HW;
-                dx_stretch(dx + o, dy + o, x + o, HW, mean[c0 + j], invstd[c0 + j], scale[j], shift[j], k[j], a[j],
-                           bcoef[j], relu, overwrite);
+                dx_stretch(dx + o, dy + o, x + o, HW, mean[c0 + j], invstd[c0 + j], scale[j], shift[j], scale[j],
+                           a[j], bcoef[j], relu, overwrite);
             }
     }
 }
@@ -529,7 +535,7 @@ void ct_batchnorm_maxpool_backward(float *dx, float *dgamma, float *dbeta, const
     for (int64_t blk = 0; blk < (C + CB - 1) / CB; blk++) {
         int64_t nc;
         const int64_t c0 = block_of(blk, C, &nc);
-        float buf[STRETCH], scale[CB], shift[CB], k[CB], a[CB], bcoef[CB];
+        float buf[STRETCH], scale[CB], shift[CB], a[CB], bcoef[CB];
         double sdy[CB] = {0}, sdyx[CB] = {0};
         for (int64_t j = 0; j < nc; j++) bn_affine(mean[c0 + j], invstd[c0 + j], gamma, beta, c0 + j, &scale[j], &shift[j]);
         for (int64_t n = 0; n < N; n++)
@@ -545,14 +551,7 @@ void ct_batchnorm_maxpool_backward(float *dx, float *dgamma, float *dbeta, const
                 }
                 lanes_flush(la, lb, &sdy[j], &sdyx[j]);
             }
-        for (int64_t j = 0; j < nc; j++) {
-            sdyx[j] *= invstd[c0 + j];
-            if (dgamma) dgamma[c0 + j] += (float)sdyx[j];
-            if (dbeta) dbeta[c0 + j] += (float)sdy[j];
-            k[j] = scale[j];
-            a[j] = training ? (float)(sdy[j] / M) : 0.0f;
-            bcoef[j] = training ? (float)(sdyx[j] / M) : 0.0f;
-        }
+        block_grads(dgamma, dbeta, a, bcoef, sdy, sdyx, invstd, c0, nc, M, training);
         if (!dx) continue;
         for (int64_t n = 0; n < N; n++)
             for (int64_t j = 0; j < nc; j++) {
@@ -562,13 +561,13 @@ void ct_batchnorm_maxpool_backward(float *dx, float *dgamma, float *dbeta, const
                 float *dxc = dx + (n * C + c) * HW;
                 const float m = mean[c], is = invstd[c];
                 if (overwrite) {
-                    dx_plane_pooled(dxc, dyc, ac, xc, HW, OHW, m, is, scale[j], shift[j], k[j], a[j], bcoef[j], relu);
+                    dx_plane_pooled(dxc, dyc, ac, xc, HW, OHW, m, is, scale[j], shift[j], scale[j], a[j], bcoef[j], relu);
                     continue;
                 }
                 for (int64_t s = 0; s < HW; s += STRETCH) {
                     int64_t len = HW - s < STRETCH ? HW - s : STRETCH;
                     expand_stretch(buf, s, len, dyc, ac, W, OH, OW);
-                    dx_stretch(dxc + s, buf, xc + s, len, m, is, scale[j], shift[j], k[j], a[j], bcoef[j], relu, 0);
+                    dx_stretch(dxc + s, buf, xc + s, len, m, is, scale[j], shift[j], scale[j], a[j], bcoef[j], relu, 0);
                 }
             }
     }
