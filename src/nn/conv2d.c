@@ -579,9 +579,20 @@ typedef struct {
 /* columns of a chunk's V and M: whole panels */
 static int64_t wino_ld(int64_t cols) { return ceil_div(cols, WP) * WP; }
 
+/* Floats from one element's (rows, ld) matrix of V, M or D to the next's. A tile
+ * transform writes (or reads) one vector in each of the a*a matrices; with a plain
+ * rows * ld stride (a multiple of 4 KB from 32 rows on) they all fall in one L1
+ * set and evict each other, so each element is shifted by two more cache lines
+ * (one line did less on the 7x7 maps). Measured one layer at a time on the CNN's
+ * shapes, one thread (docs/performance.md, session 9): the input and output
+ * transforms of its forwards and input gradients 105-124 -> 82-85 ms a step, the
+ * 14x14 layer's input-gradient transform alone 26-30 -> 14-16 ms. */
+#define WSKEW 32
+static int64_t wino_est(int64_t rows, int64_t ld) { return rows * ld + WSKEW; }
+
 static size_t wino_vm_floats(const ct_conv2d_shape *s) {
-    return round16((size_t)wino_na(s) * (size_t)(s->C > s->OC ? s->C : s->OC) *
-                   (size_t)wino_ld(wino_chunk(s) * wino_tiles(s)));
+    return round16((size_t)wino_na(s) *
+                   (size_t)wino_est(s->C > s->OC ? s->C : s->OC, wino_ld(wino_chunk(s) * wino_tiles(s))));
 }
 
 static size_t wino_u_floats(const ct_conv2d_shape *s) { return round16((size_t)(wino_na(s) * s->OC * s->C)); }
@@ -662,7 +673,7 @@ static inline int64_t packed_at(int64_t rows, int64_t r, int64_t col) { return (
  * of the nl <= WL samples x: (nl, Cin, H, W); P: the group's plane (scratch) */
 static void wino_input(float *V, int64_t ld, int64_t col0, const float *x, int64_t nl, int64_t Cin, int64_t H,
                        int64_t W, int m, float *P) {
-    const int64_t th = ceil_div(H, m), tw = ceil_div(W, m), pw = m * tw + 2, hw = H * W, st = Cin * ld;
+    const int64_t th = ceil_div(H, m), tw = ceil_div(W, m), pw = m * tw + 2, hw = H * W, st = wino_est(Cin, ld);
     /* the same interior is rewritten for every channel: padding and idle lanes stay zero */
     memset(P, 0, (size_t)((m * th + 2) * pw * WL) * sizeof(float));
     for (int64_t c = 0; c < Cin; c++) {
@@ -683,7 +694,7 @@ static void wino_input(float *V, int64_t ld, int64_t col0, const float *x, int64
  * [col0, col0 + tiles * WL); P: the group's plane (scratch) */
 static void wino_output(float *y, int accumulate, const float *M, int64_t ld, int64_t col0, int64_t nl,
                         int64_t Cout, int64_t H, int64_t W, int m, float *P) {
-    const int64_t th = ceil_div(H, m), tw = ceil_div(W, m), pw = m * tw, hw = H * W, st = Cout * ld;
+    const int64_t th = ceil_div(H, m), tw = ceil_div(W, m), pw = m * tw, hw = H * W, st = wino_est(Cout, ld);
     for (int64_t o = 0; o < Cout; o++) {
         const float *mo = M + o * ld + col0;
         for (int64_t ty = 0; ty < th; ty++)
@@ -703,7 +714,7 @@ static void wino_output(float *y, int accumulate, const float *M, int64_t ld, in
  * of M); positions past the map's edge are zero. P: the group's plane (scratch). */
 static void wino_dy_tiles(float *D, int64_t ld, int64_t col0, const float *dy, int64_t nl, int64_t Cout, int64_t H,
                           int64_t W, int m, float *P) {
-    const int64_t th = ceil_div(H, m), tw = ceil_div(W, m), pw = m * tw, hw = H * W, st = Cout * ld;
+    const int64_t th = ceil_div(H, m), tw = ceil_div(W, m), pw = m * tw, hw = H * W, st = wino_est(Cout, ld);
     memset(P, 0, (size_t)(m * th * pw * WL) * sizeof(float));
     for (int64_t o = 0; o < Cout; o++) {
         to_lanes(P, pw, dy + o * hw, Cout * hw, nl, H, W);
@@ -741,7 +752,8 @@ static void wino_dw(float *dw, const float *dy, const float *x, const ct_conv2d_
                 wino_dy_tiles(wp.M, ld, g * gcols, dy + n * OC * H * W, nl, OC, H, W, m, wp.P);
             }
             for (int64_t xi = 0; xi < na; xi++)
-                wino_gemm_nt(wp.dU + xi * OC * C, wp.M + xi * OC * ld, wp.V + xi * C * ld, OC, C, ng * gcols);
+                wino_gemm_nt(wp.dU + xi * OC * C, wp.M + xi * wino_est(OC, ld), wp.V + xi * wino_est(C, ld), OC, C,
+                             ng * gcols);
         }
     }
     const float *dU0 = wino_part_at(s, parts, 0).dU;
@@ -775,7 +787,8 @@ static void wino_conv(float *out, int accumulate, const float *in, const float *
             wino_input(wp.V, ld, g * gcols, in + (c0 + g * WL) * Cin * H * W, nl, Cin, H, W, m, wp.P);
         }
         for (int64_t xi = 0; xi < na; xi++)
-            wino_gemm(wp.M + xi * Cout * ld, ld, ng * gcols, U + xi * Cout * Cin, wp.V + xi * Cin * ld, Cout, Cin);
+            wino_gemm(wp.M + xi * wino_est(Cout, ld), ld, ng * gcols, U + xi * Cout * Cin, wp.V + xi * wino_est(Cin, ld),
+                      Cout, Cin);
         for (int64_t g = 0; g < ng; g++) {
             const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL;
             wino_output(out + (c0 + g * WL) * Cout * H * W, accumulate, wp.M, ld, g * gcols, nl, Cout, H, W, m,
