@@ -359,8 +359,12 @@ static void tile_dy4(float *d, int64_t st, const float *p, int64_t pw) {
 }
 
 /* G x of a kernel row or column x (3), and G^T u back (a): the kernel's transform
- * and its gradient, scalar (once per kernel, not per tile) */
-static void g_fwd(int m, float *o, float x0, float x1, float x2) {
+ * and its gradient, for 8 kernels at once (consecutive input channels, one per
+ * lane; each lane's operations are those of one kernel alone, so the bits do not
+ * change). One kernel at a time, with U's elements all in one L1 set, these took
+ * ~20 ms of a one-thread CNN step; in lanes, with U skewed, ~9. */
+static inline void g_fwd(int m, wvec *o, const wvec *x) {
+    const wvec x0 = x[0], x1 = x[1], x2 = x[2];
     if (m == 2) {
         o[0] = x0, o[1] = 0.5f * (x0 + x1 + x2), o[2] = 0.5f * (x0 - x1 + x2), o[3] = x2;
     } else if (m == 4) {
@@ -372,11 +376,11 @@ static void g_fwd(int m, float *o, float x0, float x1, float x2) {
     }
 }
 
-static void g_bwd(int m, float o[3], const float *u) {
+static inline void g_bwd(int m, wvec o[3], const wvec *u) {
     if (m == 2) {
         o[0] = u[0] + 0.5f * (u[1] + u[2]), o[1] = 0.5f * (u[1] - u[2]), o[2] = 0.5f * (u[1] + u[2]) + u[3];
     } else if (m == 4) {
-        const float s12 = u[1] + u[2], d12 = u[1] - u[2], s34 = u[3] + u[4], d34 = u[3] - u[4];
+        const wvec s12 = u[1] + u[2], d12 = u[1] - u[2], s34 = u[3] + u[4], d34 = u[3] - u[4];
         o[0] = 0.25f * u[0] - s12 / 6.0f + s34 / 24.0f;
         o[1] = d34 / 12.0f - d12 / 6.0f;
         o[2] = (s34 - s12) / 6.0f + u[5];
@@ -604,7 +608,9 @@ static size_t wino_vm_floats(const ct_conv2d_shape *s) {
                    (size_t)wino_pest(s->C > s->OC ? s->C : s->OC, wino_ld(wino_chunk(s) * wino_tiles(s))));
 }
 
-static size_t wino_u_floats(const ct_conv2d_shape *s) { return round16((size_t)(wino_na(s) * s->OC * s->C)); }
+/* U and dU: (a*a, OC, C), the elements wino_est(OC, C) apart (the transforms of a
+ * kernel write, or read, one value in each) */
+static size_t wino_u_floats(const ct_conv2d_shape *s) { return round16((size_t)(wino_na(s) * wino_est(s->OC, s->C))); }
 
 static size_t wino_part_floats(const ct_conv2d_shape *s) {
     return 2 * wino_vm_floats(s) + round16(wino_plane_floats(s)) + wino_u_floats(s);
@@ -632,21 +638,33 @@ size_t ct_conv2d_workspace(const ct_conv2d_shape *s) {
  * from w (OC, C, 3, 3) as they are (flip = 0, the forward) or flipped and
  * transposed (flip = 1: g[o=c][i=oc] = rot180(w[oc][c]), the input gradient). */
 static void wino_weights(float *U, const float *w, int64_t OC, int64_t C, int flip, int m) {
-    const int64_t Cout = flip ? C : OC, Cin = flip ? OC : C, a = m + 2;
+    const int64_t Cout = flip ? C : OC, Cin = flip ? OC : C, a = m + 2, ust = wino_est(Cout, Cin);
 #pragma omp parallel for schedule(static) if (OC * C * 16 >= CT_PAR_MIN)
     for (int64_t o = 0; o < Cout; o++)
-        for (int64_t i = 0; i < Cin; i++) {
-            const float *k = flip ? w + (i * C + o) * 9 : w + (o * C + i) * 9;
-            float g[3][3], t[6][3], u[6];
+        for (int64_t i0 = 0; i0 < Cin; i0 += WL) {
+            const int64_t nl = Cin - i0 < WL ? Cin - i0 : WL;
+            wvec g[3][3], t[6][3], u[6];
             for (int r = 0; r < 3; r++)
-                for (int q = 0; q < 3; q++) g[r][q] = flip ? k[(2 - r) * 3 + (2 - q)] : k[r * 3 + q];
+                for (int q = 0; q < 3; q++) g[r][q] = (wvec){0};
+            for (int64_t l = 0; l < nl; l++) {
+                const int64_t i = i0 + l;
+                const float *k = flip ? w + (i * C + o) * 9 : w + (o * C + i) * 9;
+                for (int r = 0; r < 3; r++)
+                    for (int q = 0; q < 3; q++) g[r][q][l] = flip ? k[(2 - r) * 3 + (2 - q)] : k[r * 3 + q];
+            }
             for (int q = 0; q < 3; q++) {
-                g_fwd(m, u, g[0][q], g[1][q], g[2][q]);
+                const wvec col[3] = {g[0][q], g[1][q], g[2][q]};
+                g_fwd(m, u, col);
                 for (int r = 0; r < a; r++) t[r][q] = u[r];
             }
             for (int r = 0; r < a; r++) {
-                g_fwd(m, u, t[r][0], t[r][1], t[r][2]);
-                for (int q = 0; q < a; q++) U[((r * a + q) * Cout + o) * Cin + i] = u[q];
+                g_fwd(m, u, t[r]);
+                for (int q = 0; q < a; q++) {
+                    float *d = U + (r * a + q) * ust + o * Cin + i0;
+                    if (nl == WL) WSTORE(d, u[q]);
+                    else
+                        for (int64_t l = 0; l < nl; l++) d[l] = u[q][l];
+                }
             }
         }
 }
@@ -655,20 +673,32 @@ static void wino_weights(float *U, const float *w, int64_t OC, int64_t C, int fl
  * U = G g G^T, transposed back to the kernels. */
 static void wino_weights_grad(float *dw, const float *dU, int64_t OC, int64_t C, int m) {
     const int a = m + 2;
+    const int64_t ust = wino_est(OC, C);
 #pragma omp parallel for schedule(static) if (OC * C * 16 >= CT_PAR_MIN)
     for (int64_t o = 0; o < OC; o++)
-        for (int64_t i = 0; i < C; i++) {
-            float u[6][6], t[3][6], x[6], k3[3];
-            for (int xi = 0; xi < a * a; xi++) u[xi / a][xi % a] = dU[(xi * OC + o) * C + i];
+        for (int64_t i0 = 0; i0 < C; i0 += WL) {
+            const int64_t nl = C - i0 < WL ? C - i0 : WL;
+            wvec u[6][6], t[3][6], x[6], k3[3];
+            for (int xi = 0; xi < a * a; xi++) {
+                const float *src = dU + xi * ust + o * C + i0;
+                if (nl == WL) u[xi / a][xi % a] = WLOAD(src);
+                else {
+                    wvec v = {0};
+                    for (int64_t l = 0; l < nl; l++) v[l] = src[l];
+                    u[xi / a][xi % a] = v;
+                }
+            }
             for (int q = 0; q < a; q++) {
                 for (int r = 0; r < a; r++) x[r] = u[r][q];
                 g_bwd(m, k3, x);
                 for (int r = 0; r < 3; r++) t[r][q] = k3[r];
             }
-            float *k = dw + (o * C + i) * 9;
             for (int r = 0; r < 3; r++) {
                 g_bwd(m, k3, t[r]);
-                for (int q = 0; q < 3; q++) k[r * 3 + q] += k3[q];
+                for (int64_t l = 0; l < nl; l++) {
+                    float *k = dw + ((o * C + i0 + l) * 9) + r * 3;
+                    for (int q = 0; q < 3; q++) k[q] += k3[q][l];
+                }
             }
         }
 }
@@ -746,7 +776,7 @@ static void wino_dy_tiles(float *D, int64_t ld, int64_t col0, const float *dy, i
  * then G^T dU G. ws: U's place (the summed dU), then the parts. */
 static void wino_dw(float *dw, const float *dy, const float *x, const ct_conv2d_shape *s, float *ws) {
     const int64_t OC = s->OC, C = s->C, H = s->H, W = s->W, tps = wino_tiles(s), cs = wino_chunk(s);
-    const int64_t gcols = tps * WL, na = wino_na(s), nu = na * OC * C;
+    const int64_t gcols = tps * WL, na = wino_na(s), nu = na * wino_est(OC, C);
     const int m = wino_m(s);
     float *parts = ws + wino_u_floats(s);
 #pragma omp parallel for schedule(dynamic, 1)
@@ -763,7 +793,7 @@ static void wino_dw(float *dw, const float *dy, const float *x, const ct_conv2d_
                 wino_dy_tiles(wp.M, ld, g * gcols, dy + n * OC * H * W, nl, OC, H, W, m, wp.P);
             }
             for (int64_t xi = 0; xi < na; xi++)
-                wino_gemm_nt(wp.dU + xi * OC * C, wp.M + xi * wino_pest(OC, ld), wp.V + xi * wino_pest(C, ld), OC, C,
+                wino_gemm_nt(wp.dU + xi * wino_est(OC, C), wp.M + xi * wino_pest(OC, ld), wp.V + xi * wino_pest(C, ld), OC, C,
                              ng * gcols);
         }
     }
@@ -798,7 +828,7 @@ static void wino_conv(float *out, int accumulate, const float *in, const float *
             wino_input(wp.V, ld, g * gcols, in + (c0 + g * WL) * Cin * H * W, nl, Cin, H, W, m, wp.P);
         }
         for (int64_t xi = 0; xi < na; xi++)
-            wino_gemm(wp.M + xi * wino_est(Cout, ld), ld, ng * gcols, U + xi * Cout * Cin, wp.V + xi * wino_pest(Cin, ld),
+            wino_gemm(wp.M + xi * wino_est(Cout, ld), ld, ng * gcols, U + xi * wino_est(Cout, Cin), wp.V + xi * wino_pest(Cin, ld),
                       Cout, Cin);
         for (int64_t g = 0; g < ng; g++) {
             const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL;
