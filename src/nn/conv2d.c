@@ -793,8 +793,8 @@ static void wino_dw(float *dw, const float *dy, const float *x, const ct_conv2d_
                 wino_dy_tiles(wp.M, ld, g * gcols, dy + n * OC * H * W, nl, OC, H, W, m, wp.P);
             }
             for (int64_t xi = 0; xi < na; xi++)
-                wino_gemm_nt(wp.dU + xi * wino_est(OC, C), wp.M + xi * wino_pest(OC, ld), wp.V + xi * wino_pest(C, ld), OC, C,
-                             ng * gcols);
+                wino_gemm_nt(wp.dU + xi * wino_est(OC, C), wp.M + xi * wino_pest(OC, ld), wp.V + xi * wino_pest(C, ld),
+                             OC, C, ng * gcols);
         }
     }
     const float *dU0 = wino_part_at(s, parts, 0).dU;
@@ -828,8 +828,8 @@ static void wino_conv(float *out, int accumulate, const float *in, const float *
             wino_input(wp.V, ld, g * gcols, in + (c0 + g * WL) * Cin * H * W, nl, Cin, H, W, m, wp.P);
         }
         for (int64_t xi = 0; xi < na; xi++)
-            wino_gemm(wp.M + xi * wino_est(Cout, ld), ld, ng * gcols, U + xi * wino_est(Cout, Cin), wp.V + xi * wino_pest(Cin, ld),
-                      Cout, Cin);
+            wino_gemm(wp.M + xi * wino_est(Cout, ld), ld, ng * gcols, U + xi * wino_est(Cout, Cin),
+                      wp.V + xi * wino_pest(Cin, ld), Cout, Cin);
         for (int64_t g = 0; g < ng; g++) {
             const int64_t nl = nb - g * WL < WL ? nb - g * WL : WL;
             wino_output(out + (c0 + g * WL) * Cout * H * W, accumulate, wp.M, ld, g * gcols, nl, Cout, H, W, m,
