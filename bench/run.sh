@@ -9,6 +9,10 @@
 # less memory, more time; `contrast train --recompute`).
 # BENCH_QUICK=1 skips ResNet-18 width 64 (the longest part, ~4 minutes);
 # BENCH_BATCH=N changes the batch (pairs; default 256), e.g. 16 for a smoke test.
+# BENCH_PAIRS=N (default 3; 0 skips) times the CNN N more times as alternating
+# pairs, C on its default threads then PyTorch's best, and prints each pair's
+# ratio and their median: each pair sees about the same machine, so on a machine
+# whose other load comes and goes the median moves less than the table's ratio.
 # Each model runs in its own process so peak RSS is per model.
 set -u
 BUILD=${1:-build}
@@ -41,6 +45,20 @@ run_model resnet18-32 "--model resnet18 --width 32" 2 1
 # width 64 with --recompute (ct_model_recompute_convs): the setting for its memory target
 [ "${BENCH_QUICK:-0}" = 1 ] || run_model resnet18-64 "--model resnet18 --width 64 --recompute" 1 1
 
+# the CNN's ratio again, from alternating pairs (see the top)
+npairs=${BENCH_PAIRS:-3}
+if [ $have_torch = 1 ] && [ "$npairs" -gt 0 ]; then
+    echo "== cnn, $npairs alternating pairs (C default threads, then PyTorch best; steps 6 after 2 warm-up)"
+    i=1
+    while [ $i -le "$npairs" ]; do
+        c=$("$B/bench_step" --model cnn --batch "${BENCH_BATCH:-256}" --steps 6 --warmup 2 | awk '$1 == "c" { print $6 }')
+        t=$(OPENBLAS_NUM_THREADS=1 $PY bench/torch_step.py --threads "$NCPU" --setting best --models cnn \
+            --steps 6 --warmup 2 --batch "${BENCH_BATCH:-256}" | awk '$1 == "torch" { print $5 }')
+        echo "pair $i c $c torch $t" | awk '{ printf "%s ratio %.2fx\n", $0, $4 / $6 }'
+        i=$((i + 1))
+    done | tee "$OUT/pairs"
+fi
+
 echo "== augmentation"
 "$B/bench_augment" fashion-mnist "" 20000 2>&1 | grep -E 'threads=' | tee "$OUT/aug"
 
@@ -63,3 +81,8 @@ awk -v ncpu="$NCPU" '
                    ti[tm "-best"] == "" ? "-" : ti[tm "-best"], cr[m], tr[tm "-best"] == "" ? "-" : tr[tm "-best"]
         }
     }' "$OUT/c" "$OUT/c1" $( [ $have_torch = 1 ] && echo "$OUT/t" )
+if [ -s "$OUT/pairs" ]; then
+    sed 's/x$//' "$OUT/pairs" | sort -n -k 8 | awk '{ r[NR] = $8 } END {
+        m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+        printf "cnn-32 C/torch best from %d alternating pairs: median %.2fx (%.2fx-%.2fx)\n", NR, m, r[1], r[NR] }'
+fi
