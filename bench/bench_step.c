@@ -8,7 +8,8 @@
  * 2B single images) as images/s, and peak RSS. --profile adds a per-layer-type
  * time breakdown with GFLOP/s, taken from one extra step whose kernels are called
  * one node at a time in the model's own order (the same calls ct_model_forward
- * and ct_model_backward make). --gemm measures this machine's sgemm.
+ * and ct_model_backward make). --gemm measures this machine's sgemm and its fp32
+ * peak (twelve independent 8-lane FMA chains per thread, where the CPU has FMA).
  *
  *   bench_step [--model cnn|resnet18] [--width W] [--size S] [--batch B] [--steps S] [--warmup K]
  *              [--threads T] [--profile] [--layers] [--cpu-clock] [--gemm]
@@ -23,6 +24,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#if defined(__AVX__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 static double now(void) {
     struct timespec t;
@@ -99,6 +103,35 @@ static double gemm_gflops(int64_t M, int64_t N, int64_t K, int inside_parallel) 
     ct_free(A); ct_free(B); ct_free(C);
     double calls = inside_parallel ? (double)ct_get_threads() : 1.0;
     return calls * 2.0 * (double)M * (double)N * (double)K / best * 1e-9;
+}
+
+/* The cores' fp32 peak: each thread runs twelve independent chains of 8-lane FMAs
+ * (enough to cover the FMA latency), 16 FLOPs per FMA; 0 without FMA. */
+static double fma_peak_gflops(void) {
+#if defined(__AVX__) && defined(__FMA__)
+    const long iters = 20000000;
+    double best = 1e30;
+    float sink = 0.0f;
+    for (int r = 0; r < 3; r++) {
+        double t = now();
+#pragma omp parallel reduction(+ : sink)
+        {
+            const __m256 b = _mm256_set1_ps(0.9999f), c = _mm256_set1_ps(1e-4f);
+            __m256 acc[12];
+            for (int i = 0; i < 12; i++) acc[i] = _mm256_set1_ps((float)i);
+            for (long it = 0; it < iters; it++)
+#pragma GCC unroll 12
+                for (int i = 0; i < 12; i++) acc[i] = _mm256_fmadd_ps(acc[i], b, c);
+            for (int i = 0; i < 12; i++) sink += _mm256_cvtss_f32(acc[i]);
+        }
+        t = now() - t;
+        if (t < best) best = t;
+    }
+    if (sink == -1.0f) printf("\n"); /* keeps the chains' results live */
+    return (double)ct_get_threads() * (double)iters * 12.0 * 16.0 / best * 1e-9;
+#else
+    return 0.0;
+#endif
 }
 
 /* ---- per-layer-type profile ------------------------------------------------------ */
@@ -204,7 +237,8 @@ int main(int argc, char **argv) {
         double all = gemm_gflops(1024, 1024, 1024, 0), each = gemm_gflops(1024, 1024, 1024, 1);
         double conv = gemm_gflops(64, 1536, 288, 1);
         printf("gemm threads %d sgemm_1024_split_gflops %.1f sgemm_1024_per_thread_total_gflops %.1f "
-               "sgemm_64x1536x288_per_thread_total_gflops %.1f\n", ct_get_threads(), all, each, conv);
+               "sgemm_64x1536x288_per_thread_total_gflops %.1f fma_peak_gflops %.1f\n", ct_get_threads(), all, each,
+               conv, fma_peak_gflops());
     }
 
     ct_model_config cfg;
