@@ -517,8 +517,9 @@ static void test_thread_invariance(void) {
 /* The Winograd path: its forward and input gradient do not depend on which thread
  * takes which chunk, its weight gradient sums fixed parts in order, so the bits are
  * the same at 1, 2 and 5 threads (odd maps, a partial group of lanes in every part;
- * F(3x3) on the 5x3 map, F(2x2) on the 7x4 one). So does im2col on a few input channels (the grayscale
- * stem, RGB on an odd map): its weight gradient sums each part, the parts in order. */
+ * F(3x3) on the 5x3 map, F(2x2) on the 7x4 one). So does im2col on a few input
+ * channels (the grayscale stem, RGB on an odd map): its weight gradient sums each
+ * part, the parts in order. */
 static void test_conv_threads(int64_t C, int64_t H, int64_t W) {
     ct_conv2d_shape s;
     CHECK_OK(ct_conv2d_shape_init(&s, 70, C, H, W, 16, 3, 3, 1, 1));

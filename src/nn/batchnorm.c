@@ -109,28 +109,28 @@ static void lanes_flush(const float *a, const float *b, double *sdy, double *sdy
     }
 }
 
-/* dx += (or with overwrite, =) k * (g - a - (x - m) * is * bcoef) over a stretch,
- * g the (masked) dy */
+/* dx += (or with overwrite, =) scale * (g - a - (x - m) * is * bcoef) over a
+ * stretch, g the (masked) dy */
 static void dx_stretch(float *dx, const float *dy, const float *x, int64_t n, float m, float is, float scale,
-                       float shift, float k, float a, float bcoef, int relu, int overwrite) {
+                       float shift, float a, float bcoef, int relu, int overwrite) {
     if (relu && overwrite) {
 #pragma omp simd
         for (int64_t i = 0; i < n; i++) {
             float d = dy[i], v = x[i] * scale + shift, g = v > 0.0f ? d : 0.0f;
-            dx[i] = k * (g - a - (x[i] - m) * is * bcoef);
+            dx[i] = scale * (g - a - (x[i] - m) * is * bcoef);
         }
     } else if (relu) {
 #pragma omp simd
         for (int64_t i = 0; i < n; i++) {
             float d = dy[i], v = x[i] * scale + shift, g = v > 0.0f ? d : 0.0f;
-            dx[i] += k * (g - a - (x[i] - m) * is * bcoef);
+            dx[i] += scale * (g - a - (x[i] - m) * is * bcoef);
         }
     } else if (overwrite) {
 #pragma omp simd
-        for (int64_t i = 0; i < n; i++) dx[i] = k * (dy[i] - a - (x[i] - m) * is * bcoef);
+        for (int64_t i = 0; i < n; i++) dx[i] = scale * (dy[i] - a - (x[i] - m) * is * bcoef);
     } else {
 #pragma omp simd
-        for (int64_t i = 0; i < n; i++) dx[i] += k * (dy[i] - a - (x[i] - m) * is * bcoef);
+        for (int64_t i = 0; i < n; i++) dx[i] += scale * (dy[i] - a - (x[i] - m) * is * bcoef);
     }
 }
 
@@ -218,10 +218,14 @@ void ct_batchnorm_apply(float *y, const float *x, const float *mean, const float
  * channel at a time with prefetch: blocked, they measured no faster.) */
 #define CB 8
 
-/* the channel block of loop index blk: its first channel and size */
-static int64_t block_of(int64_t blk, int64_t C, int64_t *nc) {
+/* the channel block of loop index blk: its first channel (returned), its size and
+ * its channels' affine coefficients */
+static int64_t block_of(int64_t blk, int64_t C, int64_t *nc, const float *mean, const float *invstd,
+                        const float *gamma, const float *beta, float *scale, float *shift) {
     const int64_t c0 = blk * CB;
     *nc = C - c0 < CB ? C - c0 : CB;
+    for (int64_t j = 0; j < *nc; j++)
+        bn_affine(mean[c0 + j], invstd[c0 + j], gamma, beta, c0 + j, &scale[j], &shift[j]);
     return c0;
 }
 
@@ -245,10 +249,9 @@ void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
 #pragma omp parallel for schedule(dynamic, 1) if (N * C * HW >= CT_PAR_MIN)
     for (int64_t blk = 0; blk < (C + CB - 1) / CB; blk++) {
         int64_t nc;
-        const int64_t c0 = block_of(blk, C, &nc);
         float scale[CB], shift[CB], a[CB], bcoef[CB];
+        const int64_t c0 = block_of(blk, C, &nc, mean, invstd, gamma, beta, scale, shift);
         double sdy[CB] = {0}, sdyx[CB] = {0};
-        for (int64_t j = 0; j < nc; j++) bn_affine(mean[c0 + j], invstd[c0 + j], gamma, beta, c0 + j, &scale[j], &shift[j]);
         for (int64_t n = 0; n < N; n++)
             for (int64_t j = 0; j < nc; j++) {
                 const int64_t o = (n * C + c0 + j) * HW;
@@ -263,8 +266,8 @@ void ct_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
         for (int64_t n = 0; n < N; n++)
             for (int64_t j = 0; j < nc; j++) {
                 const int64_t o = (n * C + c0 + j) * HW;
-                dx_stretch(dx + o, dy + o, x + o, HW, mean[c0 + j], invstd[c0 + j], scale[j], shift[j], scale[j],
-                           a[j], bcoef[j], relu, overwrite);
+                dx_stretch(dx + o, dy + o, x + o, HW, mean[c0 + j], invstd[c0 + j], scale[j], shift[j], a[j],
+                           bcoef[j], relu, overwrite);
             }
     }
 }
@@ -479,9 +482,10 @@ static void expand_stretch(float *buf, int64_t s, int64_t len, const float *dy, 
                 const __m256i i0 = _mm256_add_epi32(_mm256_set1_epi32((int32_t)(2 * oh * W + 2 * ow)), two);
                 const __m256i i2 = _mm256_add_epi32(i0, wv);
                 const __m256 a = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, i0)));
-                const __m256 b = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_add_epi32(i0, one))));
+                const __m256i i1 = _mm256_add_epi32(i0, one), i3 = _mm256_add_epi32(i2, one);
+                const __m256 b = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, i1)));
                 const __m256 c = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, i2)));
-                const __m256 d = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_add_epi32(i2, one))));
+                const __m256 d = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, i3)));
                 /* (a0 b0 a1 b1 ...): unpack within halves, then reorder the halves */
                 const __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
                 const __m256 u0 = _mm256_unpacklo_ps(c, d), u1 = _mm256_unpackhi_ps(c, d);
@@ -513,15 +517,14 @@ static inline float pooled_g(float d, float x, float scale, float shift, int rel
  * gradient were 0 (one vectorised pass, no full-size gradient), then the window
  * maxima again with theirs; the same expression on the same values, so the same bits. */
 static void dx_plane_pooled(float *dx, const float *dy, const int32_t *argmax, const float *x, int64_t HW,
-                            int64_t OHW, float m, float is, float scale, float shift, float k, float a, float bcoef,
-                            int relu) {
+                            int64_t OHW, float m, float is, float scale, float shift, float a, float bcoef, int relu) {
     const float g0 = 0.0f;
 #pragma omp simd
-    for (int64_t i = 0; i < HW; i++) dx[i] = k * (g0 - a - (x[i] - m) * is * bcoef);
+    for (int64_t i = 0; i < HW; i++) dx[i] = scale * (g0 - a - (x[i] - m) * is * bcoef);
     for (int64_t j = 0; j < OHW; j++) {
         const int32_t p = argmax[j];
         float g = pooled_g(dy[j], x[p], scale, shift, relu);
-        dx[p] = k * (g - a - (x[p] - m) * is * bcoef);
+        dx[p] = scale * (g - a - (x[p] - m) * is * bcoef);
     }
 }
 
@@ -534,10 +537,9 @@ void ct_batchnorm_maxpool_backward(float *dx, float *dgamma, float *dbeta, const
 #pragma omp parallel for schedule(dynamic, 1) if (N * C * HW >= CT_PAR_MIN)
     for (int64_t blk = 0; blk < (C + CB - 1) / CB; blk++) {
         int64_t nc;
-        const int64_t c0 = block_of(blk, C, &nc);
         float buf[STRETCH], scale[CB], shift[CB], a[CB], bcoef[CB];
+        const int64_t c0 = block_of(blk, C, &nc, mean, invstd, gamma, beta, scale, shift);
         double sdy[CB] = {0}, sdyx[CB] = {0};
-        for (int64_t j = 0; j < nc; j++) bn_affine(mean[c0 + j], invstd[c0 + j], gamma, beta, c0 + j, &scale[j], &shift[j]);
         for (int64_t n = 0; n < N; n++)
             for (int64_t j = 0; j < nc; j++) {
                 const int64_t c = c0 + j;
@@ -561,13 +563,13 @@ void ct_batchnorm_maxpool_backward(float *dx, float *dgamma, float *dbeta, const
                 float *dxc = dx + (n * C + c) * HW;
                 const float m = mean[c], is = invstd[c];
                 if (overwrite) {
-                    dx_plane_pooled(dxc, dyc, ac, xc, HW, OHW, m, is, scale[j], shift[j], scale[j], a[j], bcoef[j], relu);
+                    dx_plane_pooled(dxc, dyc, ac, xc, HW, OHW, m, is, scale[j], shift[j], a[j], bcoef[j], relu);
                     continue;
                 }
                 for (int64_t s = 0; s < HW; s += STRETCH) {
                     int64_t len = HW - s < STRETCH ? HW - s : STRETCH;
                     expand_stretch(buf, s, len, dyc, ac, W, OH, OW);
-                    dx_stretch(dxc + s, buf, xc + s, len, m, is, scale[j], shift[j], scale[j], a[j], bcoef[j], relu, 0);
+                    dx_stretch(dxc + s, buf, xc + s, len, m, is, scale[j], shift[j], a[j], bcoef[j], relu, 0);
                 }
             }
     }
