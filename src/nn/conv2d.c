@@ -196,7 +196,7 @@ static void tile_in2(float *v, int64_t st, const float *p, int64_t pw) {
 }
 
 /* B^T x for F(3x3): rows (2 -1 -2 1 0) (0 -2 -1 1 0) (0 2 -3 1 0) (0 -1 0 1 0) (0 2 -1 -2 1) */
-static void bt5(wvec o[5], const wvec x[5]) {
+static inline __attribute__((always_inline)) void bt5(wvec o[5], const wvec x[5]) {
     o[0] = 2.0f * (x[0] - x[2]) - x[1] + x[3];
     o[1] = x[3] - x[2] - 2.0f * x[1];
     o[2] = x[3] + 2.0f * x[1] - 3.0f * x[2];
@@ -233,7 +233,7 @@ static void tile_out2(float *p, int64_t pw, const float *m, int64_t st) {
 }
 
 /* A^T x for F(3x3): rows (1 1 1 1 0) (0 1 -1 2 0) (0 1 1 4 1) */
-static void at5(wvec o[3], const wvec x[5]) {
+static inline __attribute__((always_inline)) void at5(wvec o[3], const wvec x[5]) {
     o[0] = x[0] + x[1] + x[2] + x[3];
     o[1] = x[1] - x[2] + 2.0f * x[3];
     o[2] = x[1] + x[2] + 4.0f * x[3] + x[4];
@@ -265,7 +265,7 @@ static void tile_dy2(float *d, int64_t st, const float *p, int64_t pw) {
 }
 
 /* A y for F(3x3): the columns of at5 */
-static void a5(wvec o[5], const wvec y[3]) {
+static inline __attribute__((always_inline)) void a5(wvec o[5], const wvec y[3]) {
     o[0] = y[0];
     o[1] = y[0] + y[1] + y[2];
     o[2] = y[0] - y[1] + y[2];
@@ -289,7 +289,7 @@ static void tile_dy3(float *d, int64_t st, const float *p, int64_t pw) {
 /* F(4x4) (a = 6), points 0, 1, -1, 2, -2 and infinity.
  * B^T x: rows (4 0 -5 0 1 0) (0 -4 -4 1 1 0) (0 4 -4 -1 1 0) (0 -2 -1 2 1 0)
  * (0 2 -1 -2 1 0) (0 4 0 -5 0 1) */
-static void bt6(wvec o[6], const wvec x[6]) {
+static inline __attribute__((always_inline)) void bt6(wvec o[6], const wvec x[6]) {
     const wvec t1 = x[4] - 4.0f * x[2], t2 = x[3] - 4.0f * x[1], t3 = x[4] - x[2], t4 = 2.0f * (x[3] - x[1]);
     o[0] = 4.0f * x[0] - 5.0f * x[2] + x[4];
     o[1] = t1 + t2;
@@ -313,7 +313,7 @@ static void tile_in4(float *v, int64_t st, const float *p, int64_t pw) {
 }
 
 /* A^T x: rows (1 1 1 1 1 0) (0 1 -1 2 -2 0) (0 1 1 4 4 0) (0 1 -1 8 -8 1) */
-static void at6(wvec o[4], const wvec x[6]) {
+static inline __attribute__((always_inline)) void at6(wvec o[4], const wvec x[6]) {
     const wvec s12 = x[1] + x[2], d12 = x[1] - x[2], s34 = x[3] + x[4], d34 = x[3] - x[4];
     o[0] = x[0] + s12 + s34;
     o[1] = d12 + 2.0f * d34;
@@ -335,7 +335,7 @@ static void tile_out4(float *p, int64_t pw, const float *m, int64_t st) {
 }
 
 /* A y: the columns of at6 */
-static void a6(wvec o[6], const wvec y[4]) {
+static inline __attribute__((always_inline)) void a6(wvec o[6], const wvec y[4]) {
     const wvec e = y[0] + y[2], f = y[1] + y[3], g = y[0] + 4.0f * y[2], h = 2.0f * y[1] + 8.0f * y[3];
     o[0] = y[0];
     o[1] = e + f;
@@ -710,6 +710,20 @@ static inline int64_t packed_at(int64_t rows, int64_t r, int64_t col) {
     return col / WP * panel_floats(rows) + r * WP + col % WP;
 }
 
+/* Ask for the a*a lines a tile transform will write (rw 1) or read (rw 0) next,
+ * one in each element's matrix, st apart. Two tiles fill one line of each (WP =
+ * 2 * WL columns), so at every line's first tile the transforms ask for the next
+ * line's: a*a streams are more than the hardware prefetcher follows, and without
+ * this each new line was a miss the stores waited on. One thread, 512 samples
+ * (docs/performance.md, session 10): the input transform 43-50 -> 38-41 ms at
+ * 32 channels 28x28, 27 -> 19 at 64 x 14x14, 18 -> 15 at 128 x 7x7. */
+static inline void prefetch_elems(const float *p, int64_t st, int64_t na, int rw) {
+    for (int64_t xi = 0; xi < na; xi++) {
+        if (rw) __builtin_prefetch(p + xi * st, 1, 3);
+        else __builtin_prefetch(p + xi * st, 0, 3);
+    }
+}
+
 /* V (a*a, Cin, ld) packed, columns [col0, col0 + tiles * WL) <- the input tiles
  * of the nl <= WL samples x: (nl, Cin, H, W); P: the group's plane (scratch) */
 static void wino_input(float *V, int64_t ld, int64_t col0, const float *x, int64_t nl, int64_t Cin, int64_t H,
@@ -724,6 +738,7 @@ static void wino_input(float *V, int64_t ld, int64_t col0, const float *x, int64
                 const float *p = P + m * (ty * pw + tx) * WL;
                 const int64_t col = col0 + (ty * tw + tx) * WL;
                 float *v = V + packed_at(Cin, c, col);
+                if (col % WP == 0) prefetch_elems(V + packed_at(Cin, c, col + WP), st, (m + 2) * (m + 2), 1);
                 if (m == 2) tile_in2(v, st, p, pw);
                 else if (m == 3) tile_in3(v, st, p, pw);
                 else tile_in4(v, st, p, pw);
@@ -737,11 +752,12 @@ static void wino_output(float *y, int accumulate, const float *M, int64_t ld, in
                         int64_t Cout, int64_t H, int64_t W, int m, float *P) {
     const int64_t th = ceil_div(H, m), tw = ceil_div(W, m), pw = m * tw, hw = H * W, st = wino_est(Cout, ld);
     for (int64_t o = 0; o < Cout; o++) {
-        const float *mo = M + o * ld + col0;
         for (int64_t ty = 0; ty < th; ty++)
             for (int64_t tx = 0; tx < tw; tx++) {
                 float *p = P + m * (ty * pw + tx) * WL;
-                const float *mt = mo + (ty * tw + tx) * WL;
+                const int64_t col = col0 + (ty * tw + tx) * WL;
+                const float *mt = M + o * ld + col;
+                if (col % WP == 0) prefetch_elems(mt + WP, st, (m + 2) * (m + 2), 0);
                 if (m == 2) tile_out2(p, pw, mt, st);
                 else if (m == 3) tile_out3(p, pw, mt, st);
                 else tile_out4(p, pw, mt, st);
@@ -762,7 +778,9 @@ static void wino_dy_tiles(float *D, int64_t ld, int64_t col0, const float *dy, i
         for (int64_t ty = 0; ty < th; ty++)
             for (int64_t tx = 0; tx < tw; tx++) {
                 const float *p = P + m * (ty * pw + tx) * WL;
-                float *d = D + packed_at(Cout, o, col0 + (ty * tw + tx) * WL);
+                const int64_t col = col0 + (ty * tw + tx) * WL;
+                float *d = D + packed_at(Cout, o, col);
+                if (col % WP == 0) prefetch_elems(D + packed_at(Cout, o, col + WP), st, (m + 2) * (m + 2), 1);
                 if (m == 2) tile_dy2(d, st, p, pw);
                 else if (m == 3) tile_dy3(d, st, p, pw);
                 else tile_dy4(d, st, p, pw);
