@@ -440,13 +440,13 @@ static void wino_gemm(float *M, int64_t ld, int64_t cols, const float *U, const 
         for (int64_t o = 0; o < Cout; o += WR) {
             float *c = M + o * ld + j;
             const float *a = U + o * Cin;
-            const int R = Cout - o < WR ? (int)(Cout - o) : WR;
+            const int nr = Cout - o < WR ? (int)(Cout - o) : WR;
             /* the lines of M the same rows take in the next panel: without this,
              * each block's stores waited on lines that missed (session 10: the
              * GEMMs at 32 channels, 28x28, 75-79 -> 66-67 ms a forward, 512
              * samples, one thread; from 128 channels on no change) */
-            for (int r = 0; r < R; r++) __builtin_prefetch(c + r * ld + WP, 1, 3);
-            switch (R * 2 + two) {
+            for (int r = 0; r < nr; r++) __builtin_prefetch(c + r * ld + WP, 1, 3);
+            switch (nr * 2 + two) {
 #define WCASE(R)                                                                                                     \
     case 2 * R: wgemm_block(R, 1, c, ld, a, Cin, b, Cin); break;                                                     \
     case 2 * R + 1: wgemm_block(R, 2, c, ld, a, Cin, b, Cin); break;
