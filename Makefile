@@ -6,9 +6,19 @@
 #   make SANITIZE=1 test   the same tests under ASan + UBSan (build-san/)
 #   make fuzz       libFuzzer targets (clang) in build-fuzz/; `make fuzz-ci` runs each briefly
 #   make MPI=0      build without Open MPI (default: with it when mpicc exists)
+#   make PORTABLE=1 build for any x86-64 (no -march=native; the SIMD kernels take their plain paths)
+#   make install PREFIX=/usr/local [DESTDIR=...]   library, headers, contrast.pc, binary, man page
+#   make uninstall  remove what install put there (same PREFIX / DESTDIR)
 #   make clean
 CC      ?= cc
-OPT     ?= -O2 -march=native
+VERSION := 0.1.0
+SOMAJOR := 0
+ifeq ($(PORTABLE),1)
+  OPT   ?= -O2
+  BUILD ?= build-portable
+else
+  OPT   ?= -O2 -march=native
+endif
 CFLAGS  := -std=c11 $(OPT) -g -Wall -Wextra -Wshadow -Wstrict-prototypes -fopenmp -fPIC \
            -D_POSIX_C_SOURCE=200809L -Iinclude -I/usr/include/x86_64-linux-gnu/openblas-pthread \
            -MMD -MP $(EXTRA_CFLAGS)
@@ -42,13 +52,15 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-ifeq ($(SANITIZE),1)
-  CLI_BIN := $(BUILD)/contrast
-else
+# The default build's CLI is ./contrast; other builds (SANITIZE, PORTABLE, BUILD=...)
+# keep theirs in their own folder.
+ifeq ($(BUILD),build)
   CLI_BIN := contrast
+else
+  CLI_BIN := $(BUILD)/contrast
 endif
 
-.PHONY: all lib test test-run run run-main bench bench-run deps deps-torch deps-fuzz fuzz fuzz-ci clean
+.PHONY: all lib install uninstall test test-run run run-main bench bench-run deps deps-torch deps-fuzz fuzz fuzz-ci clean
 all: $(BUILD)/libcontrast.a $(BUILD)/libcontrast.so $(CLI_BIN)
 lib: $(BUILD)/libcontrast.a
 
@@ -60,8 +72,14 @@ $(BUILD)/libcontrast.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libcontrast.so: $(LIB_OBJ)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# The shared library carries a soname (libcontrast.so.0); libcontrast.so and
+# libcontrast.so.0 are links to the versioned file, as Debian's packages lay them out.
+$(BUILD)/libcontrast.so.$(VERSION): $(LIB_OBJ)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libcontrast.so.$(SOMAJOR) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libcontrast.so: $(BUILD)/libcontrast.so.$(VERSION)
+	ln -sf libcontrast.so.$(VERSION) $(BUILD)/libcontrast.so.$(SOMAJOR)
+	ln -sf libcontrast.so.$(VERSION) $@
 
 $(CLI_BIN): $(CLI_OBJ) $(BUILD)/libcontrast.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libcontrast.a $(LDLIBS)
@@ -136,7 +154,38 @@ fuzz: deps-fuzz $(FUZZ_BIN)
 fuzz-ci: fuzz
 	sh fuzz/run.sh $${FUZZ_SECONDS:-20}
 
+# ---- install (PREFIX, DESTDIR as packagers expect) ------------------------------------
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+PCDIR      ?= $(LIBDIR)/pkgconfig
+PC_PRIVATE := $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/contrast.pc: tools/contrast.pc.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(strip $(PC_PRIVATE))|' $< > $@
+
+install: all $(BUILD)/contrast.pc
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/contrast $(DESTDIR)$(BINDIR) $(DESTDIR)$(PCDIR)
+	install -m 644 $(BUILD)/libcontrast.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libcontrast.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libcontrast.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcontrast.so.$(SOMAJOR)
+	ln -sf libcontrast.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcontrast.so
+	install -m 644 include/contrast.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 include/contrast/*.h $(DESTDIR)$(INCLUDEDIR)/contrast/
+	install -m 644 $(BUILD)/contrast.pc $(DESTDIR)$(PCDIR)/
+	install -m 755 $(CLI_BIN) $(DESTDIR)$(BINDIR)/contrast
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libcontrast.a $(DESTDIR)$(LIBDIR)/libcontrast.so \
+	      $(DESTDIR)$(LIBDIR)/libcontrast.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libcontrast.so.$(VERSION) \
+	      $(DESTDIR)$(INCLUDEDIR)/contrast.h $(DESTDIR)$(PCDIR)/contrast.pc $(DESTDIR)$(BINDIR)/contrast
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/contrast
+
 clean:
-	rm -rf build build-san build-fuzz contrast
+	rm -rf build build-san build-fuzz build-portable contrast
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(wildcard $(FUZZ_BUILD)/*/*/*.d)
