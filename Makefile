@@ -60,7 +60,7 @@ else
   CLI_BIN := $(BUILD)/contrast
 endif
 
-.PHONY: all lib install uninstall test test-run run run-main bench bench-run deps deps-torch deps-fuzz fuzz fuzz-ci clean
+.PHONY: all lib install uninstall examples test test-run run run-main bench bench-run deps deps-torch deps-fuzz fuzz fuzz-ci clean
 all: $(BUILD)/libcontrast.a $(BUILD)/libcontrast.so $(CLI_BIN)
 lib: $(BUILD)/libcontrast.a
 
@@ -178,6 +178,16 @@ install: all $(BUILD)/contrast.pc
 	install -m 644 include/contrast/*.h $(DESTDIR)$(INCLUDEDIR)/contrast/
 	install -m 644 $(BUILD)/contrast.pc $(DESTDIR)$(PCDIR)/
 	install -m 755 $(CLI_BIN) $(DESTDIR)$(BINDIR)/contrast
+
+# The examples build against an installed library, as a user's program would:
+#   make install PREFIX=$$HOME/.local && PKG_CONFIG_PATH=$$HOME/.local/lib/pkgconfig make examples
+EXAMPLES_DIR ?= $(BUILD)/examples
+examples:
+	@mkdir -p $(EXAMPLES_DIR)
+	for f in examples/*.c; do \
+	    $(CC) -std=c11 -O2 -Wall -Wextra $$f $$(pkg-config --cflags --libs contrast) -lm \
+	        -o $(EXAMPLES_DIR)/$$(basename $$f .c) || exit 1; \
+	done
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libcontrast.a $(DESTDIR)$(LIBDIR)/libcontrast.so \
