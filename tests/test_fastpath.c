@@ -15,6 +15,7 @@
  *   - whole CNN and ResNet-18 training steps with every parallel loop above its
  *     one-thread threshold, bit-identical at 1, 2 and 3 threads. */
 #include "harness.h"
+#include "../src/nn/internal.h" /* ct_conv2d_*_ref */
 
 #include <math.h>
 

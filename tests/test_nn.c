@@ -10,6 +10,7 @@
  *   exactly against PyTorch autograd in test_reference instead)
  *   conv fast path vs direct reference:        |diff| <= 1e-4 + 1e-4*|ref| */
 #include "harness.h"
+#include "../src/nn/internal.h" /* ct_conv2d_*_ref */
 
 #include <omp.h>
 

@@ -8,7 +8,9 @@
  *
  * Reductions over the batch use a fixed partition (CT_NN_PARTS blocks of samples)
  * combined in a fixed order, so results are bit-identical at any thread count.
- * The plain reference of every fast path lives beside it (ct_conv2d_*_ref). */
+ * The plain references the fast paths are tested against (ct_conv2d_*_ref) are
+ * not part of the API: they are declared in src/nn/internal.h, which the tests
+ * and benchmarks include. */
 #ifndef CONTRAST_NN_H
 #define CONTRAST_NN_H
 #include "contrast/core.h"
@@ -26,9 +28,10 @@ extern "C" {
 
 /* ---- conv2d ----------------------------------------------------------------
  * y = conv(x, w) + b, square or rectangular kernel, stride, zero padding.
- * Lowered to im2col + GEMM over chunks of samples; 3x3, stride 1, pad 1 with 8+
- * channels in and out and a batch of 64+ use Winograd F(2x2, 3x3), or F(3x3, 3x3)
- * on 3x3 and 5x5 maps, for the forward and both gradients (see conv2d.c). */
+ * Lowered to im2col + GEMM over chunks of samples (src/nn/conv2d.c); 3x3, stride
+ * 1, pad 1 with 8+ channels in and out and a batch of 64+ use Winograd F(2x2, 3x3),
+ * F(3x3, 3x3) or F(4x4, 3x3) by map size, for the forward and both gradients
+ * (src/nn/winograd.c). */
 typedef struct {
     int64_t N, C, H, W;     /* input  (N, C, H, W)  */
     int64_t OC, KH, KW;     /* weight (OC, C, KH, KW) */
@@ -54,11 +57,6 @@ void ct_conv2d_backward(float *dx,       /* (N, C, H, W) or NULL, accumulated */
                         float *db,       /* (OC) or NULL, accumulated */
                         const float *dy, /* (N, OC, OH, OW) */
                         const float *x, const float *w, const ct_conv2d_shape *s, float *ws, int overwrite);
-/* Direct seven-loop reference versions (slow; tests only). */
-void ct_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b,
-                           const ct_conv2d_shape *s);
-void ct_conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
-                            const float *w, const ct_conv2d_shape *s);
 
 /* ---- batch normalisation ------------------------------------------------------
  * Over (N, C, HW): BatchNorm2d with HW = H*W, BatchNorm1d with HW = 1.

@@ -1,7 +1,13 @@
-/* internal.h: helpers shared by the files of src/nn (not part of the API). */
+/* internal.h: helpers shared by the files of src/nn, and the plain reference
+ * kernels the tests and benchmarks compare the fast paths with; not part of the
+ * API (tests and bench include it as "../src/nn/internal.h"). Names shared
+ * between files carry the ct_nn__ prefix so they cannot clash with public ones. */
 #ifndef CT_NN_INTERNAL_H
 #define CT_NN_INTERNAL_H
 
+#include "contrast/nn.h"
+
+#include <stddef.h>
 #include <stdint.h>
 
 /* The maximum of the 2x2 window (a b / c d) whose top-left element has index i in
@@ -21,5 +27,41 @@ static inline float max2x2(float a, float b, float c, float d, int32_t i, int32_
     *bi = k;
     return best;
 }
+
+/* Samples [*n0, *n1) of part p of a batch of N: the fixed partition (CT_NN_PARTS
+ * parts) whose partial sums are added in part order, so reductions over the
+ * batch have the same bits at any thread count. */
+static inline void ct_nn__part_range(int64_t N, int p, int64_t *n0, int64_t *n1) {
+    *n0 = N * p / CT_NN_PARTS;
+    *n1 = N * (p + 1) / CT_NN_PARTS;
+}
+
+/* ---- conv2d.c's dispatch to winograd.c ----
+ * ct_nn__wino_ok: whether s (3x3, stride 1, pad 1, enough channels and samples)
+ * takes the Winograd path; the others below are valid only where it does.
+ * ct_nn__wino_workspace: the floats of scratch that path needs (ct_conv2d_workspace
+ * takes the larger of it and im2col's). The forward and backward have
+ * ct_conv2d_forward's and ct_conv2d_backward's contracts, db aside. */
+int ct_nn__wino_ok(const ct_conv2d_shape *s);
+size_t ct_nn__wino_workspace(const ct_conv2d_shape *s);
+void ct_nn__wino_forward(float *y,        /* (N, OC, H, W) */
+                         const float *x,  /* (N, C, H, W) */
+                         const float *w,  /* (OC, C, 3, 3) */
+                         const float *b,  /* (OC) or NULL */
+                         const ct_conv2d_shape *s, float *ws);
+void ct_nn__wino_backward(float *dx,       /* (N, C, H, W) or NULL: written (overwrite) or accumulated */
+                          float *dw,       /* (OC, C, 3, 3) or NULL, accumulated */
+                          const float *dy, /* (N, OC, H, W) */
+                          const float *x, const float *w, const ct_conv2d_shape *s, float *ws, int overwrite);
+
+/* ---- references (tests and bench only) ----
+ * Direct seven-loop convolutions, slow and plain: what ct_conv2d_forward and
+ * ct_conv2d_backward (im2col and Winograd alike) are checked against. The forward
+ * sums each output in double; the backward accumulates into dx, dw and db (any
+ * may be NULL) like ct_conv2d_backward. */
+void ct_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b,
+                           const ct_conv2d_shape *s);
+void ct_conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
+                            const float *w, const ct_conv2d_shape *s);
 
 #endif
