@@ -16,6 +16,7 @@
  * --size sets the input side (default 28; the trainer's views are 20x20).
  * One line per measurement, "key value" pairs, for bench/run.sh to parse. */
 #include "contrast.h"
+#include "../src/models/internal.h" /* the plan's BN + max pool fusion, for the profile's categories */
 
 #include <math.h>
 #include <omp.h>
@@ -142,9 +143,10 @@ static const char *kind_name[K_COUNT] = {"conv", "batchnorm", "bn+maxpool", "rel
 
 /* A BN with a max pool fused into it (ct_model_prepare) does both; the pool node
  * then does nothing, and its time (a function call) counts with the BN's. */
-static int kind_of(const ct_model *m, const ct_node *n) {
-    if (n->kind == CT_NODE_BN && n->pool) return K_BNPOOL;
-    if (n->kind == CT_NODE_MAXPOOL && n->in0 > 0 && m->nodes[n->in0].pool) return K_BNPOOL;
+static int kind_of(const ct_model *m, int i) {
+    const ct_node *n = &m->nodes[i];
+    if (n->kind == CT_NODE_BN && m->plan->nodes[i].pool) return K_BNPOOL;
+    if (n->kind == CT_NODE_MAXPOOL && n->in0 > 0 && m->plan->nodes[n->in0].pool) return K_BNPOOL;
     switch (n->kind) {
     case CT_NODE_CONV: return K_CONV;
     case CT_NODE_BN: return K_BN;
@@ -176,7 +178,7 @@ static void profile_forward(ct_model *m, const float *x, int64_t N, double *t, d
         const ct_node *n = &m->nodes[i];
         double t0 = pnow();
         ct_model_node_forward(m, i);
-        int k = kind_of(m, n);
+        int k = kind_of(m, i);
         double dt = pnow() - t0;
         t[k] += dt;
         fl[k] += node_flops(m, n, N);
@@ -192,7 +194,7 @@ static void profile_backward(ct_model *m, const float *dz, int64_t N, double *t,
         int has_dx = n->in0 > 0;
         double t0 = pnow();
         ct_model_node_backward(m, i);
-        int k = kind_of(m, n);
+        int k = kind_of(m, i);
         double dt = pnow() - t0;
         t[k] += dt;
         fl[k] += node_flops(m, n, N) * (has_dx ? 2.0 : 1.0);

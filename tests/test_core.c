@@ -1,5 +1,6 @@
 /* test_core.c: errors, sizes, arena, GEMM against its reference, RNG determinism. */
 #include "harness.h"
+#include "../src/core/internal.h" /* ct_gemm_ref */
 
 static void test_sizes_and_arena(void) {
     size_t out;

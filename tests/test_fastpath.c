@@ -16,6 +16,7 @@
  *     one-thread threshold, bit-identical at 1, 2 and 3 threads. */
 #include "harness.h"
 #include "../src/nn/internal.h" /* ct_conv2d_*_ref */
+#include "../src/models/internal.h" /* the activation plan: fused BN + pools, recomputed convs */
 
 #include <math.h>
 
@@ -169,7 +170,7 @@ static int small_cnn(ct_model *m, int in_hw, int relu_node) {
 
 static int count_fused(const ct_model *m) {
     int k = 0;
-    for (int i = 0; i < m->nnodes; i++) k += m->nodes[i].pool > 0;
+    for (int i = 0; i < m->nnodes; i++) k += m->plan->nodes[i].pool > 0;
     return k;
 }
 
@@ -256,7 +257,7 @@ static void test_model_recompute(ct_encoder_kind enc, int in_hw, int sync, int m
     CHECK_OK(ct_model_prepare(&r, N));
     CHECK_OK(ct_model_prepare(&k, N));
     int planned = 0;
-    for (int i = 1; i < r.nnodes; i++) planned += r.nodes[i].kind == CT_NODE_CONV && r.nodes[i].recompute_at >= 0;
+    for (int i = 1; i < r.nnodes; i++) planned += r.nodes[i].kind == CT_NODE_CONV && r.plan->nodes[i].recompute_at >= 0;
     const int want = mark_all ? convs : marked;
     CHECK(planned == want && r.arena.cap < k.arena.cap,
           "%s %dx%d%s%s: %d of %d marked convs recomputed, arena %zu < %zu bytes", ct_encoder_name(enc), in_hw,

@@ -484,6 +484,57 @@ static void test_model_errors(void) {
     CHECK(ct_encoder_parse("vgg", &k) == CT_ERR_ARG && strstr(ct_errmsg(), "vgg"), "unknown encoder named");
 }
 
+/* Node `what` of the building blocks on input `in` (the residual adds: as either input). */
+static int add_on(ct_model *m, int what, int in) {
+    switch (what) {
+    case 0: return ct_model_add_conv(m, in, 2, 3, 1, 1, 0, "bad");
+    case 1: return ct_model_add_bn(m, in, "bad");
+    case 2: return ct_model_add_bn_relu(m, in, "bad");
+    case 3: return ct_model_add_relu(m, in);
+    case 4: return ct_model_add_maxpool(m, in, 2, 2, 0);
+    case 5: return ct_model_add_avgpool(m, in, 2, 2, 0);
+    case 6: return ct_model_add_gap(m, in);
+    case 7: return ct_model_add_flatten(m, in);
+    case 8: return ct_model_add_linear(m, in, 3, 1, "bad");
+    case 9: return ct_model_add_dropout(m, in, 0.1f);
+    case 10: return ct_model_add_add(m, 1, in);
+    case 11: return ct_model_add_add_relu(m, in, 1);
+    default: return ct_model_add_basic_block(m, in, 2, 1, "bad");
+    }
+}
+
+/* Every ct_model_add_* checks its input index before reading m->nodes[in]: one that
+ * is not a node built so far (just past the end, far past it, negative) returns -1
+ * with CT_ERR_ARG and a message naming it, sticky: later adds fail too and
+ * ct_model_finish reports it. */
+static void test_model_bad_input(void) {
+    ct_model_config cfg;
+    ct_model_config_default(&cfg);
+    cfg.in_h = cfg.in_w = 6;
+    for (int what = 0; what <= 12; what++)
+        for (int bad = 0; bad < 3; bad++) {
+            ct_model m;
+            CHECK_OK(ct_model_begin(&m, &cfg));
+            CHECK(ct_model_add_conv(&m, 0, 2, 3, 1, 1, 0, "c") == 1, "a conv on the input is node 1");
+            const int in = bad == 0 ? m.nnodes : bad == 1 ? 1 << 28 : -3;
+            char want[48];
+            snprintf(want, sizeof want, "input node %d ", in);
+            const int id = add_on(&m, what, in);
+            CHECK(id == -1 && m.build_status == CT_ERR_ARG && strstr(ct_errmsg(), want),
+                  "add #%d on node %d of 2: %d, %s: %s", what, in, id, ct_status_name(m.build_status), ct_errmsg());
+            CHECK(ct_model_add_relu(&m, 1) == -1 && m.build_status == CT_ERR_ARG, "add #%d: the error is sticky", what);
+            CHECK(ct_model_finish(&m, 1, 1) == CT_ERR_ARG, "add #%d: finish reports it", what);
+            ct_model_free(&m);
+        }
+    /* a model whose begin failed has no input node */
+    ct_model m;
+    cfg.in_c = 0;
+    CHECK(ct_model_begin(&m, &cfg) == CT_ERR_ARG, "0 input channels refused");
+    CHECK(ct_model_add_conv(&m, 0, 2, 3, 1, 1, 0, "c") == -1 && strstr(ct_errmsg(), "input node 0 "),
+          "add after a failed begin: %s", ct_errmsg());
+    ct_model_free(&m);
+}
+
 /* A training-mode forward + backward at 1 and 2 threads gives identical bits. */
 static void test_thread_invariance(void) {
     ct_model_config cfg;
@@ -608,6 +659,7 @@ int main(void) {
     test_basic_block_model();
     test_small_models();
     test_model_errors();
+    test_model_bad_input();
     test_thread_invariance();
     test_conv_threads(16, 5, 3);
     test_conv_threads(16, 7, 4);

@@ -87,13 +87,11 @@ typedef struct {
 /* The one matrix-product entry point, row-major:
  *   C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C
  * op(A) = A^T when transA (A stored K x M, lda >= M), else A (M x K, lda >= K).
- * Routed to OpenBLAS cblas_sgemm; ct_gemm_ref is the plain loop kept for tests. */
+ * Routed to OpenBLAS cblas_sgemm (its plain-loop reference for tests is in
+ * src/core/internal.h). */
 void ct_gemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
              const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
              float *C, int64_t ldc);
-void ct_gemm_ref(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
-                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                 float *C, int64_t ldc);
 
 /* ---- RNG ------------------------------------------------------------------ */
 /* Counter-based generator: the stream is fully determined by a 64-bit key and a

@@ -52,9 +52,13 @@ ct_status ct_encoder_parse(const char *s, ct_encoder_kind *out);
 
 typedef enum {
     CT_NODE_INPUT, CT_NODE_CONV, CT_NODE_BN, CT_NODE_RELU, CT_NODE_MAXPOOL, CT_NODE_AVGPOOL,
-    CT_NODE_GAP, CT_NODE_FLATTEN, CT_NODE_LINEAR, CT_NODE_DROPOUT, CT_NODE_ADD
+    CT_NODE_GAP, CT_NODE_FLATTEN, CT_NODE_LINEAR, CT_NODE_DROPOUT, CT_NODE_ADD,
+    CT_NODE_KIND_COUNT       /* not a kind: how many there are */
 } ct_node_kind;
 
+/* One node of the graph as built: what it computes, from what, at what shape. Where
+ * its output and gradient live is the activation plan's (ct_model_prepare), private
+ * to the library: read outputs with ct_model_features / ct_model_embedding. */
 typedef struct {
     ct_node_kind kind;
     int in0, in1;            /* input node indices (in1: ADD only, else -1) */
@@ -66,21 +70,9 @@ typedef struct {
     int relu;                /* BN, ADD: a fused ReLU on the output */
     int remat;               /* CONV: recompute the output in backward instead of keeping it
                               * (ct_model_recompute); BN outputs are recomputed when possible */
-    /* set by ct_model_prepare: */
-    float *out, *dout;       /* (batch, c, h, w): the output where it is now, its gradient */
-    float *out_fwd;          /* where the forward writes the output */
-    float *out_bwd;          /* non-NULL: recomputed here in backward (out then points here) */
-    int recompute_at;        /* node whose backward first recomputes this output, or -1 */
-    float *save0, *save1;    /* BN: mean, invstd (c); dropout: mask in save0 */
-    int32_t *argmax;         /* max pool: (batch, c, h, w) input index of each max */
-    int lastc;               /* last node that reads this one (its gradient's first writer) */
-    int inplace;             /* ReLU or add writing over its (first) input's buffer */
-    int overwrite_in;        /* conv or BN, its input's only reader: its backward writes that
-                              * gradient instead of adding it to zeros (no clearing pass) */
-    int pool;                /* BN: index of the 2x2 max pool fused into it (its only reader), else 0;
-                              * its forward writes the pool's output and argmax, its backward reads the
-                              * pool's gradient, and the pool node does nothing (set by prepare) */
 } ct_node;
+
+typedef struct ct_model_plan ct_model_plan; /* opaque */
 
 typedef struct {
     ct_model_config cfg;
@@ -100,16 +92,12 @@ typedef struct {
     ct_status build_status;  /* first error while building (sticky) */
     ct_reduce_fn bn_reduce;  /* non-NULL: training BN uses statistics over all processes (SyncBN) */
     void *bn_reduce_ctx;
-    double *bn_scratch;      /* (3 * max channels + 2) for SyncBN, in the arena */
-    int planned_sync;        /* bn_reduce was set when prepare planned (SyncBN: no BN+pool fusion) */
     uint64_t dropout_step;   /* keys dropout masks together with cfg.seed; set by the trainer */
     /* activation arena */
     int64_t batch;           /* samples the arena holds (0 before prepare) */
-    int64_t cur_n;           /* samples in the last forward */
-    int last_training;       /* mode of the last forward */
-    int last_top;            /* node the last forward stopped at (z_node or h_node) */
-    ct_arena arena;
-    float *ws;               /* conv scratch */
+    ct_arena arena;          /* arena.cap: its size in bytes */
+    ct_model_plan *plan;     /* the library's: where each node's buffers are in the arena and
+                              * the last forward's state (NULL before prepare) */
     int shares_slabs;        /* param/grad/buf belong to another model (ct_model_init_resized) */
 } ct_model;
 
@@ -141,8 +129,8 @@ ct_status ct_model_forward(ct_model *m, const float *x, int64_t N, int training,
 ct_status ct_model_backward(ct_model *m, const float *dtop);
 void ct_model_zero_grad(ct_model *m);
 /* The same two passes one node at a time, for profilers: forward_begin + node_forward
- * for i = 1..last_top equals ct_model_forward; backward_begin + node_backward for
- * i = last_top..1 equals ct_model_backward. */
+ * for i = 1..top equals ct_model_forward; backward_begin + node_backward for
+ * i = top..1 equals ct_model_backward, where top is z_node through the head, else h_node. */
 ct_status ct_model_forward_begin(ct_model *m, const float *x, int64_t N, int training, int through_head);
 void ct_model_node_forward(ct_model *m, int i);
 ct_status ct_model_backward_begin(ct_model *m, const float *dtop);
@@ -162,8 +150,10 @@ int64_t ct_model_embed_dim(const ct_model *m);
 const ct_tensor_info *ct_model_find(const ct_model *m, const char *name, int buffers);
 
 /* ---- building blocks, for custom models and tests ----------------------------
- * ct_model_begin starts an empty model; each add returns the new node's index
- * (or -1 with an error set); ct_model_finish allocates and initialises. Names are
+ * ct_model_begin starts an empty model; each add returns the new node's index, or
+ * -1 with m->build_status and the message set (an input index that is not a node
+ * built so far is CT_ERR_ARG; after a failure every later add returns -1 and the
+ * first error stays); ct_model_finish allocates and initialises. Names are
  * prefixes for the node's tensors ("encoder.conv1" -> "encoder.conv1.weight"). */
 ct_status ct_model_begin(ct_model *m, const ct_model_config *cfg);
 int ct_model_add_conv(ct_model *m, int in, int64_t oc, int64_t k, int64_t stride, int64_t pad,

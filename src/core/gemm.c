@@ -4,7 +4,7 @@
  * outside a parallel region we split the rows of C across our OpenMP threads.
  * Each element of C is then computed by the same kernel in the same order
  * whatever the thread count, which keeps runs reproducible. */
-#include "contrast/core.h"
+#include "internal.h"
 
 #include <cblas.h>
 #include <omp.h>
