@@ -690,6 +690,30 @@ static void test_reference(const char *path) {
     fixture_free(&fx);
 }
 
+/* A missing, truncated or foreign fixture is an error naming the file, never a crash. */
+static void test_bad_fixture(const char *path) {
+    fixture fx;
+    ct_status st = fixture_load(&fx, "tests/fixtures/no_such_transformer_ref.bin");
+    CHECK(st == CT_ERR_IO && strstr(ct_errmsg(), "no_such_transformer_ref.bin"), "missing fixture: %s", ct_errmsg());
+    size_t n;
+    unsigned char *b = slurp(path, &n);
+    if (!b) return; /* test_reference already reported it */
+    const char *tmp = "/tmp/contrast_test_transformer_bad.bin";
+    const size_t cuts[4] = {4, 40, n / 2, n - 1};
+    for (int i = 0; i < 4; i++) {
+        spit(tmp, b, cuts[i]);
+        st = fixture_load(&fx, tmp);
+        CHECK(st == CT_ERR_FORMAT && strstr(ct_errmsg(), tmp), "fixture cut at %zu of %zu bytes: %s", cuts[i], n,
+              ct_errmsg());
+    }
+    b[0] = 'X';
+    spit(tmp, b, n);
+    st = fixture_load(&fx, tmp);
+    CHECK(st == CT_ERR_FORMAT, "fixture with a bad magic: %s", ct_errmsg());
+    remove(tmp);
+    free(b);
+}
+
 int main(int argc, char **argv) {
     ct_set_threads(0);
     test_embedding(11, 5, 7);   /* repeats */
@@ -728,5 +752,6 @@ int main(int argc, char **argv) {
 
     const char *path = argc > 1 ? argv[1] : getenv("CONTRAST_TRANSFORMER_FIXTURE");
     test_reference(path ? path : FIXTURE_DEFAULT);
+    test_bad_fixture(path ? path : FIXTURE_DEFAULT);
     return test_done();
 }

@@ -255,8 +255,10 @@ void ct_attention_forward(float *y,             /* (B, T, C) */
                           const float *qkv,     /* (B, T, 3C) */
                           const uint8_t *valid, /* (B, T) or NULL */
                           int64_t B, int64_t T, int64_t C, int64_t H, int causal, float p, uint64_t key);
-/* dqkv accumulated; p and key as given to the forward (the masks follow from
- * att). ws: scratch, always needed. */
+/* dqkv accumulated. p and key as given to the forward (the dropout mask is
+ * regenerated from them); the padding and causal masks are not passed again:
+ * masked probabilities are 0 in att and pass no gradient. ws: scratch, always
+ * needed, overwritten. */
 void ct_attention_backward(float *dqkv,         /* (B, T, 3C) accumulated */
                            float *ws,           /* (B, H, T, T) scratch */
                            const float *dy,     /* (B, T, C) */
