@@ -174,6 +174,111 @@ void ct_avgpool_backward(float *dx, const float *dy, int64_t N, int64_t C, int64
 void ct_gap_forward(float *y, const float *x, int64_t N, int64_t C, int64_t HW);
 void ct_gap_backward(float *dx, const float *dy, int64_t N, int64_t C, int64_t HW);
 
+/* ==== transformer layers ==========================================================
+ * Token-major tensors: (B, T, C) is B sequences of T tokens of width C, row
+ * b*T + t; the linear layers over tokens are ct_linear_* with N = B*T rows, the
+ * residual join ct_add_forward, hidden-state dropout ct_dropout_*. valid: (B, T)
+ * key-padding flags, 1 for a real token, 0 for padding; NULL means all real. */
+
+/* ---- token and positional embeddings ----
+ * y[n] = table[ids[n]]. Returns CT_ERR_ARG (writing nothing) if an id is outside
+ * [0, V). The backward scatter-adds dy into the rows of dtable (accumulated),
+ * deterministic at any thread count (threads split the columns). */
+ct_status ct_embedding_forward(float *y,             /* (N, C) */
+                               const int32_t *ids,   /* (N) in [0, V) */
+                               const float *table,   /* (V, C) */
+                               int64_t N, int64_t V, int64_t C);
+void ct_embedding_backward(float *dtable,      /* (V, C) accumulated */
+                           const float *dy,    /* (N, C) */
+                           const int32_t *ids, /* (N) as given to the forward */
+                           int64_t N, int64_t V, int64_t C);
+/* Learned positions: y[b, t] = x[b, t] + pos[t]; y may alias x. pos is the first
+ * T rows of a (T_max, C) table. Backward: dx += dy, dpos[t] += sum_b dy[b, t]
+ * (summed in batch order); either may be NULL. */
+void ct_posembed_forward(float *y,          /* (B, T, C) */
+                         const float *x,    /* (B, T, C) */
+                         const float *pos,  /* (T, C) */
+                         int64_t B, int64_t T, int64_t C);
+void ct_posembed_backward(float *dx,        /* (B, T, C) or NULL, accumulated */
+                          float *dpos,      /* (T, C) or NULL, accumulated */
+                          const float *dy,  /* (B, T, C) */
+                          int64_t B, int64_t T, int64_t C);
+
+/* ---- LayerNorm over the last dimension (nn.LayerNorm(C)) ----
+ * y = (x - mean) * rstd * gamma + beta per row, biased variance, rstd =
+ * 1/sqrt(var + eps). mean and rstd are saved for the backward (NULL to skip, e.g.
+ * in eval); gamma / beta NULL mean 1 / 0. Backward: dx, dgamma, dbeta (any may
+ * be NULL) accumulated; dgamma / dbeta sum the rows in row order. */
+void ct_layernorm_forward(float *y,            /* (N, C) */
+                          float *mean,         /* (N) saved or NULL */
+                          float *rstd,         /* (N) saved or NULL */
+                          const float *x,      /* (N, C) */
+                          const float *gamma,  /* (C) or NULL */
+                          const float *beta,   /* (C) or NULL */
+                          int64_t N, int64_t C, float eps);
+void ct_layernorm_backward(float *dx,           /* (N, C) or NULL, accumulated */
+                           float *dgamma,       /* (C) or NULL, accumulated */
+                           float *dbeta,        /* (C) or NULL, accumulated */
+                           const float *dy,     /* (N, C) */
+                           const float *x,      /* (N, C) */
+                           const float *mean, const float *rstd, /* (N) from the forward */
+                           const float *gamma,  /* (C) or NULL */
+                           int64_t N, int64_t C);
+
+/* ---- GELU ----
+ * CT_GELU_ERF: x * Phi(x), PyTorch's nn.GELU(); CT_GELU_TANH: the tanh
+ * approximation, nn.GELU(approximate='tanh'). y may alias x in the forward; the
+ * backward needs the forward's input x. dx accumulated. */
+typedef enum { CT_GELU_ERF = 0, CT_GELU_TANH = 1 } ct_gelu_kind;
+void ct_gelu_forward(float *y, const float *x, size_t n, ct_gelu_kind kind);
+void ct_gelu_backward(float *dx, const float *dy, const float *x, size_t n, ct_gelu_kind kind);
+
+/* ---- multi-head self-attention ----
+ * qkv: (B, T, 3C) the fused projection, [q | k | v] per token, head h in columns
+ * h*D .. h*D+D-1 of each (D = C / H; C must be a multiple of H). Per head:
+ * y = dropout(softmax(Q K^T / sqrt(D) + masks)) V, heads concatenated into (B, T, C)
+ * (before the output projection). Keys with valid[b, j] == 0 are masked, and
+ * with causal != 0 keys j > i; softmax subtracts the row maximum, and a query
+ * with no visible key gets all-zero probabilities and output (not NaN).
+ * Dropout on the probabilities, keep 1-p and scale 1/(1-p), 0 <= p < 1: the mask
+ * of (b, h, i, j) comes from the counter-based generator keyed by (key, b*H + h,
+ * i), so it is the same at any thread count and differs between keys; it is
+ * never stored (the backward regenerates it from the same p and key).
+ * att (saved): the probabilities before dropout. ws: scratch, needed only when
+ * p > 0 (may be NULL otherwise); on return it holds the probabilities after
+ * dropout. Complexity O(B H T^2 D), through ct_gemm. */
+void ct_attention_forward(float *y,             /* (B, T, C) */
+                          float *att,           /* (B, H, T, T) saved */
+                          float *ws,            /* (B, H, T, T) scratch, or NULL when p == 0 */
+                          const float *qkv,     /* (B, T, 3C) */
+                          const uint8_t *valid, /* (B, T) or NULL */
+                          int64_t B, int64_t T, int64_t C, int64_t H, int causal, float p, uint64_t key);
+/* dqkv accumulated. p and key as given to the forward (the dropout mask is
+ * regenerated from them); the padding and causal masks are not passed again:
+ * masked probabilities are 0 in att and pass no gradient. ws: scratch, always
+ * needed, overwritten. */
+void ct_attention_backward(float *dqkv,         /* (B, T, 3C) accumulated */
+                           float *ws,           /* (B, H, T, T) scratch */
+                           const float *dy,     /* (B, T, C) */
+                           const float *att,    /* (B, H, T, T) from the forward */
+                           const float *qkv,    /* (B, T, 3C) */
+                           int64_t B, int64_t T, int64_t C, int64_t H, float p, uint64_t key);
+
+/* ---- pooling over tokens: (B, T, C) -> (B, C) ----
+ * MEAN: the mean over valid tokens; FIRST: token 0 (a CLS token, whatever the
+ * mask says); LAST: the last valid token (EOT, with right padding). A sequence
+ * with no valid token gives zeros and no gradient under MEAN and LAST. dx
+ * accumulated. */
+typedef enum { CT_TOKPOOL_MEAN = 0, CT_TOKPOOL_FIRST = 1, CT_TOKPOOL_LAST = 2 } ct_tokpool_mode;
+void ct_tokpool_forward(float *y,             /* (B, C) */
+                        const float *x,       /* (B, T, C) */
+                        const uint8_t *valid, /* (B, T) or NULL */
+                        int64_t B, int64_t T, int64_t C, ct_tokpool_mode mode);
+void ct_tokpool_backward(float *dx,            /* (B, T, C) accumulated */
+                         const float *dy,      /* (B, C) */
+                         const uint8_t *valid, /* (B, T) or NULL */
+                         int64_t B, int64_t T, int64_t C, ct_tokpool_mode mode);
+
 #ifdef __cplusplus
 }
 #endif
