@@ -332,6 +332,7 @@ ct_status ct_model_prepare(ct_model *m, int64_t batch) {
     size_t need = layout(m, batch, 0);
     if (need == SIZE_MAX) return CT_ERR_NOMEM;
     ct_arena_free(&m->arena);
+    m->batch = 0; /* no arena now: a failed allocation below must not leave forward a freed one */
     st = ct_arena_init(&m->arena, need);
     if (st) return ct_error(st, "model: cannot allocate %.1f MiB of activations for batch %lld", need / 1048576.0,
                             (long long)batch);
