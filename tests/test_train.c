@@ -592,15 +592,15 @@ static void test_cli_integer_values(void) {
         char name[16];
         snprintf(name, sizeof name, "%.*s", (int)strcspn(opt, " ="), opt);
         snprintf(cmd, sizeof cmd,
-                 "cd %s && rm -f ints.out && %s %s %s --out ints.out 2> err.txt > /dev/null; test $? -eq 2 && "
-                 "grep -q -- '%s expects an integer' err.txt && test ! -e ints.out",
-                 tmpdir, bin, bad[i][0], opt, name);
+                 "rm -f %s/ints.out && %s %s %s --out %s/ints.out 2> %s/err.txt > /dev/null; test $? -eq 2 && "
+                 "grep -q -- '%s expects an integer' %s/err.txt && test ! -e %s/ints.out",
+                 tmpdir, bin, bad[i][0], opt, tmpdir, tmpdir, name, tmpdir, tmpdir);
         CHECK(run(cmd) == 0, "contrast %s %s: exit 2, names %s, writes nothing", bad[i][0], opt, name);
     }
     snprintf(cmd, sizeof cmd,
-             "cd %s && %s augment --seed 9000000000000000000 --n 2 --views 1 --crop 0.5:1 --out ints.png > out.txt && "
-             "test -s ints.png && grep -q 'crop=0.5:1' out.txt",
-             tmpdir, bin);
+             "%s augment --seed 9000000000000000000 --n 2 --views 1 --crop 0.5:1 --out %s/ints.png > %s/out.txt && "
+             "test -s %s/ints.png && grep -q 'crop=0.5:1' %s/out.txt",
+             bin, tmpdir, tmpdir, tmpdir, tmpdir);
     CHECK(run(cmd) == 0, "augment with the largest seed and an item option writes its grid");
     snprintf(cmd, sizeof cmd, "%s augment --help > %s/help.txt && grep -q -- '--seed N' %s/help.txt && grep -q -- '--blur S' %s/help.txt",
              bin, tmpdir, tmpdir, tmpdir);
