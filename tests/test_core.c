@@ -20,6 +20,36 @@ static void test_sizes_and_arena(void) {
     ct_arena_free(&a);
 }
 
+/* Messages used to be cut at 1 KB, so a long path hid the reason after it. */
+static void test_long_messages(void) {
+    const char *reason = ": cannot open: No such file or directory";
+    size_t lens[] = {3000, 4095, 20000};
+    for (int t = 0; t < 3; t++) {
+        size_t n = lens[t];
+        char *path = malloc(n + 1);
+        for (size_t i = 0; i < n; i++) path[i] = i % 64 == 0 ? '/' : (char)('a' + i % 26);
+        path[0] = 'S'; /* a recognisable head */
+        path[n] = '\0';
+        CHECK(ct_error(CT_ERR_IO, "%s%s", path, reason) == CT_ERR_IO, "ct_error returns its code");
+        const char *m = ct_errmsg();
+        size_t ml = strlen(m), rl = strlen(reason);
+        CHECK(ml >= rl && !strcmp(m + ml - rl, reason), "a %zu-character path keeps the reason at the end: ...%s", n,
+              ml > 60 ? m + ml - 60 : m);
+        CHECK(m[0] == 'S', "... and the path's head");
+        if (n <= 4095) /* PATH_MAX: whole, with room to spare */
+            CHECK(ml == n + rl && !strncmp(m, path, n), "a %zu-character path is kept whole (%zu characters)", n, ml);
+        else
+            CHECK(strstr(m, " [...] ") && ml < n, "a longer one is cut in the middle (%zu of %zu characters)", ml, n + rl);
+        free(path);
+    }
+    /* context added to an inner error: the argument is the message being replaced */
+    ct_error(CT_ERR_IO, "inner reason");
+    ct_error(CT_ERR_IO, "outer: %s", ct_errmsg());
+    CHECK(!strcmp(ct_errmsg(), "outer: inner reason"), "ct_error may take ct_errmsg() as an argument: '%s'", ct_errmsg());
+    ct_clear_error();
+    CHECK(ct_errmsg()[0] == '\0', "cleared");
+}
+
 static void test_gemm(void) {
     /* odd sizes, every transpose, beta = 0 and 1, big enough to take the threaded path */
     int64_t M = 67, N = 129, K = 301;
@@ -74,6 +104,7 @@ static void test_rng(void) {
 
 int main(void) {
     test_sizes_and_arena();
+    test_long_messages();
     test_gemm();
     test_rng();
     return test_done();

@@ -568,6 +568,45 @@ static void test_cli(void) {
     CHECK(run(cmd) == 0, "train --whiten X is recorded in the checkpoint; --whiten 0 builds no whitening");
 }
 
+/* ---- integer option values (issue 20, hole 12): augment on the shared option table ---- */
+
+/* `contrast augment` parsed --seed with strtoull, so -1 wrapped to 2^64-1 and "" read as
+ * 0; both, an overflow and the table's bounds taken exactly must be refused, naming the
+ * option, before anything is written. */
+static void test_cli_integer_values(void) {
+    const char *bin = getenv("CONTRAST_BIN");
+    if (!bin) bin = "./contrast";
+    static const char *const bad[][2] = {
+        {"augment", "--seed -1"},
+        {"augment", "--seed 99999999999999999999"},
+        {"augment", "--seed ''"},
+        {"augment", "--seed=9000000000000000001"}, /* one past the table's 9e18, the same double */
+        {"augment", "--n ''"},
+        {"augment", "--views 0x10"},
+        {"train", "--seed -1"},
+        {"train", "--limit ' 5'"},
+    };
+    char cmd[2048];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *opt = bad[i][1];
+        char name[16];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(opt, " ="), opt);
+        snprintf(cmd, sizeof cmd,
+                 "rm -f %s/ints.out && %s %s %s --out %s/ints.out 2> %s/err.txt > /dev/null; test $? -eq 2 && "
+                 "grep -q -- '%s expects an integer' %s/err.txt && test ! -e %s/ints.out",
+                 tmpdir, bin, bad[i][0], opt, tmpdir, tmpdir, name, tmpdir, tmpdir);
+        CHECK(run(cmd) == 0, "contrast %s %s: exit 2, names %s, writes nothing", bad[i][0], opt, name);
+    }
+    snprintf(cmd, sizeof cmd,
+             "%s augment --seed 9000000000000000000 --n 2 --views 1 --crop 0.5:1 --out %s/ints.png > %s/out.txt && "
+             "test -s %s/ints.png && grep -q 'crop=0.5:1' %s/out.txt",
+             bin, tmpdir, tmpdir, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "augment with the largest seed and an item option writes its grid");
+    snprintf(cmd, sizeof cmd, "%s augment --help > %s/help.txt && grep -q -- '--seed N' %s/help.txt && grep -q -- '--blur S' %s/help.txt",
+             bin, tmpdir, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "augment --help lists its options with their defaults");
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/contrast-test-train-XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -582,6 +621,7 @@ int main(void) {
     test_nan_stops();
     test_checkpoint_metadata_refused();
     test_cli();
+    test_cli_integer_values();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (g_fail == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
