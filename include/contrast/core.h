@@ -17,6 +17,9 @@ extern "C" {
 #endif
 
 /* ---- errors ------------------------------------------------------------- */
+/* The library's version (the Makefile reads it from here for the soname and contrast.pc). */
+#define CT_VERSION "0.1.0"
+
 typedef enum {
     CT_OK = 0,
     CT_ERR_ARG,      /* bad argument or configuration from the caller            */
@@ -28,7 +31,10 @@ typedef enum {
 } ct_status;
 
 /* Records a formatted message for this thread and returns `code`, so callers
- * write `return ct_error(CT_ERR_IO, "%s: cannot open", path);`. */
+ * write `return ct_error(CT_ERR_IO, "%s: cannot open", path);`. The message holds
+ * two full paths and a reason (2 * PATH_MAX + 1 KiB); a longer one is cut in the
+ * middle, so its end (the reason) survives. ct_errmsg() may be an argument:
+ * `ct_error(st, "%s: %s", path, ct_errmsg())` wraps the previous message. */
 ct_status ct_error(ct_status code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

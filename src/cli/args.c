@@ -22,7 +22,45 @@ static void show_default(char *buf, size_t cap, const cli_opt *o) {
     }
 }
 
+/* Set by `contrast man`: --help prints the command's section of the manual page
+ * (roff) instead of the terminal listing, from the same table. */
+static int help_roff = 0;
+void cli_set_help_roff(int on) { help_roff = on; }
+
+/* roff text: a leading '.' or '\'' would be a request, '\' an escape, '-' a hyphen */
+static void roff_text(FILE *f, const char *s) {
+    if (*s == '.' || *s == '\'') fputs("\\&", f);
+    for (; *s; s++) {
+        if (*s == '\\') fputs("\\e", f);
+        else if (*s == '-') fputs("\\-", f);
+        else if (*s == '\n') fputs("\n.br\n", f);
+        else fputc(*s, f);
+    }
+}
+
+static void usage_roff(FILE *f, const cli_opt *opts, int n, const char *usage_line) {
+    fputs(".PP\n", f);
+    roff_text(f, usage_line);
+    fputs("\n", f);
+    for (int i = 0; i < n; i++) {
+        char d[600];
+        show_default(d, sizeof d, &opts[i]);
+        fputs(".TP\n.B ", f);
+        roff_text(f, opts[i].name);
+        if (opts[i].type != OPT_FLAG) fputs(opts[i].type == OPT_STR ? " \\fIS\\fR" : " \\fIN\\fR", f);
+        fputs("\n", f);
+        roff_text(f, opts[i].help);
+        fputs(" [", f);
+        roff_text(f, d[0] ? d : "none");
+        fputs("]\n", f);
+    }
+}
+
 static void usage(FILE *f, const cli_opt *opts, int n, const char *usage_line) {
+    if (help_roff) {
+        usage_roff(f, opts, n, usage_line);
+        return;
+    }
     fprintf(f, "%s\n\noptions (default in brackets):\n", usage_line);
     for (int i = 0; i < n; i++) {
         char d[600];
