@@ -61,6 +61,8 @@ typedef struct {
  *   a character device or FIFO (after following symlinks, so /dev/stdout works):
  *     written through in place, never replaced. A FIFO with no reader is refused
  *     at once. A failure midway cannot be undone there: what was written is out.
+ *     A FIFO whose reader goes away raises SIGPIPE, as any pipe write does (the
+ *     host decides: with SIGPIPE ignored the write fails with EPIPE).
  *   a folder, block device or socket: refused (CT_ERR_IO).
  * On failure nothing is left behind. */
 ct_status ct_atomic_open(ct_atomic_file *af, const char *path);

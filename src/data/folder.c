@@ -19,6 +19,7 @@
 #include <setjmp.h>
 #include <stdio.h> /* before jpeglib.h, which uses FILE */
 #include <jpeglib.h>
+#include <jerror.h>
 #include <png.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,8 +172,13 @@ static ct_status decode_jpeg(image *im, const char *path, const uint8_t *buf, si
     err.pub.error_exit = jpeg_on_error;
     err.pub.emit_message = jpeg_on_message;
     if (setjmp(err.jb)) {
+        int mem = err.pub.msg_code == JERR_NO_BACKING_STORE;
+        unsigned w0 = cinfo.image_width, h0 = cinfo.image_height;
         jpeg_destroy_decompress(&cinfo);
         free(px);
+        if (mem)
+            return ct_error(CT_ERR_FORMAT, "%s: a JPEG of %ux%u pixels needs more than the %ld MiB allowed to decode",
+                            path, w0, h0, JPEG_MAX_MEMORY >> 20);
         return ct_error(CT_ERR_FORMAT, "%s: bad JPEG: %s", path, err.msg);
     }
     jpeg_create_decompress(&cinfo);

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -95,11 +96,11 @@ static ct_status open_through(ct_atomic_file *af, const struct stat *sb) {
 /* Six characters from [a-z0-9], different at every call. The names need not be
  * secret (O_EXCL makes a planted name harmless), only unlikely to collide. */
 static void random_suffix(char out[7], const void *salt) {
-    static unsigned long counter;
+    static atomic_ulong counter;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t x = ct_mix64((uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 30 ^ (uint64_t)getpid() << 40 ^
-                          (uint64_t)(uintptr_t)salt ^ ct_mix64(++counter));
+                          (uint64_t)(uintptr_t)salt ^ ct_mix64(atomic_fetch_add(&counter, 1)));
     for (int i = 0; i < 6; i++, x /= 36) out[i] = "abcdefghijklmnopqrstuvwxyz0123456789"[x % 36];
     out[6] = '\0';
 }
