@@ -23,7 +23,6 @@
 #include <png.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define MAX_IMAGE_FILE ((long long)256 << 20) /* bytes: no sane training image is larger */
 #define DEFLATE_MAX_RATIO 1100                /* deflate's ~1032:1 and some slack */
@@ -186,26 +185,23 @@ static ct_status decode_jpeg(image *im, const char *path, const uint8_t *buf, si
     jpeg_mem_src(&cinfo, buf, (unsigned long)len);
     jpeg_read_header(&cinfo, TRUE);
     unsigned w0 = cinfo.image_width, h0 = cinfo.image_height;
-    const char *why = NULL;
-    if (w0 == 0 || h0 == 0 || w0 > CT_DATA_MAX_SIDE || h0 > CT_DATA_MAX_SIDE) why = "side";
-    else if ((int64_t)w0 * h0 > CT_DATA_MAX_PIXELS) why = "pixels";
-    else if (!cinfo.arith_code) {
-        /* every 8x8 block of every component costs at least one Huffman-coded bit */
-        uint64_t blocks = 0;
-        for (int c = 0; c < cinfo.num_components; c++)
-            blocks += (uint64_t)cinfo.comp_info[c].width_in_blocks * cinfo.comp_info[c].height_in_blocks;
-        if (blocks > (uint64_t)len * 8) why = "bytes";
-    }
-    if (why) {
+    /* every 8x8 block of every component costs at least one Huffman-coded bit */
+    uint64_t blocks = 0;
+    for (int c = 0; c < cinfo.num_components; c++)
+        blocks += (uint64_t)cinfo.comp_info[c].width_in_blocks * cinfo.comp_info[c].height_in_blocks;
+    ct_status bad = CT_OK;
+    if (w0 == 0 || h0 == 0 || w0 > CT_DATA_MAX_SIDE || h0 > CT_DATA_MAX_SIDE)
+        bad = ct_error(CT_ERR_FORMAT, "%s: JPEG of %ux%u pixels (allowed 1 to %d per side)", path, w0, h0,
+                       CT_DATA_MAX_SIDE);
+    else if ((int64_t)w0 * h0 > CT_DATA_MAX_PIXELS)
+        bad = ct_error(CT_ERR_FORMAT, "%s: JPEG of %ux%u pixels, more than the limit of %lld pixels", path, w0, h0,
+                       (long long)CT_DATA_MAX_PIXELS);
+    else if (!cinfo.arith_code && blocks > (uint64_t)len * 8)
+        bad = ct_error(CT_ERR_FORMAT, "%s: truncated: a JPEG of %ux%u pixels cannot fit in %zu bytes", path, w0, h0,
+                       len);
+    if (bad) {
         jpeg_destroy_decompress(&cinfo);
-        if (why[0] == 's')
-            return ct_error(CT_ERR_FORMAT, "%s: JPEG of %ux%u pixels (allowed 1 to %d per side)", path, w0, h0,
-                            CT_DATA_MAX_SIDE);
-        if (why[0] == 'p')
-            return ct_error(CT_ERR_FORMAT, "%s: JPEG of %ux%u pixels, more than the limit of %lld pixels", path, w0,
-                            h0, (long long)CT_DATA_MAX_PIXELS);
-        return ct_error(CT_ERR_FORMAT, "%s: truncated: a JPEG of %ux%u pixels cannot fit in %zu bytes", path, w0, h0,
-                        len);
+        return bad;
     }
     int gray = cinfo.jpeg_color_space == JCS_GRAYSCALE;
     cinfo.out_color_space = gray ? JCS_GRAYSCALE : JCS_RGB;
