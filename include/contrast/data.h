@@ -32,6 +32,8 @@ extern "C" {
 #define CT_DATA_MAX_IMAGES   ((int64_t)1 << 28)
 #define CT_DATA_MAX_SIDE     8192
 #define CT_DATA_MAX_CLASSES  100000
+/* Images (PNG, JPEG) of more pixels are refused: 8192 x 6144, 48 Mi pixels. */
+#define CT_DATA_MAX_PIXELS   ((int64_t)48 << 20)
 
 typedef struct {
     int64_t n;               /* number of samples                                   */
@@ -54,6 +56,13 @@ typedef struct {
  *   "folder:DIR[@S]"         DIR/<class>/<image>.png|.jpg, or DIR/train/<class>/... and
  *                            DIR/test/<class>/... when those exist; every image resized to
  *                            S x S (default 32); 1 channel if every image is gray, else 3.
+ *                            Images over CT_DATA_MAX_PIXELS, or declaring more pixels than
+ *                            their bytes can encode, are refused; JPEG corrupt-data
+ *                            warnings (e.g. a truncated file) are errors; a JPEG is
+ *                            decoded at the smallest 1/8..8/8 scale covering S x S.
+ * Only regular files are read: a FIFO or device is refused ("not a regular file"),
+ * never waited on. Memory follows the data actually read (gzip buffers grow with the
+ * decompressed bytes, a folder's buffer with the decoded images), not headers' claims.
  * On error `ds` is left empty (safe to ct_dataset_free) and the message names the file
  * and the problem. Sizes in headers are checked against the file size and the caps
  * above before allocating. */

@@ -7,10 +7,15 @@
  * training configuration in __metadata__ so `contrast eval` rebuilds the model from
  * the file alone.
  *
- * Every file is written atomically: to "<path>.tmp", flushed, fsync'ed, renamed over
- * <path>, and the directory fsync'ed. A failed write (disk full, unwritable folder,
- * crash) leaves the previous file at <path> intact, removes the temporary, and the
- * error message names the path and says the previous file was kept.
+ * Every file is written atomically: to a temporary created exclusively beside it
+ * ("<path>.tmp-XXXXXX"), flushed, fsync'ed, renamed over <path>, and the directory
+ * fsync'ed. A failed write (disk full, unwritable folder, crash) leaves the previous
+ * file at <path> intact, removes the temporary, and the error message names the path
+ * and says the previous file was kept. A <path> that is a character device or a FIFO
+ * (/dev/null, /dev/stdout, a pipe) is written through instead (see ct_atomic_open).
+ *
+ * Every file is read only if it is a regular file (ct_open_regular): a FIFO, device,
+ * socket or folder is refused at once with "not a regular file", never waited on.
  *
  * Reading validates before trusting a byte: the whole file is read (its size from
  * fstat, never from the header), the header is parsed by a strict JSON parser, and
@@ -31,20 +36,43 @@
 extern "C" {
 #endif
 
+/* ---- reading ------------------------------------------------------------------ */
+/* Opens `path` read-only if it is a regular file (symlinks followed): *fd is a
+ * blocking descriptor the caller closes, *size (may be NULL) the file's size from
+ * fstat. A FIFO, device, socket or folder is refused without blocking: CT_ERR_IO,
+ * "<path>: not a regular file (it is a FIFO); ...". Every reader of the library
+ * (safetensors, .npy, IDX, CIFAR, image folders) opens its files with this. */
+ct_status ct_open_regular(const char *path, int *fd, int64_t *size);
+/* The same as a stdio stream opened "rb"; the caller fcloses *fp. */
+ct_status ct_fopen_regular(const char *path, FILE **fp, int64_t *size);
+
 /* ---- atomic writes ------------------------------------------------------------ */
 typedef struct {
-    FILE *fp;
-    char *path;  /* final name                    */
-    char *tmp;   /* "<path>.tmp", written first   */
+    FILE *fp;    /* where ct_atomic_write writes (may be written to directly)        */
+    char *path;  /* final name                                                       */
+    char *tmp;   /* "<path>.tmp-XXXXXX", written first; NULL when writing through   */
 } ct_atomic_file;
 
-/* Creates "<path>.tmp" for writing. On failure nothing is left behind. */
+/* Opens `path` for writing. What happens depends on what is at `path` now:
+ *   nothing, or a regular file: a new temporary is created exclusively in the same
+ *     folder (O_CREAT|O_EXCL|O_NOFOLLOW, random suffix: a symlink or file planted at
+ *     any name is never followed nor overwritten), renamed over `path` on commit;
+ *     a symlink at `path` itself is replaced, not followed.
+ *   a character device or FIFO (after following symlinks, so /dev/stdout works):
+ *     written through in place, never replaced. A FIFO with no reader is refused
+ *     at once. A failure midway cannot be undone there: what was written is out.
+ *     A FIFO whose reader goes away raises SIGPIPE, as any pipe write does (the
+ *     host decides: with SIGPIPE ignored the write fails with EPIPE).
+ *   a folder, block device or socket: refused (CT_ERR_IO).
+ * On failure nothing is left behind. */
 ct_status ct_atomic_open(ct_atomic_file *af, const char *path);
 /* Appends n bytes. On failure the temporary is removed (as by ct_atomic_abort). */
 ct_status ct_atomic_write(ct_atomic_file *af, const void *data, size_t n);
 /* Flushes, fsyncs, closes and renames over the final path, then fsyncs the
- * directory. On any failure the temporary is removed and the previous file at
- * `path` is untouched. Always releases `af`. */
+ * directory (written through: flushes and closes). Every step is checked, so a
+ * full disk or /dev/full reports "No space left on device" naming the path. On any
+ * failure the temporary is removed and the previous file at `path` is untouched.
+ * Always releases `af`. */
 ct_status ct_atomic_commit(ct_atomic_file *af);
 /* Discards the temporary; safe to call on a released or failed `af`. */
 void ct_atomic_abort(ct_atomic_file *af);

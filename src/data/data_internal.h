@@ -4,9 +4,26 @@
 
 #include "contrast/data.h"
 
+/* Who provides what (dependencies go one way: dataset.c -> folder.c -> files.c,
+ * resample.c; augment.c, loader.c -> resample.c):
+ *   files.c     file-system checks
+ *   folder.c    image-folder datasets (PNG, JPEG)
+ *   resample.c  antialiased resampling */
+
+/* ---- files.c ---- */
+/* 1 when `path` is a regular file / a folder (symlinks followed), else 0. */
 int ct__file_exists(const char *path);
 int ct__dir_exists(const char *path);
+/* Size of a regular file; anything else (FIFO, device, folder) is refused with
+ * "<path>: not a regular file", a missing file with "cannot open". */
+ct_status ct__file_size(const char *path, int64_t *size);
+
+/* ---- folder.c ---- */
+/* Loads DIR/<class>/<image> (or DIR/{train,test}/<class>/<image>) resized to
+ * size x size into `ds` (see ct_dataset_load's "folder:" spec). */
 ct_status ct__load_folder(ct_dataset *ds, const char *dir, int train, int size);
+
+/* ---- resample.c ---- */
 
 /* Separable resampling with a triangle filter whose support widens when shrinking
  * (antialiased bilinear, as PIL and torchvision's antialias=True): plain bilinear

@@ -7,10 +7,8 @@
  * dict and that the file size matches the shape exactly. */
 #include "contrast/io.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "contrast's file formats assume a little-endian host"
@@ -138,13 +136,13 @@ static const char *parse_dict(const char *s, npy_header *h) {
 /* Reads header and data of `path`; data allocated with ct_alloc (at least 1 byte). */
 static ct_status npy_read(const char *path, npy_header *h, void **data, size_t *nbytes) {
     *data = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ct_error(CT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    ct_status st = CT_OK;
+    FILE *fp;
+    int64_t fsize_;
+    ct_status st = ct_fopen_regular(path, &fp, &fsize_);
+    if (st) return st;
     char *dict = NULL;
-    struct stat sb;
     unsigned char pre[12];
-    if (fstat(fileno(fp), &sb) != 0 || sb.st_size < 10 || fread(pre, 1, 10, fp) != 10 ||
+    if (fsize_ < 10 || fread(pre, 1, 10, fp) != 10 ||
         memcmp(pre, "\x93NUMPY", 6) != 0) {
         st = ct_error(CT_ERR_FORMAT, "%s: not a .npy file (no \\x93NUMPY magic)", path);
         goto done;
@@ -164,7 +162,7 @@ static ct_status npy_read(const char *path, npy_header *h, void **data, size_t *
         st = ct_error(CT_ERR_FORMAT, "%s: unsupported .npy version %d.%d", path, pre[6], pre[7]);
         goto done;
     }
-    size_t fsize = (size_t)sb.st_size;
+    size_t fsize = (size_t)fsize_;
     if (hl > 65536 * 16 || pre_len + hl > fsize) {
         st = ct_error(CT_ERR_FORMAT, "%s: .npy header length %zu impossible for a %zu-byte file", path, hl, fsize);
         goto done;
