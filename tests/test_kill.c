@@ -1,7 +1,7 @@
 /* test_kill.c: checkpoint safety.
  *   - `contrast train` (the binary in $CONTRAST_BIN) is SIGKILLed at seeded random
  *     moments, half of them while it writes its checkpoint (the moment
- *     checkpoint.safetensors.tmp appears); after every kill the checkpoint on disk
+ *     checkpoint.safetensors.tmp-XXXXXX appears); after every kill the checkpoint on disk
  *     must load, never go back in epochs, and the next `--resume` from it must run
  *     (it is the next run killed; the last one runs to the end)
  *   - a checkpoint whose bytes do not match its header or the model its metadata
@@ -16,6 +16,7 @@
 #include "harness.h"
 #include "contrast/train.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -44,6 +45,32 @@ static void sleep_s(double s) {
 static int exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+/* Whether a temporary of the atomic writer for `path` ("<path>.tmp-XXXXXX", random
+ * suffix) exists beside it; with `remove`, deletes every one found. */
+static int temp_exists(const char *path, int remove) {
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) return 0;
+    *slash = '\0';
+    char prefix[300];
+    snprintf(prefix, sizeof prefix, "%s.tmp", slash + 1);
+    DIR *d = opendir(dir);
+    int found = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0) continue;
+        found = 1;
+        if (remove) {
+            char p[1100];
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    }
+    if (d) closedir(d);
+    return found;
 }
 
 /* Starts `contrast train` on the tiny configuration writing into `out`, resuming
@@ -110,10 +137,9 @@ static void print_log(const char *out) {
 }
 
 static void test_kills(void) {
-    char out[300], ckpt[600], tmp[700];
+    char out[300], ckpt[600];
     snprintf(out, sizeof out, "%s/killed", g_dir);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out);
-    snprintf(tmp, sizeof tmp, "%s.tmp", ckpt);
     ct_rng r = ct_rng_make(ct_rng_key(8, 0x4b494c4c /* "KILL" */, 0, 0));
     long long last_epoch = 0;
     int in_write = 0, loads = 0, early = 0;
@@ -123,7 +149,7 @@ static void test_kills(void) {
         /* odd k: kill inside the 1st, 2nd or 3rd checkpoint write of this run; even k:
          * at a uniform moment in [0, 2 * t_first) (loading, training or writing) */
         int during_write = k % 2 == 1, nth = 1 + (int)ct_rng_below(&r, 3), seen = 0, was = 0;
-        if (during_write) unlink(tmp); /* a stale one from an earlier kill must not trigger us */
+        if (during_write) temp_exists(ckpt, 1); /* a stale one from an earlier kill must not trigger us */
         pid_t pid = start_train(out, exists(ckpt), 1000);
         CHECK(pid > 0, "fork");
         if (pid <= 0) return;
@@ -135,7 +161,7 @@ static void test_kills(void) {
                 exited = 1;
                 break;
             }
-            int is = during_write && exists(tmp);
+            int is = during_write && temp_exists(ckpt, 0);
             if (is && !was && ++seen == 1) t_first = now_s() - t0;
             was = is;
             if (is && seen == nth) {
@@ -335,9 +361,8 @@ static void test_disk_full(void) {
     c.model.head_out = 8;
     snprintf(c.out, sizeof c.out, "%s/full", g_dir);
     CHECK_OK(ct_train_run(&c, &res));
-    char ckpt[600], tmp[700];
+    char ckpt[600];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", c.out);
-    snprintf(tmp, sizeof tmp, "%s.tmp", ckpt);
     size_t n0 = 0, n1 = 0;
     unsigned char *before = slurp(ckpt, &n0);
     CHECK(before && n0 > 8192, "epoch-1 checkpoint written (%zu bytes)", n0);
@@ -360,7 +385,7 @@ static void test_disk_full(void) {
           "the message names the checkpoint and says the previous one is kept: %s", ct_errmsg());
     unsigned char *after = slurp(ckpt, &n1);
     CHECK(after && n0 == n1 && !memcmp(before, after, n0), "the epoch-1 checkpoint is intact");
-    CHECK(!exists(tmp), "no temporary left behind");
+    CHECK(!temp_exists(ckpt, 0), "no temporary left behind");
     CHECK(checkpoint_epoch(ckpt) == 1, "it still loads, at epoch 1");
     /* with room again, resuming from it works */
     CHECK_OK(ct_train_run(&c, &res));
