@@ -14,6 +14,7 @@ static const struct {
     {"eval", cmd_eval, "weighted kNN and linear probe of a checkpoint's encoder (or raw pixels)"},
     {"embed", cmd_embed, "write encoder features (or head outputs) as .npy"},
     {"augment", cmd_augment, "write a PNG grid of augmented views"},
+    {"plot", cmd_plot, "PNG figures: a run's training curves, or a 2-D map of embeddings (PCA, t-SNE)"},
 };
 
 static int usage(FILE *f) {
