@@ -54,6 +54,20 @@ static ct_status sym_eigen(double *a, double *l, int n) {
     return st;
 }
 
+/* C = op(A) B in fixed chunks of CHUNK rows of C, on the threads: each chunk is
+ * one single-threaded ct_gemm of a shape that does not depend on the thread count,
+ * so neither do the bits (ct_gemm alone splits rows by the thread count).
+ *   transA 0: A (M, K), lda;  transA 1: A (K, M), lda (column i of A is row i of op(A)) */
+#define CHUNK 64
+static void gemm_fixed(int transA, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                       int64_t ldb, float *C, int64_t ldc) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t r0 = 0; r0 < M; r0 += CHUNK) {
+        const int64_t m = M - r0 < CHUNK ? M - r0 : CHUNK;
+        ct_gemm(transA, 0, m, N, K, 1.0f, transA ? A + r0 : A + r0 * lda, lda, B, ldb, 0.0f, C + r0 * ldc, ldc);
+    }
+}
+
 ct_status ct_layout_pca(float *Y, double *explained, const float *X, int64_t n, int64_t d, int k) {
     if (n < 2 || d < 1 || d > 16384 || k < 1 || k > d)
         return ct_error(CT_ERR_ARG, "pca: need n >= 2 rows and 1 <= k <= d <= 16384 (got n %lld, d %lld, k %d)",
@@ -82,7 +96,7 @@ ct_status ct_layout_pca(float *Y, double *explained, const float *X, int64_t n, 
         const int64_t nb = n - r0 < LAYOUT_ROWS ? n - r0 : LAYOUT_ROWS;
         for (int64_t i = 0; i < nb; i++)
             for (int64_t j = 0; j < d; j++) blk[i * d + j] = X[(r0 + i) * d + j] - meanf[j];
-        ct_gemm(1, 0, d, d, nb, 1.0f, blk, d, blk, d, 0.0f, P, d);
+        gemm_fixed(1, d, d, nb, blk, d, blk, d, P, d);
         for (size_t i = 0; i < dd; i++) S[i] += P[i];
     }
     for (int64_t i = 0; i < d; i++)
@@ -103,7 +117,7 @@ ct_status ct_layout_pca(float *Y, double *explained, const float *X, int64_t n, 
         const int64_t nb = n - r0 < LAYOUT_ROWS ? n - r0 : LAYOUT_ROWS;
         for (int64_t i = 0; i < nb; i++)
             for (int64_t j = 0; j < d; j++) blk[i * d + j] = X[(r0 + i) * d + j] - meanf[j];
-        ct_gemm(0, 0, nb, k, d, 1.0f, blk, d, V, k, 0.0f, Y + r0 * k, k);
+        gemm_fixed(0, nb, k, d, blk, d, V, k, Y + r0 * k, k);
     }
 out:
     ct_free(mu);
@@ -291,7 +305,8 @@ typedef struct {
     double cx, cy;        /* centre of mass */
     double width;         /* side of the square cell */
     int64_t start, count; /* range in the permutation */
-    int32_t child[4];     /* -1: none; a node without children is a leaf */
+    int32_t child[4];     /* -1: none */
+    int leaf;             /* no children: its points are summed one by one */
 } qnode;
 
 typedef struct {
@@ -320,8 +335,10 @@ static int64_t tree_build(qtree *t, int64_t start, int64_t count, double x0, dou
     q->start = start;
     q->count = count;
     for (int c = 0; c < 4; c++) q->child[c] = -1;
-    /* leaf: one point, or many at (nearly) one place */
-    if (count == 1 || depth >= 40) return id;
+    /* leaf: one point, or many at (nearly) one place (depth <= 40 bounds the
+     * traversal stack: at most 3 siblings wait per level) */
+    q->leaf = count == 1 || depth >= 40;
+    if (q->leaf) return id;
     double mx = x0 + w / 2, my = y0 + w / 2;
     /* partition the range into the quadrants (y low/high, then x low/high) */
     int64_t *p = t->perm + start, lo = 0, hi = count;
@@ -358,33 +375,39 @@ static int64_t tree_build(qtree *t, int64_t start, int64_t count, double x0, dou
     return id;
 }
 
-/* Repulsion on point i: sum over others of q^2 (y_i - y_j) and of q, depth-first
- * in child order (a fixed order: the same sums at any thread count). */
-static void repulse(const qtree *t, int64_t id, int64_t i, double yi0, double yi1, double theta2, double *fx,
-                    double *fy, double *z) {
-    const qnode *q = &t->node[id];
-    int leaf = q->child[0] < 0 && q->child[1] < 0 && q->child[2] < 0 && q->child[3] < 0;
-    if (leaf) {
-        for (int64_t a = q->start; a < q->start + q->count; a++) {
-            int64_t j = t->perm[a];
-            if (j == i) continue;
-            double dx = yi0 - t->Y[2 * j], dy = yi1 - t->Y[2 * j + 1], qq = 1.0 / (1.0 + dx * dx + dy * dy);
-            *z += qq;
-            *fx += qq * qq * dx;
-            *fy += qq * qq * dy;
+/* Repulsion on point i: sums over the others of q^2 (y_i - y_j) and of q, the
+ * tree walked depth-first in child order with an explicit stack (a fixed order:
+ * the same sums at any thread count). */
+static void repulse(const qtree *t, int64_t i, double yi0, double yi1, double theta2, double *fx, double *fy,
+                    double *z) {
+    int32_t stack[4 * 64 + 8];
+    int sp = 0;
+    double sx = 0, sy = 0, sz = 0;
+    stack[sp++] = 0;
+    while (sp) {
+        const qnode *q = &t->node[stack[--sp]];
+        double dx = yi0 - q->cx, dy = yi1 - q->cy, d2 = dx * dx + dy * dy;
+        if (q->leaf) {
+            for (int64_t a = q->start; a < q->start + q->count; a++) {
+                int64_t j = t->perm[a];
+                if (j == i) continue;
+                double ex = yi0 - t->Y[2 * j], ey = yi1 - t->Y[2 * j + 1], qq = 1.0 / (1.0 + ex * ex + ey * ey);
+                sz += qq;
+                sx += qq * qq * ex;
+                sy += qq * qq * ey;
+            }
+        } else if (q->width * q->width < theta2 * d2) {
+            double qq = 1.0 / (1.0 + d2), m = (double)q->count * qq;
+            sz += m;
+            sx += m * qq * dx;
+            sy += m * qq * dy;
+        } else {
+            /* pushed in reverse so child 0 is visited first */
+            for (int c = 3; c >= 0; c--)
+                if (q->child[c] >= 0) stack[sp++] = q->child[c];
         }
-        return;
     }
-    double dx = yi0 - q->cx, dy = yi1 - q->cy, d2 = dx * dx + dy * dy;
-    if (q->width * q->width < theta2 * d2) {
-        double qq = 1.0 / (1.0 + d2), m = (double)q->count;
-        *z += m * qq;
-        *fx += m * qq * qq * dx;
-        *fy += m * qq * qq * dy;
-        return;
-    }
-    for (int c = 0; c < 4; c++)
-        if (q->child[c] >= 0) repulse(t, q->child[c], i, yi0, yi1, theta2, fx, fy, z);
+    *fx = sx, *fy = sy, *z = sz;
 }
 
 ct_status ct_layout_tsne(float *Yout, const float *X, int64_t n, int64_t d, const ct_tsne_config *cfg_in) {
@@ -477,7 +500,7 @@ ct_status ct_layout_tsne(float *Yout, const float *X, int64_t n, int64_t d, cons
 #pragma omp parallel for schedule(dynamic, 64)
         for (int64_t i = 0; i < n; i++) {
             double fx = 0, fy = 0, z = 0, ax = 0, ay = 0;
-            repulse(&t, 0, i, Y[2 * i], Y[2 * i + 1], theta2, &fx, &fy, &z);
+            repulse(&t, i, Y[2 * i], Y[2 * i + 1], theta2, &fx, &fy, &z);
             for (int64_t a = P.rowptr[i]; a < P.rowptr[i + 1]; a++) {
                 int64_t j = P.col[a];
                 double dx = Y[2 * i] - Y[2 * j], dy = Y[2 * i + 1] - Y[2 * j + 1];
