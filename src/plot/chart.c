@@ -20,6 +20,22 @@
 
 static int text_scale(const ct_canvas *c) { return c->w >= 900 ? 2 : 1; }
 
+/* Draws a title centred in [x, x + w) at the largest of scales big, big - 1 that
+ * fits, cut short with "..." when even that does not; returns the scale used. */
+static int draw_fitted(ct_canvas *c, int x, int y, int w, const char *s, int big, uint32_t color) {
+    int sc = big;
+    if (ct_text_width(s, sc) > w && sc > 1) sc--;
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", s);
+    size_t n = strlen(buf);
+    while (n > 3 && ct_text_width(buf, sc) > w) {
+        n--;
+        memcpy(buf + n - 3, "...", 4);
+    }
+    ct_text_draw(c, x + (w - ct_text_width(buf, sc)) / 2, y, buf, sc, color);
+    return sc;
+}
+
 /* ---- axes --------------------------------------------------------------------------- */
 typedef struct {
     double lo, hi;   /* the axis spans [lo, hi] */
@@ -151,7 +167,7 @@ static void draw_panel(ct_canvas *c, int x0, int y0, int w, int h, const ct_char
         }
     int have = xmin <= xmax, pad = 6 * ts, cy = y0 + pad;
     if (p->title) {
-        ct_text_draw(c, x0 + (w - ct_text_width(p->title, ts + 1)) / 2, cy, p->title, ts + 1, INK);
+        draw_fitted(c, x0 + pad, cy, w - 2 * pad, p->title, ts + 1, INK);
         cy += 8 * (ts + 1) + 4 * ts;
     }
     /* legend: one centred row above the plot area */
@@ -170,8 +186,13 @@ static void draw_panel(ct_canvas *c, int x0, int y0, int w, int h, const ct_char
         cy += 8 * ts + 4 * ts;
     }
     frame f;
-    f.ay = have ? axis_make(ymin, ymax, 5, 1, 0) : axis_make(0, 1, 5, 1, 0);
-    f.ax = have ? axis_make(xmin, xmax, 6, 0, p->x_integer) : axis_make(0, 1, 5, 0, 0);
+    /* 3% room above and below, so no point sits on the frame, but no negative
+     * axis for data that are not (a learning rate decayed to 0) */
+    double ypad = 0.03 * (ymax - ymin), ylo = ymin - ypad;
+    if (ymin >= 0 && ylo < 0) ylo = 0;
+    f.ay = have ? axis_make(ylo, ymax + ypad, 5, 1, 0) : axis_make(0, 1, 5, 1, 0);
+    double xpad = 0.02 * (xmax - xmin);
+    f.ax = have ? axis_make(xmin - xpad, xmax + xpad, 6, 0, p->x_integer) : axis_make(0, 1, 5, 0, 0);
     int ylabel_x = x0 + pad, left = ylabel_x + (p->ylabel ? 8 * ts + 4 * ts : 0) + tick_label_width(&f.ay, ts) + 5 * ts;
     f.x = left;
     f.y = cy + 4 * ts;
@@ -210,8 +231,7 @@ ct_status ct_plot_chart(ct_canvas *c, const char *title, const ct_chart_panel *p
     int ts = text_scale(c), top = 0;
     if (title && *title) {
         top = 8 * ts + 8 * (ts + 1);
-        int tw = ct_text_width(title, ts + 1);
-        ct_text_draw(c, tw < c->w ? (c->w - tw) / 2 : 4 * ts, 6 * ts, title, ts + 1, INK);
+        draw_fitted(c, 6 * ts, 6 * ts, c->w - 12 * ts, title, ts + 1, INK);
     }
     int rows = (npanels + cols - 1) / cols;
     int pw = c->w / cols, ph = (c->h - top) / rows;
@@ -297,8 +317,7 @@ ct_status ct_plot_scatter(ct_canvas *c, const char *title, const char *xlabel, c
     }
     int ts = text_scale(c), pad = 8 * ts, top = pad;
     if (title && *title) {
-        int tw = ct_text_width(title, ts + 1);
-        ct_text_draw(c, tw < c->w ? (c->w - tw) / 2 : pad, pad, title, ts + 1, INK);
+        draw_fitted(c, pad, pad, c->w - 2 * pad, title, ts + 1, INK);
         top += 8 * (ts + 1) + 8 * ts;
     }
     /* legend column on the right: as many rows as fit, the rest summarised */
