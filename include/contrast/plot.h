@@ -45,7 +45,8 @@ void ct_canvas_fill_rect(ct_canvas *c, int x, int y, int w, int h, uint32_t colo
  * a one-pixel Xiaolin Wu line; wider: a round-capped stroke of that width whose
  * edge pixels get their covered fraction. */
 void ct_canvas_line(ct_canvas *c, double x0, double y0, double x1, double y1, double width, uint32_t color);
-/* A filled disc of radius r centred at (cx, cy), edges anti-aliased, at opacity alpha. */
+/* A filled disc of radius r centred at (cx, cy) at opacity alpha; edge pixels get
+ * their covered fraction rounded to a half (0, 0.5 or 1). */
 void ct_canvas_disc(ct_canvas *c, double cx, double cy, double r, uint32_t color, float alpha);
 /* Writes the canvas as an RGB PNG (atomically, see ct_png_write). */
 ct_status ct_canvas_write_png(const ct_canvas *c, const char *path);

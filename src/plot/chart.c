@@ -364,7 +364,7 @@ ct_status ct_plot_scatter(ct_canvas *c, const char *title, const char *xlabel, c
     qsort(ord, (size_t)n, sizeof *ord, order_cmp);
     double area = (double)f.w * f.h, r = 0.28 * sqrt(area / (double)n);
     r = r < 1.2 ? 1.2 : r > 4.0 * ts ? 4.0 * ts : r;
-    float alpha = n > 20000 ? 0.55f : 0.75f;
+    float alpha = n > 20000 ? 0.55f : 1.0f;
     for (int64_t k = 0; k < n; k++) {
         int64_t i = ord[k].i;
         ct_canvas_disc(c, px_x(&f, xy[2 * i]), px_y(&f, xy[2 * i + 1]), r, ct_palette(labels[i]), alpha);
