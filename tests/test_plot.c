@@ -388,6 +388,7 @@ static void test_tsne(void) {
     CHECK(fin, "60 duplicate points: a finite layout");
     CHECK_OK(ct_layout_tsne(Y1, X + 60 * D, 5, 3, NULL));
     CHECK(ct_layout_tsne(Y1, X, 3, D, NULL) == CT_ERR_ARG, "3 points refused");
+    CHECK(ct_layout_tsne(Y1, X, 100, 1, NULL) == CT_ERR_ARG, "one feature refused");
     cfg.theta = 0.9;
     CHECK(ct_layout_tsne(Y1, X, N, D, &cfg) == CT_ERR_ARG, "theta above 0.7 refused");
     X[7] = NAN;

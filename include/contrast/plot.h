@@ -156,7 +156,7 @@ typedef struct {
 } ct_tsne_config;
 
 void ct_tsne_config_default(ct_tsne_config *cfg);
-/* t-SNE of X (n, d) into Y (n, 2), n >= 4. Input affinities from the exact
+/* t-SNE of X (n, d) into Y (n, 2), n >= 4, d >= 2. Input affinities from the exact
  * 3 * perplexity nearest neighbours (Euclidean, after the PCA reduction), the
  * layout initialised from the first two principal components (scaled to a
  * standard deviation of 1e-4), then gradient descent with momentum and gains,

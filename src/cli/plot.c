@@ -152,6 +152,10 @@ int cmd_plot(int argc, char **argv) {
     }
     char title[1400], sub[64] = "";
     if (m < n) snprintf(sub, sizeof sub, " of %lld", (long long)n);
+    if (d < 2) {
+        fprintf(stderr, "contrast plot: %s has %lld column: a map needs 2 or more\n", emb, (long long)d);
+        goto done;
+    }
     if (tsne) {
         ct_tsne_config cfg;
         ct_tsne_config_default(&cfg);
@@ -161,10 +165,6 @@ int cmd_plot(int argc, char **argv) {
                  (double)perplexity);
     } else {
         double ev[2];
-        if (d < 2) {
-            fprintf(stderr, "contrast plot: %s has %lld column: a map needs 2 or more\n", emb, (long long)d);
-            goto done;
-        }
         if (ct_layout_pca(Y, ev, Xs, m, d, 2)) goto fail;
         snprintf(title, sizeof title, "PCA of %s: %lld%s points, %.1f%% + %.1f%% of the variance", base_name(emb),
                  (long long)m, sub, 100 * ev[0], 100 * ev[1]);

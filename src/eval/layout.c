@@ -414,8 +414,9 @@ ct_status ct_layout_tsne(float *Yout, const float *X, int64_t n, int64_t d, cons
     ct_tsne_config cfg;
     if (cfg_in) cfg = *cfg_in;
     else ct_tsne_config_default(&cfg);
-    if (n < 4 || d < 1 || n > INT32_MAX)
-        return ct_error(CT_ERR_ARG, "tsne: need at least 4 points (got %lld x %lld)", (long long)n, (long long)d);
+    if (n < 4 || d < 2 || n > INT32_MAX)
+        return ct_error(CT_ERR_ARG, "tsne: need at least 4 points of 2 or more features (got %lld x %lld)", (long long)n,
+                        (long long)d);
     if (!(cfg.perplexity >= 1) || cfg.iters < 1 || cfg.exag_iters < 0 || !(cfg.exaggeration >= 1) ||
         !(cfg.theta >= 0 && cfg.theta <= 0.7) || cfg.pca_dims < 2)
         return ct_error(CT_ERR_ARG, "tsne: bad settings (perplexity %g >= 1, iters %d >= 1, theta %g in [0, 0.7], "
