@@ -83,6 +83,8 @@ static void tick_label(char *buf, size_t cap, const axis *a, double v) {
 
 /* first tick index k (tick = k * step) at or after lo, and the count up to hi */
 static int ticks(const axis *a, double *first) {
+    *first = 0;
+    if (!isfinite(a->step)) return 0; /* an axis without ticks */
     double k0 = ceil(a->lo / a->step - 1e-9);
     int n = (int)floor(a->hi / a->step + 1e-9 - k0) + 1;
     *first = k0;
@@ -160,12 +162,14 @@ static void draw_panel(ct_canvas *c, int x0, int y0, int w, int h, const ct_char
     double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
     for (int s = 0; s < p->nseries; s++)
         for (int64_t i = 0; i < p->series[s].n; i++) {
+            /* the x range covers NaN values too, so a leading or trailing gap shows */
             double xv = p->series[s].x[i], yv = p->series[s].y[i];
-            if (!isfinite(xv) || !isfinite(yv)) continue;
+            if (!isfinite(xv)) continue;
             xmin = fmin(xmin, xv), xmax = fmax(xmax, xv);
+            if (!isfinite(yv)) continue;
             ymin = fmin(ymin, yv), ymax = fmax(ymax, yv);
         }
-    int have = xmin <= xmax, pad = 6 * ts, cy = y0 + pad;
+    int have = ymin <= ymax, pad = 6 * ts, cy = y0 + pad;
     if (p->title) {
         draw_fitted(c, x0 + pad, cy, w - 2 * pad, p->title, ts + 1, INK);
         cy += 8 * (ts + 1) + 4 * ts;
@@ -200,7 +204,7 @@ static void draw_panel(ct_canvas *c, int x0, int y0, int w, int h, const ct_char
     f.h = y0 + h - pad - (p->xlabel ? 8 * ts + 4 * ts : 0) - 13 * ts - f.y;
     if (f.w < 10 || f.h < 10) return; /* panel too small to draw in */
     if (!have) {
-        f.ay.step = f.ax.step = 1e300; /* no ticks */
+        f.ay.step = f.ax.step = INFINITY; /* no ticks */
         draw_axes(c, &f, p->xlabel, p->ylabel, ts, ylabel_x);
         const char *msg = "no data";
         ct_text_draw(c, f.x + (f.w - ct_text_width(msg, ts + 1)) / 2, f.y + (f.h - 7 * (ts + 1)) / 2, msg, ts + 1, MUTED);
