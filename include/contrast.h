@@ -25,5 +25,6 @@
 #include "contrast/eval.h"
 #include "contrast/dist.h"
 #include "contrast/train.h"
+#include "contrast/plot.h"
 
 #endif

@@ -30,4 +30,5 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_augment(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 #endif

@@ -18,6 +18,7 @@ static const struct {
     {"eval", cmd_eval, "weighted kNN and linear probe of a checkpoint's encoder (or raw pixels)"},
     {"embed", cmd_embed, "write encoder features (or head outputs) as .npy"},
     {"augment", cmd_augment, "write a PNG grid of augmented views"},
+    {"plot", cmd_plot, "PNG figures: a run's training curves, or a 2-D map of embeddings (PCA, t-SNE)"},
     {"man", cmd_man, "print the manual page (roff; `contrast man | man -l -`)"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
