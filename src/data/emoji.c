@@ -285,6 +285,8 @@ typedef struct {
 typedef struct {
     char key[160];
     char *tw_name, *eo_name;   /* lowercased; either may be NULL */
+    char *short_name;          /* Twemoji's first short name, as a keyword, or NULL */
+    const char *name[2];       /* the names used (see resolve_names); NULL-padded */
     char **kw;                 /* keywords, deduplicated */
     int nkw, kwcap;
     emo_image *img;
@@ -303,7 +305,7 @@ typedef struct {
 static void set_free(emo_set *s) {
     for (int i = 0; i < s->n; i++) {
         emo *e = &s->v[i];
-        free(e->tw_name); free(e->eo_name);
+        free(e->tw_name); free(e->eo_name); free(e->short_name);
         for (int k = 0; k < e->nkw; k++) free(e->kw[k]);
         free(e->kw);
         for (int k = 0; k < e->nimg; k++) { free(e->img[k].path); free(e->img[k].file); }
@@ -441,6 +443,10 @@ static ct_status read_twemoji(emo_set *s, const char *dir) {
         const jv *sn = jget(e, "short_names");
         for (const jv *k = sn && sn->t == J_ARR ? sn->kid : NULL; k && !st; k = k->next)
             if (k->t == J_STR) st = add_keyword(r, k->s);
+        if (!st && !r->short_name && sn && sn->t == J_ARR && sn->kid && sn->kid->t == J_STR) {
+            if (!(r->short_name = lower_name(sn->kid->s))) { st = ct_error(CT_ERR_NOMEM, "out of memory"); break; }
+            for (char *q = r->short_name; *q; q++) if (*q == '-') *q = ' ';
+        }
         const jv *sv = jget(e, "skin_variations");
         for (const jv *v = sv && sv->t == J_OBJ ? sv->kid : NULL; v && !st; v = v->next) {
             const char *vimg = jstr(v, "image");
@@ -488,14 +494,74 @@ static ct_status read_emojione(emo_set *s, const char *dir) {
 
 static int cmp_emo(const void *a, const void *b) { return strcmp(((const emo *)a)->key, ((const emo *)b)->key); }
 
+typedef struct {
+    const char *name;
+    int rec;
+} name_ref;
+
+static int cmp_name_ref(const void *a, const void *b) {
+    const name_ref *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->rec > y->rec) - (x->rec < y->rec);
+}
+
+/* Whether name_ref list r (sorted) holds `name` for a record other than `rec`. */
+static int shared(const name_ref *r, int n, const char *name, int rec) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (strcmp(r[mid].name, name) < 0) lo = mid + 1; else hi = mid;
+    }
+    for (; lo < n && !strcmp(r[lo].name, name); lo++)
+        if (r[lo].rec != rec) return 1;
+    return 0;
+}
+
+/* Names of each emoji: its Twemoji and EmojiOne names, less any name another emoji
+ * also has (EmojiOne calls the flag and the bird "turkey"; Twemoji's legacy name of
+ * U+1F935 is "man in tuxedo", the CLDR name of the held-out 1F935-200D-2642), so no
+ * name is ever the name of two emoji, nor of a training and a held-out one. Left
+ * without a name, an emoji takes its Twemoji short name if no kept name equals it
+ * (U+1F935 becomes "person in tuxedo", 1F935-200D-2642 "man in tuxedo"). */
+static ct_status resolve_names(emo_set *s) {
+    name_ref *r = malloc((size_t)(2 * s->n + 1) * sizeof *r);
+    if (!r) return ct_error(CT_ERR_NOMEM, "emoji: out of memory");
+    int n = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (s->v[i].tw_name) r[n++] = (name_ref){s->v[i].tw_name, i};
+        if (s->v[i].eo_name && (!s->v[i].tw_name || strcmp(s->v[i].eo_name, s->v[i].tw_name)))
+            r[n++] = (name_ref){s->v[i].eo_name, i};
+    }
+    qsort(r, (size_t)n, sizeof *r, cmp_name_ref);
+    for (int i = 0; i < s->n; i++) {
+        emo *e = &s->v[i];
+        const char *cand[2] = {e->tw_name, e->eo_name};
+        int k = 0;
+        for (int c = 0; c < 2; c++)
+            if (cand[c] && !shared(r, n, cand[c], i) && (k == 0 || strcmp(e->name[0], cand[c]))) e->name[k++] = cand[c];
+    }
+    /* the names kept, against which a short name must be new (Twemoji's short
+     * names are unique among themselves) */
+    int m = 0;
+    for (int i = 0; i < s->n; i++)
+        for (int k = 0; k < 2 && s->v[i].name[k]; k++) r[m++] = (name_ref){s->v[i].name[k], i};
+    qsort(r, (size_t)m, sizeof *r, cmp_name_ref);
+    ct_status st = CT_OK;
+    for (int i = 0; i < s->n && !st; i++) {
+        emo *e = &s->v[i];
+        if (e->name[0]) continue;
+        if (e->short_name && !shared(r, m, e->short_name, i)) e->name[0] = e->short_name;
+        else st = ct_error(CT_ERR_FORMAT, "emoji %s: no name of its own (shared or missing)", e->key);
+    }
+    free(r);
+    return st;
+}
+
 /* Captions of one emoji, in order: each distinct name; "an emoji of {name}" for each;
  * the keywords that are not a name, joined by ", " (when any). */
 static ct_status add_captions(ct__capb *b, int64_t image, const emo *e) {
-    const char *names[2] = {e->tw_name, e->eo_name};
-    int nn = 0;
-    const char *uniq[2];
-    for (int k = 0; k < 2; k++)
-        if (names[k] && (nn == 0 || strcmp(uniq[0], names[k]))) uniq[nn++] = names[k];
+    const char *const *uniq = e->name;
+    int nn = e->name[1] ? 2 : 1;
     ct_status st = CT_OK;
     char buf[4096];
     for (int k = 0; k < nn && !st; k++) st = ct__capb_caption(b, image, uniq[k], strlen(uniq[k]));
@@ -538,15 +604,12 @@ ct_status ct_emoji_load(ct_caption_dataset *ds, const char *emojione_dir, const 
     ct__capb b;
     memset(&b, 0, sizeof b);
     if (!st) qsort(s.v, (size_t)s.n, sizeof *s.v, cmp_emo); /* the tables are stale from here */
+    if (!st) st = resolve_names(&s);
     for (int i = 0; i < s.n && !st; i++) {
         const emo *e = &s.v[i];
         if ((ct_fnv1a32(e->key) % 5 == 0) == (train != 0)) continue; /* ct_emoji_is_heldout on the key */
-        if (!e->tw_name && !e->eo_name) {
-            st = ct_error(CT_ERR_FORMAT, "emoji %s: images but no name (only skin-tone variants?)", e->key);
-            break;
-        }
         int32_t cid;
-        if ((st = ct__capb_class(&b, e->tw_name ? e->tw_name : e->eo_name, &cid))) break;
+        if ((st = ct__capb_class(&b, e->name[0], &cid))) break;
         for (int k = 0; k < e->nimg && !st; k++) {
             st = ct__capb_image(&b, e->img[k].path, e->img[k].file, NULL, cid);
             if (!st) st = add_captions(&b, b.n - 1, e);
