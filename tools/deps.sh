@@ -30,10 +30,20 @@ fi
 # Twemoji 64x64 PNGs + emoji.json (CC-BY-4.0 images), when that version is missing.
 npm_prefix=/var/lib/contrast/npm
 twemoji_version=16.0.0
-twemoji_pkg="$npm_prefix/node_modules/emoji-datasource-twitter/package.json"
-if ! grep -q "\"version\": *\"$twemoji_version\"" "$twemoji_pkg" 2>/dev/null; then
+tw_dir="$npm_prefix/node_modules/emoji-datasource-twitter"
+if ! grep -q "\"version\": *\"$twemoji_version\"" "$tw_dir/package.json" 2>/dev/null ||
+   [ ! -f "$tw_dir/emoji.json" ] || [ ! -f "$tw_dir/img/twitter/64/1f600.png" ]; then
     echo "deps: installing emoji-datasource-twitter@$twemoji_version into $npm_prefix"
+    $SUDO rm -rf "$tw_dir" # a damaged copy: npm would call it "up to date"
     $SUDO mkdir -p "$npm_prefix"
     $SUDO npm install --prefix "$npm_prefix" --no-save --no-audit --no-fund --no-package-lock \
         "emoji-datasource-twitter@$twemoji_version"
 fi
+
+# What the emoji loader reads (src/data/emoji.c), checked after every run so a
+# failed or partial install is reported here, not by the first training run.
+gem_dir=$(ls -d /usr/share/rubygems-integration/all/gems/gemojione-* 2>/dev/null | sort -V | tail -n 1)
+for f in "$gem_dir/config/index.json" "$gem_dir/assets/png/1F600.png" "$tw_dir/emoji.json" \
+         "$tw_dir/img/twitter/64/1f600.png"; do
+    [ -f "$f" ] || { echo "deps: $f missing after install (emoji data set)" >&2; exit 1; }
+done
