@@ -348,7 +348,7 @@ static ct_status read_tsv(ct__capb *b, const char *dir, const char *tsv) {
         if (*slot) {
             img = *slot - 1;
             if (has_class && b->cls[img] != cid) {
-                st = ct_error(CT_ERR_FORMAT, "%s: %s has class '%s', but line %lld gave '%s'", where, rel, cls,
+                st = ct_error(CT_ERR_FORMAT, "%s: %s: class '%s', but line %lld gave '%s'", where, rel, cls,
                               (long long)first_line[img], b->class_names[b->cls[img]]);
                 break;
             }
