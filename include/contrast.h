@@ -22,6 +22,7 @@
 #include "contrast/model.h"
 #include "contrast/loss.h"
 #include "contrast/data.h"
+#include "contrast/captions.h"
 #include "contrast/optim.h"
 #include "contrast/io.h"
 #include "contrast/eval.h"

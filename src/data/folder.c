@@ -100,13 +100,19 @@ static ct_status read_file(const char *path, uint8_t **buf, size_t *len) {
     return CT_OK;
 }
 
-/* Decoded image: interleaved (h, w, ch), ch 1 or 3. */
-typedef struct {
-    uint8_t *px;
-    int w, h, ch;
-} image;
+/* Composites interleaved (n pixels, ch + 1) colour + alpha onto white in place,
+ * leaving (n, ch): v = (c a + 255 (255 - a)) / 255 on the 8-bit sRGB values,
+ * rounded to nearest: the usual paste onto a white canvas, in 8-bit values (what
+ * image-caption pipelines do before a model sees the picture). */
+static void composite_on_white(uint8_t *px, size_t n, int ch) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned a = px[i * (ch + 1) + ch];
+        for (int c = 0; c < ch; c++)
+            px[i * ch + c] = (uint8_t)((px[i * (ch + 1) + c] * a + 255u * (255u - a) + 127u) / 255u);
+    }
+}
 
-static ct_status decode_png(image *im, const char *path, const uint8_t *buf, size_t len) {
+static ct_status decode_png(ct__image *im, const char *path, const uint8_t *buf, size_t len, int alpha_white) {
     png_image p;
     memset(&p, 0, sizeof p);
     p.version = PNG_IMAGE_VERSION;
@@ -130,15 +136,18 @@ static ct_status decode_png(image *im, const char *path, const uint8_t *buf, siz
                         p.height, len);
     }
     im->ch = (p.format & PNG_FORMAT_FLAG_COLOR) ? 3 : 1;
-    p.format = im->ch == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY; /* alpha composited on black */
+    /* alpha: kept for compositing on white, else libpng composites on black */
+    int alpha = alpha_white && (p.format & PNG_FORMAT_FLAG_ALPHA);
+    p.format = im->ch == 3 ? (alpha ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB) : (alpha ? PNG_FORMAT_GA : PNG_FORMAT_GRAY);
     im->w = (int)p.width;
     im->h = (int)p.height;
-    im->px = malloc((size_t)im->w * im->h * im->ch);
+    im->px = malloc((size_t)im->w * im->h * (im->ch + alpha));
     if (!im->px) { png_image_free(&p); return ct_error(CT_ERR_NOMEM, "%s: out of memory", path); }
     if (!png_image_finish_read(&p, NULL, im->px, 0, NULL)) {
         free(im->px); im->px = NULL;
         return ct_error(CT_ERR_FORMAT, "%s: bad PNG: %s", path, p.message);
     }
+    if (alpha) composite_on_white(im->px, (size_t)im->w * im->h, im->ch);
     return CT_OK;
 }
 
@@ -163,7 +172,7 @@ static void jpeg_on_message(j_common_ptr cinfo, int level) {
 
 /* Decodes at the smallest scale n/8 (n = 1..8) whose output still covers
  * target x target, so a large photo is never held at full size. */
-static ct_status decode_jpeg(image *im, const char *path, const uint8_t *buf, size_t len, int target) {
+static ct_status decode_jpeg(ct__image *im, const char *path, const uint8_t *buf, size_t len, int target) {
     struct jpeg_decompress_struct cinfo;
     jpeg_err err;
     uint8_t *volatile px = NULL;
@@ -230,14 +239,15 @@ static ct_status decode_jpeg(image *im, const char *path, const uint8_t *buf, si
     return CT_OK;
 }
 
-static ct_status decode_file(image *im, const char *path, int target) {
+ct_status ct__image_decode(ct__image *im, const char *path, int target, int alpha_white) {
+    memset(im, 0, sizeof *im);
     uint8_t *buf = NULL;
     size_t len = 0;
     ct_status st = read_file(path, &buf, &len);
     if (st) return st;
     static const uint8_t png_sig[4] = {0x89, 'P', 'N', 'G'}, jpg_sig[3] = {0xFF, 0xD8, 0xFF};
     if (len >= 8 && !memcmp(buf, png_sig, 4))
-        st = decode_png(im, path, buf, len);
+        st = decode_png(im, path, buf, len, alpha_white);
     else if (len >= 3 && !memcmp(buf, jpg_sig, 3))
         st = decode_jpeg(im, path, buf, len, target);
     else
@@ -246,8 +256,7 @@ static ct_status decode_file(image *im, const char *path, int target) {
     return st;
 }
 
-/* Resizes `im` into planar RGB (3, size, size) of `out`, replicating gray. */
-static ct_status resize_into(uint8_t *out, const image *im, int size) {
+ct_status ct__image_resize(uint8_t *out, const ct__image *im, int size) {
     size_t ax_n = ct__axis_floats(im->w, size), ay_n = ct__axis_floats(im->h, size);
     float *mem = malloc((ax_n + ay_n + (size_t)im->h * size + (size_t)size * size) * sizeof(float));
     if (!mem) return ct_error(CT_ERR_NOMEM, "out of memory resizing an image");
@@ -323,12 +332,12 @@ ct_status ct__load_folder(ct_dataset *ds, const char *dir_in, int train, int siz
     for (size_t k = 0; k < classes.n && !st; k++) {
         for (size_t f = 0; f < files[k].n && !st; f++, i++) {
             snprintf(path, sizeof path, "%s/%s/%s", root, classes.v[k], files[k].v[f]);
-            image im = {0};
-            st = decode_file(&im, path, size);
+            ct__image im;
+            st = ct__image_decode(&im, path, size, 0);
             if (st) break;
             any_color |= im.ch == 3;
             if (i == cap) st = grow_images(ds, &cap, total, per, path);
-            if (!st) st = resize_into(ds->images + (size_t)i * per, &im, size);
+            if (!st) st = ct__image_resize(ds->images + (size_t)i * per, &im, size);
             free(im.px);
             ds->labels[i] = (int32_t)k;
         }
@@ -347,17 +356,21 @@ ct_status ct__load_folder(ct_dataset *ds, const char *dir_in, int train, int siz
     size_t S = (size_t)size * size;
     if (!any_color) /* every image gray: keep one plane per image */
         for (int64_t j = 0; j < total; j++) memmove(ds->images + (size_t)j * S, ds->images + (size_t)j * per, S);
-    /* measured per-channel mean and std for normalisation */
+    ct__measure_norm(ds);
+    return CT_OK;
+}
+
+void ct__measure_norm(ct_dataset *ds) {
+    size_t S = (size_t)ds->h * ds->w;
     for (int c = 0; c < ds->c; c++) {
         double s = 0, s2 = 0;
-        for (int64_t j = 0; j < total; j++) {
+        for (int64_t j = 0; j < ds->n; j++) {
             const uint8_t *p = ds->images + ((size_t)j * ds->c + c) * S;
             for (size_t q = 0; q < S; q++) { s += p[q]; s2 += (double)p[q] * p[q]; }
         }
-        double cnt = (double)total * S, m = s / cnt / 255.0, v = s2 / cnt / 65025.0 - m * m;
+        double cnt = (double)ds->n * S, m = s / cnt / 255.0, v = s2 / cnt / 65025.0 - m * m;
         ds->mean[c] = (float)m;
         ds->std[c] = (float)(v > 1e-12 ? sqrt(v) : 1.0);
     }
     for (int c = ds->c; c < 3; c++) { ds->mean[c] = ds->mean[0]; ds->std[c] = ds->std[0]; }
-    return CT_OK;
 }
