@@ -293,6 +293,48 @@ static void test_png_and_folder(void) {
         CHECK(lstat(tpath("planted.png"), &sb) == 0 && S_ISREG(sb.st_mode), "the PNG is a regular file");
     }
 
+    /* folder: transparent PNGs are composited on black. libpng's simplified reader
+     * blends onto the output buffer's contents when given no background, so an
+     * uninitialised buffer gave whatever the heap held there. */
+    mkdirs("ta/a");
+    mkdirs("ta/b");
+    {
+        uint8_t rgba[6 * 5 * 4];
+        for (int i = 0; i < 6 * 5; i++) {
+            rgba[4 * i] = 200; rgba[4 * i + 1] = 100; rgba[4 * i + 2] = 50;
+            rgba[4 * i + 3] = (uint8_t)(i % 2 ? 0 : 255); /* every other pixel fully transparent */
+        }
+        for (int k = 0; k < 12; k++) {
+            png_image w;
+            memset(&w, 0, sizeof w);
+            w.version = PNG_IMAGE_VERSION;
+            w.width = 6, w.height = 5, w.format = PNG_FORMAT_RGBA;
+            char rel[64];
+            snprintf(rel, sizeof rel, "ta/%c/%02d.png", k % 2 ? 'b' : 'a', k);
+            CHECK(png_image_write_to_file(&w, tpath(rel), 0, rgba, 0, NULL), "write %s", rel);
+        }
+        /* leave garbage in freed heap blocks of the size the decoder will ask for */
+        for (int k = 0; k < 64; k++) {
+            uint8_t *junk = malloc(6 * 5 * 3);
+            memset(junk, 0x4d, 6 * 5 * 3);
+            free(junk);
+        }
+        char tspec[600];
+        snprintf(tspec, sizeof tspec, "folder:%s@6", tpath("ta"));
+        ct_dataset td;
+        CHECK_OK(ct_dataset_load(&td, tspec, 1));
+        int bad = 0;
+        for (int64_t i = 0; i < td.n; i++)
+            for (int c = 0; c < 3; c++)
+                for (int y = 0; y < 5 && y < td.h; y++) {
+                    const uint8_t *row = td.images + ((i * 3 + c) * td.h + y) * td.w;
+                    for (int x = 0; x < 6 && x < td.w; x++)
+                        if ((y * 6 + x) % 2 && row[x] != 0) bad++;
+                }
+        CHECK(td.n == 12 && bad == 0, "transparent pixels are black on load (%d wrong values)", bad);
+        ct_dataset_free(&td);
+    }
+
     /* folder: cat = 2 RGB PNGs, dog = 1 gray PNG + 1 JPEG; resized to 8x8 */
     mkdirs("f/cat");
     mkdirs("f/dog");

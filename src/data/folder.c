@@ -136,12 +136,14 @@ static ct_status decode_png(ct__image *im, const char *path, const uint8_t *buf,
                         p.height, len);
     }
     im->ch = (p.format & PNG_FORMAT_FLAG_COLOR) ? 3 : 1;
-    /* alpha: kept for compositing on white, else libpng composites on black */
+    /* alpha: kept for compositing on white, else composited on black (see below) */
     int alpha = alpha_white && (p.format & PNG_FORMAT_FLAG_ALPHA);
     p.format = im->ch == 3 ? (alpha ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB) : (alpha ? PNG_FORMAT_GA : PNG_FORMAT_GRAY);
     im->w = (int)p.width;
     im->h = (int)p.height;
-    im->px = malloc((size_t)im->w * im->h * (im->ch + alpha));
+    /* zeroed: without a background libpng blends alpha onto what the buffer holds, so
+     * this is "composite on black" (alpha_white keeps the alpha and paints white) */
+    im->px = calloc((size_t)im->w * im->h, (size_t)(im->ch + alpha));
     if (!im->px) { png_image_free(&p); return ct_error(CT_ERR_NOMEM, "%s: out of memory", path); }
     if (!png_image_finish_read(&p, NULL, im->px, 0, NULL)) {
         free(im->px); im->px = NULL;
