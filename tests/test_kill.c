@@ -67,6 +67,8 @@ static pid_t start_train(const char *out, int resume, int epochs) {
     if (resume) {
         argv[a++] = "--resume";
         argv[a++] = ckpt;
+    } else {
+        argv[a++] = "--overwrite"; /* a run killed before its first checkpoint may have left metrics */
     }
     argv[a] = NULL;
     fflush(NULL);
@@ -328,7 +330,6 @@ static void test_disk_full(void) {
     c.eval_every = 0;
     c.final_probe = 0;
     c.threads = 1;
-    c.progress = -1;
     c.lr = 0.5f;
     c.model.width = 4;
     c.model.head_hidden = 16;

@@ -37,8 +37,8 @@ static void base_config(ct_train_config *c, const char *sub) {
     c->final_probe = 0;
     c->knn_k = 20;
     c->threads = 2;
-    c->progress = -1;
     c->model.width = 8;
+    c->model.last_width = 0; /* 8 x width: 64 features */
     c->model.head_hidden = 64;
     c->model.head_out = 32;
     c->lr = 1.0f;
@@ -70,6 +70,16 @@ static float *load_params(const char *dir, size_t *n) {
     return checkpoint_values(dir, n, &np);
 }
 
+/* The evaluation the tests compare with the trainer's: kNN k 20 on 1024 images. */
+static const ct_eval_config *eval_config(int whiten) {
+    static ct_eval_config ec;
+    ct_eval_config_default(&ec);
+    ec.limit = 1024;
+    ec.knn_k = 20;
+    ec.whiten = whiten;
+    return &ec;
+}
+
 /* The trainer's final checkpoint holds the whitening it evaluated with: ct_evaluate
  * from the file alone gives the trainer's kNN, and without whitening its raw kNN. */
 static void check_whitening_fresh(const char *dir, const ct_train_result *r) {
@@ -79,11 +89,11 @@ static void check_whitening_fresh(const char *dir, const ct_train_result *r) {
     CHECK_OK(ct_checkpoint_load_model(&m, path));
     CHECK(m.whiten_mean >= 0 && m.whiten_fitted, "the final checkpoint carries a fitted whitening");
     ct_eval_result e;
-    CHECK_OK(ct_evaluate(&e, &m, "fashion-mnist", 1024, 20, 0.1f, 0, 0, 1));
+    CHECK_OK(ct_evaluate(&e, &m, eval_config(1)));
     CHECK(e.whitened && e.knn_top1 == r->knn_top1 && e.knn_top1_raw == r->knn_top1_raw,
           "eval from the checkpoint: kNN %.4f / unwhitened %.4f, the trainer's %.4f / %.4f", e.knn_top1, e.knn_top1_raw,
           r->knn_top1, r->knn_top1_raw);
-    CHECK_OK(ct_evaluate(&e, &m, "fashion-mnist", 1024, 20, 0.1f, 0, 0, 0));
+    CHECK_OK(ct_evaluate(&e, &m, eval_config(0)));
     CHECK(!e.whitened && e.knn_top1 == r->knn_top1_raw && e.knn_top1_raw == -1, "eval without whitening: %.4f",
           e.knn_top1);
     ct_model_free(&m);
@@ -99,14 +109,14 @@ static void check_whitening_refit(const char *dir) {
     CHECK(m.whiten_mean >= 0 && !m.whiten_fitted, "a checkpoint from epoch 1 of 3 has no fitted whitening");
     CHECK(m.whiten_mean >= 0 && m.buf[m.bufs[m.whiten_weight].offset] == 1.0f, "its whitening is the identity");
     ct_eval_result e, e2;
-    CHECK_OK(ct_evaluate(&e, &m, "fashion-mnist", 1024, 20, 0.1f, 0, 0, 1));
+    CHECK_OK(ct_evaluate(&e, &m, eval_config(1)));
     CHECK_OK(ct_checkpoint_load_model(&m2, path));
     ct_dataset ds;
     CHECK_OK(ct_dataset_load(&ds, "fashion-mnist", 1));
     ct_dataset_limit(&ds, 1024);
     CHECK_OK(ct_model_fit_whitening(&m2, &ds));
     CHECK(m2.whiten_fitted, "ct_model_fit_whitening marks the fit");
-    CHECK_OK(ct_evaluate(&e2, &m2, "fashion-mnist", 1024, 20, 0.1f, 0, 0, 1));
+    CHECK_OK(ct_evaluate(&e2, &m2, eval_config(1)));
     CHECK(e.whitened && e.knn_top1 == e2.knn_top1 && e.knn_top1 != e.knn_top1_raw,
           "eval refits the whitening: %.4f, fit beforehand: %.4f, unwhitened %.4f", e.knn_top1, e2.knn_top1,
           e.knn_top1_raw);
