@@ -2,11 +2,13 @@
  * trained encoder, as library calls; the CLI's train / eval / embed are thin
  * wrappers around these.
  *
- * A training run writes into cfg.out: checkpoint.safetensors (after every epoch,
+ * A training run writes into its run folder cfg.out (claimed and locked before the
+ * first step, see ct_train_run): checkpoint.safetensors (after every epoch,
  * atomically), metrics.jsonl (one JSON object per epoch, plus kNN monitor fields)
- * and eval.json (the final evaluation). Runs are reproducible: the same seed, data
- * and thread count give the same bits, and a run resumed from its checkpoint ends
- * with the parameters of the uninterrupted run. */
+ * and eval.json (the final evaluation, atomically). Runs are reproducible: the same
+ * seed, data and thread count give the same bits, and a run resumed from its
+ * checkpoint ends with the parameters of the uninterrupted run. The library prints
+ * nothing: progress comes as events to cfg.on_event. */
 #ifndef CONTRAST_TRAIN_H
 #define CONTRAST_TRAIN_H
 #include "contrast/core.h"
