@@ -62,7 +62,7 @@ static void check_augment(const char *spec, const ct_dataset *ds) {
 ct_status __wrap_ct_train_run(const ct_train_config *c, ct_train_result *res);
 ct_status __wrap_ct_train_run(const ct_train_config *c, ct_train_result *res) {
     memset(res, 0, sizeof *res);
-    if (c->epochs < 1 || c->batch < 2 || !(c->lr > 0) || !(c->temperature > 0) || c->model.width < 1 ||
+    if (c->epochs < 1 || c->batch < 2 || !(c->lr > 0) || !(c->temperature > 0) || c->model.width < 0 ||
         (int)c->method < 0 || (int)c->method > 2 || strnlen(c->data, sizeof c->data) == sizeof c->data ||
         strnlen(c->out, sizeof c->out) == sizeof c->out)
         fz_fail("cli", "train configuration outside the option ranges");
@@ -99,12 +99,10 @@ ct_status __wrap_ct_checkpoint_load_model(ct_model *m, const char *path) {
     return ct_error(CT_ERR_IO, "%s: not loaded while fuzzing", path);
 }
 
-ct_status __wrap_ct_evaluate(ct_eval_result *r, ct_model *m, const char *data, int64_t limit, int k, float T,
-                             int probe, int raw, int whiten);
-ct_status __wrap_ct_evaluate(ct_eval_result *r, ct_model *m, const char *data, int64_t limit, int k, float T,
-                             int probe, int raw, int whiten) {
-    (void)m; (void)data; (void)limit; (void)T; (void)probe; (void)raw; (void)whiten;
-    if (k < 1) fz_fail("cli", "eval --k below its range");
+ct_status __wrap_ct_evaluate(ct_eval_result *r, ct_model *m, const ct_eval_config *c);
+ct_status __wrap_ct_evaluate(ct_eval_result *r, ct_model *m, const ct_eval_config *c) {
+    (void)m;
+    if (c->knn_k < 1 || strnlen(c->data, sizeof c->data) == sizeof c->data) fz_fail("cli", "eval configuration outside the option ranges");
     memset(r, 0, sizeof *r);
     r->knn_top1 = r->knn_top5 = r->probe_top1 = 0.5;
     return CT_OK;

@@ -11,6 +11,7 @@
  *   - a checkpoint write that fails (file-size limit, as a full disk) stops the
  *     trainer with a message that names the file and says the previous one is kept,
  *     and the previous checkpoint is intact and resumable
+ *   - a resume refuses metadata counters out of range and another input size
  * Runs on the first 256 Fashion-MNIST images with a width-4 CNN: epochs take tens of
  * milliseconds, so kills land in every phase (loading, training, writing). */
 #include "harness.h"
@@ -94,6 +95,8 @@ static pid_t start_train(const char *out, int resume, int epochs) {
     if (resume) {
         argv[a++] = "--resume";
         argv[a++] = ckpt;
+    } else {
+        argv[a++] = "--overwrite"; /* a run killed before its first checkpoint may have left metrics */
     }
     argv[a] = NULL;
     fflush(NULL);
@@ -343,23 +346,27 @@ static void test_mismatched_checkpoints(void) {
 
 /* ---- a failed checkpoint write in the trainer ------------------------------------ */
 
+/* The library runs' configuration: 256 images, width-4 CNN, writing into g_dir/full. */
+static void small_config(ct_train_config *c) {
+    ct_train_config_default(c);
+    c->limit = 256;
+    c->batch = 32;
+    c->epochs = 3;
+    c->stop_after = 1;
+    c->eval_every = 0;
+    c->final_probe = 0;
+    c->threads = 1;
+    c->lr = 0.5f;
+    c->model.width = 4;
+    c->model.head_hidden = 16;
+    c->model.head_out = 8;
+    snprintf(c->out, sizeof c->out, "%s/full", g_dir);
+}
+
 static void test_disk_full(void) {
     ct_train_config c;
     ct_train_result res;
-    ct_train_config_default(&c);
-    c.limit = 256;
-    c.batch = 32;
-    c.epochs = 3;
-    c.stop_after = 1;
-    c.eval_every = 0;
-    c.final_probe = 0;
-    c.threads = 1;
-    c.progress = -1;
-    c.lr = 0.5f;
-    c.model.width = 4;
-    c.model.head_hidden = 16;
-    c.model.head_out = 8;
-    snprintf(c.out, sizeof c.out, "%s/full", g_dir);
+    small_config(&c);
     CHECK_OK(ct_train_run(&c, &res));
     char ckpt[600];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", c.out);
@@ -394,6 +401,47 @@ static void test_disk_full(void) {
     free(after);
 }
 
+/* ---- checkpoint metadata that would drive the loop (issue 20, hole 4) ------------- */
+
+/* Every integer a resume reads from the metadata is checked against its range
+ * before it drives anything (a million epochs, a signed overflow of the step, a
+ * frozen learning rate, an epoch that wraps to 1, AdamW's bias correction at step
+ * -1), and the message names the file and the key. A checkpoint of another input
+ * width (the CNN's parameters do not depend on it) is another model. */
+static void test_resume_metadata(void) {
+    char src[400], dst[400];
+    snprintf(src, sizeof src, "%s/full/checkpoint.safetensors", g_dir); /* test_disk_full's, at epoch 2 */
+    snprintf(dst, sizeof dst, "%s/meta.safetensors", g_dir);
+    struct {
+        const char *key, *value;
+        ct_status want;
+    } cases[] = {
+        {"train.epoch", "-1000000", CT_ERR_FORMAT},
+        {"train.epoch", "4294967297", CT_ERR_FORMAT},
+        {"train.step", "9223372036854775807", CT_ERR_FORMAT},
+        {"train.step", "-5", CT_ERR_FORMAT},
+        {"train.step", "99999999999999999999", CT_ERR_FORMAT},
+        {"train.optim_step", "-1", CT_ERR_FORMAT},
+        {"whiten.epoch", "7", CT_ERR_FORMAT},
+        {"model.in_w", "27", CT_ERR_ARG},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        variant v = {.meta_key = cases[i].key, .meta_value = cases[i].value};
+        CHECK_OK(write_variant(src, dst, v));
+        ct_train_config c;
+        ct_train_result res;
+        small_config(&c);
+        c.stop_after = 0;
+        snprintf(c.out, sizeof c.out, "%s/meta-out", g_dir);
+        snprintf(c.resume, sizeof c.resume, "%s", dst);
+        ct_status st = ct_train_run(&c, &res);
+        const char *what = cases[i].want == CT_ERR_ARG ? "different model" : cases[i].key;
+        CHECK(st == cases[i].want && strstr(ct_errmsg(), dst) && strstr(ct_errmsg(), what) && res.epochs_done == 0,
+              "%s = %s: refused naming the file and the key (%s: %s)", cases[i].key, cases[i].value,
+              ct_status_name(st), ct_errmsg());
+    }
+}
+
 int main(void) {
     g_bin = getenv("CONTRAST_BIN");
     if (!g_bin || !*g_bin) g_bin = "./contrast";
@@ -408,6 +456,7 @@ int main(void) {
         test_mismatched_checkpoints();
     }
     test_disk_full();
+    test_resume_metadata();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (g_fail == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
