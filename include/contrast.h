@@ -11,6 +11,7 @@
  *   contrast/eval.h   kNN, linear probe, retrieval, alignment/uniformity
  *   contrast/dist.h   data-parallel collectives over Open MPI (a world of one without)
  *   contrast/train.h  the trainer (SimCLR, MoCo, SupCon), checkpoints, evaluation of a model
+ *   contrast/text.h   byte-level BPE tokenizer, text and pairs datasets, debian-descriptions
  * Every function that can fail returns ct_status; nothing here exits the process. */
 #ifndef CONTRAST_H
 #define CONTRAST_H
@@ -25,5 +26,6 @@
 #include "contrast/eval.h"
 #include "contrast/dist.h"
 #include "contrast/train.h"
+#include "contrast/text.h"
 
 #endif
