@@ -286,9 +286,9 @@ static ct_status read_lines(ct_text_dataset *ds, const char *path, int pairs) {
         if (nf == 3 && !labelled_line) labelled_line = line;
         if (nf == 2 && !unlabelled_line) unlabelled_line = line;
         if (labelled_line && unlabelled_line) {
-            st = ct_error(CT_ERR_FORMAT, "%s:%lld: %s a label but line %lld %s; label every pair or none", path,
-                          (long long)line, nf == 3 ? "has" : "has no", (long long)(nf == 3 ? unlabelled_line : labelled_line),
-                          nf == 3 ? "has not" : "has");
+            st = ct_error(CT_ERR_FORMAT, "%s:%lld: %s but line %lld %s; label every pair or none", path,
+                          (long long)line, nf == 3 ? "has a label" : "has no label",
+                          (long long)(nf == 3 ? unlabelled_line : labelled_line), nf == 3 ? "has none" : "has one");
             break;
         }
         int64_t a, b;
