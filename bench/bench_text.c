@@ -2,7 +2,7 @@
  * compression (tokens per byte), and the C side of bench/tokenizer_compare.py.
  *
  *   bench_text [--corpus FILE] [--heldout FILE] [--vocab N] [--threads N]
- *              [--export DIR] [--ids FILE]
+ *              [--export DIR] [--ids FILE] [--write-corpus DIR]
  *
  * --corpus FILE    training text, one text per line (default: the train split of
  *                  debian-descriptions, short and long texts, when its lists are
@@ -13,6 +13,8 @@
  * --threads N      threads for training and batch encoding (default: all cores)
  * --export DIR     also writes DIR/vocab.json and DIR/merges.txt (GPT-2 convention)
  * --ids FILE       also writes the held-out lines' ids, one line of ids per line
+ * --write-corpus DIR  writes the training and held-out texts (as chosen above) to
+ *                  DIR/train.txt and DIR/heldout.txt, one per line, and stops
  *
  * Prints "tokenizer train ...", "tokenizer encode ..." lines and a last line
  * "tokens_per_byte X" that the compare script reads. */
@@ -125,7 +127,7 @@ static void synthetic(lines_t *train, lines_t *held, size_t bytes) {
 }
 
 int main(int argc, char **argv) {
-    const char *corpus = NULL, *heldout = NULL, *export_dir = NULL, *ids_path = NULL;
+    const char *corpus = NULL, *heldout = NULL, *export_dir = NULL, *ids_path = NULL, *write_dir = NULL;
     int vocab = CT_TOK_DEFAULT_VOCAB, threads = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--corpus") && i + 1 < argc) corpus = argv[++i];
@@ -134,9 +136,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--export") && i + 1 < argc) export_dir = argv[++i];
         else if (!strcmp(argv[i], "--ids") && i + 1 < argc) ids_path = argv[++i];
+        else if (!strcmp(argv[i], "--write-corpus") && i + 1 < argc) write_dir = argv[++i];
         else {
             fprintf(stderr, "usage: bench_text [--corpus FILE] [--heldout FILE] [--vocab N (8192)] "
-                            "[--threads N (all)] [--export DIR] [--ids FILE]\n");
+                            "[--threads N (all)] [--export DIR] [--ids FILE] [--write-corpus DIR]\n");
             return 2;
         }
     }
@@ -157,6 +160,25 @@ int main(int argc, char **argv) {
     if (he.n == 0) {
         fprintf(stderr, "bench_text: no held-out text (give --heldout FILE)\n");
         return 1;
+    }
+    if (write_dir) {
+        for (int k = 0; k < 2; k++) {
+            lines_t *L = k ? &he : &tr;
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s", write_dir, k ? "heldout.txt" : "train.txt");
+            FILE *f = fopen(path, "wb");
+            for (int64_t i = 0; f && i < L->n; i++) {
+                fwrite(L->s[i], 1, L->len[i], f);
+                fputc('\n', f);
+            }
+            if (!f || fclose(f)) {
+                fprintf(stderr, "bench_text: cannot write %s\n", path);
+                return 1;
+            }
+        }
+        printf("wrote %s/train.txt (%lld lines) and %s/heldout.txt (%lld lines) from %s\n", write_dir, (long long)tr.n,
+               write_dir, (long long)he.n, source);
+        return 0;
     }
     printf("== tokenizer: corpus %s, %.1f MB in %lld lines; held-out %.1f MB; %d threads\n", source,
            (double)tr.bytes / 1e6, (long long)tr.n, (double)he.bytes / 1e6, ct_get_threads());
