@@ -824,20 +824,14 @@ ct_status ct_tokenizer_load(ct_tokenizer **out, const char *path) {
 }
 
 /* ---- GPT-2 export ------------------------------------------------------------------------ */
-/* GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the other
- * 68 bytes for U+0100.. in byte order. Writes the UTF-8 of byte b's character. */
+/* GPT-2's bytes_to_unicode: the printable Latin-1 bytes ('!'..'~', 0xA1..0xAC,
+ * 0xAE..0xFF) stand for themselves, the other 68 for U+0100.. in byte order (0..32,
+ * then 0x7F..0xA0, then 0xAD). Writes the UTF-8 of byte b's character. */
 static int gpt2_char(unsigned char b, char *out) {
-    static int table[256];
-    static int ready;
-    if (!ready) { /* idempotent; racing threads write the same values */
-        int next = 256;
-        for (int c = 0; c < 256; c++) {
-            int keep = (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF);
-            table[c] = keep ? c : next++;
-        }
-        ready = 1;
-    }
-    int u = table[b];
+    int u = b;
+    if (b <= 0x20) u = 0x100 + b;
+    else if (b >= 0x7F && b <= 0xA0) u = 0x100 + 33 + (b - 0x7F);
+    else if (b == 0xAD) u = 0x100 + 67;
     if (u < 0x80) {
         out[0] = (char)u;
         return 1;
