@@ -1,7 +1,10 @@
 #!/bin/sh
 # Installs the Debian packages contrast needs, only those missing.
-#   sh tools/deps.sh          build + test + main job
-#   sh tools/deps.sh torch    also PyTorch (reference fixtures, benchmarks)
+#   sh tools/deps.sh          build + test + main job, the emoji images and the text lists below
+#   sh tools/deps.sh torch    also PyTorch and SentencePiece (reference fixtures, benchmarks)
+#   sh tools/deps.sh text     only the apt lists with English package descriptions, the source
+#                             of the debian-descriptions corpus (docs/text.md), fetched by apt
+#                             itself into $CONTRAST_DEBIAN_LISTS (default /var/cache/contrast/apt-lists)
 #   sh tools/deps.sh fuzz     also clang + libFuzzer + llvm-symbolizer (make fuzz)
 # The emoji image-caption set (docs/clip-data.md) comes from two places: the
 # EmojiOne PNGs of Debian's ruby-gemojione, and the Twemoji PNGs of the npm package
@@ -10,8 +13,27 @@
 set -e
 pkgs="gcc make libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev dataset-fashion-mnist python3-numpy openmpi-bin libopenmpi-dev"
 pkgs="$pkgs ruby-gemojione"
-[ "${1:-}" = torch ] && pkgs="$pkgs python3-torch"
+[ "${1:-}" = torch ] && pkgs="$pkgs python3-torch python3-sentencepiece"
 [ "${1:-}" = fuzz ] && pkgs="$pkgs clang-14 libclang-rt-14-dev libomp-14-dev llvm-14"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+
+# The English descriptions are not in the default lists (Acquire::Languages "none"
+# on these machines): one `apt-get update` into a private lists folder fetches the
+# Packages and Translation-en indexes, uncompressed, without touching the system's
+# lists or package cache. Nothing else is downloaded.
+if [ "${1:-}" != fuzz ]; then
+    lists=${CONTRAST_DEBIAN_LISTS:-/var/cache/contrast/apt-lists}
+    if ! ls "$lists"/*_i18n_Translation-en >/dev/null 2>&1; then
+        echo "deps: fetching the English package descriptions into $lists"
+        $SUDO mkdir -p "$lists/partial"
+        $SUDO apt-get -q -o Dir::State::Lists="$lists" -o Acquire::Languages=en -o Acquire::GzipIndexes=false \
+            -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= update
+        ls "$lists"/*_i18n_Translation-en >/dev/null 2>&1 ||
+            { echo "deps: apt fetched no Translation-en list into $lists" >&2; exit 1; }
+    fi
+fi
+
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -19,8 +41,6 @@ done
 # npm itself: Debian's package only when no npm is on the PATH (a Node.js from
 # elsewhere brings its own, and Debian's npm would conflict with it).
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO=sudo
 if [ -n "$missing" ]; then
     echo "deps: installing$missing"
     $SUDO apt-get update -qq
