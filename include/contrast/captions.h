@@ -79,9 +79,7 @@ const char *ct_caption_sample(const ct_caption_dataset *ds, int64_t index, uint6
  * "0023-FE0F-20E3" -> "0023-20e3". CT_ERR_ARG on a malformed input or a key that
  * does not fit in cap bytes. The key may be empty (a lone skin-tone modifier). */
 ct_status ct_emoji_key(char *buf, size_t cap, const char *codepoints_hex);
-/* 32-bit FNV-1a of the bytes of s (offset basis 2166136261, prime 16777619). */
-uint32_t ct_fnv1a32(const char *s);
-/* 1 when the emoji belongs to the test side: ct_fnv1a32(ct_emoji_key(cp)) % 5 == 0;
+/* 1 when the emoji belongs to the test side: ct_fnv1a32 (core.h) of ct_emoji_key(cp) % 5 == 0;
  * 0 when not; -1 when codepoints_hex is malformed. Its images (both styles, every
  * skin tone), names and keywords never enter the training split. */
 int ct_emoji_is_heldout(const char *codepoints_hex);

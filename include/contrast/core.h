@@ -116,6 +116,10 @@ float ct_rng_uniform(ct_rng *r);                        /* [0, 1) */
 float ct_rng_normal(ct_rng *r);                         /* N(0, 1), Box-Muller */
 uint64_t ct_rng_below(ct_rng *r, uint64_t n);           /* uniform in [0, n), n > 0 */
 
+/* 32-bit FNV-1a of len bytes (offset basis 2166136261, prime 16777619): the one hash
+ * behind the fixed data splits (debian-descriptions' test packages, held-out emoji). */
+uint32_t ct_fnv1a32(const void *data, size_t len);
+
 /* ---- threads -------------------------------------------------------------- */
 /* Sets the number of OpenMP threads for our kernels. OpenBLAS is pinned to one
  * thread per caller: all parallelism comes from our own OpenMP loops, so the two

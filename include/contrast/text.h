@@ -166,8 +166,7 @@ void ct_text_dataset_free(ct_text_dataset *ds);  /* NULL-safe, idempotent */
 ct_status ct_debian_build(const char *lists_dir, const char *cache_path, int64_t *npairs);
 /* Reads a cache written by ct_debian_build (validated) into `ds`: one split. */
 ct_status ct_debian_load(ct_text_dataset *ds, const char *cache_path, int train);
-/* FNV-1a 32-bit hash: a package is in the test split when ct_fnv1a32(name) % 10 == 0. */
-uint32_t ct_fnv1a32(const void *data, size_t len);
+/* A package is in the test split when ct_fnv1a32(name) % 10 == 0 (core.h). */
 
 /* ---- batches without a repeated text ------------------------------------------- */
 /* One epoch's batches of item indices (pairs for a pairs dataset, texts otherwise):

@@ -211,7 +211,7 @@ typedef struct {
 } name_table;
 
 static int64_t *table_find(name_table *t, char **names, const char *key) {
-    size_t h = ct_fnv1a32(key) & t->mask;
+    size_t h = ct_fnv1a32(key, strlen(key)) & t->mask;
     while (t->slot[h] && strcmp(names[t->slot[h] - 1], key)) h = (h + 1) & t->mask;
     return &t->slot[h];
 }

@@ -26,16 +26,6 @@
 #define CACHE_MAGIC "# contrast debian-descriptions 1 "
 #define LIST_MAX ((int64_t)1 << 30) /* a list file over 1 GiB is refused */
 
-uint32_t ct_fnv1a32(const void *data, size_t len) {
-    const unsigned char *p = data;
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
 /* ---- finding the lists ----------------------------------------------------------------- */
 typedef struct {
     char **name;

@@ -26,14 +26,7 @@
 
 /* ---- the held-out rule --------------------------------------------------------- */
 
-uint32_t ct_fnv1a32(const char *s) {
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        h ^= *p;
-        h *= 16777619u;
-    }
-    return h;
-}
+static uint32_t fnv(const char *s) { return ct_fnv1a32(s, strlen(s)); }
 
 static int is_skin_tone(unsigned long cp) { return cp >= 0x1F3FB && cp <= 0x1F3FF; }
 
@@ -66,7 +59,7 @@ ct_status ct_emoji_key(char *buf, size_t cap, const char *cps) {
 int ct_emoji_is_heldout(const char *cps) {
     char key[256];
     if (ct_emoji_key(key, sizeof key, cps)) return -1;
-    return ct_fnv1a32(key) % 5 == 0;
+    return fnv(key) % 5 == 0;
 }
 
 /* ---- a small JSON reader (the two metadata files) ------------------------------- */
@@ -332,7 +325,7 @@ static void strip_zwj(char *out, const char *key) {
 
 /* Index of the record with `key` (created when `create`), or -1. */
 static int set_find(emo_set *s, const char *key, int create, ct_status *st) {
-    size_t h = ct_fnv1a32(key) & s->mask;
+    size_t h = fnv(key) & s->mask;
     while (s->slot[h] && strcmp(s->v[s->slot[h] - 1].key, key)) h = (h + 1) & s->mask;
     if (s->slot[h] || !create) return s->slot[h] - 1;
     if (s->n == s->cap) { *st = ct_error(CT_ERR_FORMAT, "emoji: more than %d emoji", s->cap); return -1; }
@@ -340,7 +333,7 @@ static int set_find(emo_set *s, const char *key, int create, ct_status *st) {
     memset(e, 0, sizeof *e);
     snprintf(e->key, sizeof e->key, "%s", key);
     strip_zwj(s->zkey[s->n], key);
-    size_t z = ct_fnv1a32(s->zkey[s->n]) & s->mask;
+    size_t z = fnv(s->zkey[s->n]) & s->mask;
     while (s->zslot[z] && strcmp(s->zkey[abs(s->zslot[z]) - 1], s->zkey[s->n])) z = (z + 1) & s->mask;
     /* the same ZWJ-less key twice: marked ambiguous (negative), never matched */
     s->zslot[z] = s->zslot[z] ? -abs(s->zslot[z]) : s->n + 1;
@@ -352,7 +345,7 @@ static int set_find(emo_set *s, const char *key, int create, ct_status *st) {
 static int set_find_zwjless(const emo_set *s, const char *key) {
     char z[160];
     strip_zwj(z, key);
-    size_t h = ct_fnv1a32(z) & s->mask;
+    size_t h = fnv(z) & s->mask;
     while (s->zslot[h] && strcmp(s->zkey[abs(s->zslot[h]) - 1], z)) h = (h + 1) & s->mask;
     return s->zslot[h] > 0 ? s->zslot[h] - 1 : -1;
 }
@@ -607,7 +600,7 @@ ct_status ct_emoji_load(ct_caption_dataset *ds, const char *emojione_dir, const 
     if (!st) st = resolve_names(&s);
     for (int i = 0; i < s.n && !st; i++) {
         const emo *e = &s.v[i];
-        if ((ct_fnv1a32(e->key) % 5 == 0) == (train != 0)) continue; /* ct_emoji_is_heldout on the key */
+        if ((fnv(e->key) % 5 == 0) == (train != 0)) continue; /* ct_emoji_is_heldout on the key */
         int32_t cid;
         if ((st = ct__capb_class(&b, e->name[0], &cid))) break;
         for (int k = 0; k < e->nimg && !st; k++) {
