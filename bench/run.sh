@@ -86,6 +86,9 @@ run_model resnet18-32 resnet18-32 "--model resnet18 --width 32"
 echo "== augmentation"
 "$B/bench_augment" fashion-mnist "" 20000 2>&1 | grep -E 'threads=' | tee "$OUT/aug"
 
+echo "== tokenizer (byte-level BPE: training and encoding throughput)"
+"$B/bench_text" --threads "$NCPU" | tee "$OUT/text"
+
 echo
 echo "== summary: training images/s (1 image = 1 pair of views), eval images/s, peak RSS MiB"
 echo "   medians over $PAIRS alternating pairs of $STEPS steps after $WARM warm-up; C/best = median of the"
