@@ -19,7 +19,7 @@ ifeq ($(PORTABLE),1)
 else
   OPT   ?= -O2 -march=native
 endif
-CFLAGS  := -std=c11 $(OPT) -g -Wall -Wextra -Wshadow -Wstrict-prototypes -fopenmp -fPIC \
+CFLAGS  := -std=c11 $(OPT) -g -Wall -Wextra -Wshadow -Wstrict-prototypes -fopenmp -fPIC -fvisibility=hidden \
            -D_POSIX_C_SOURCE=200809L -Iinclude -I/usr/include/x86_64-linux-gnu/openblas-pthread \
            -MMD -MP $(EXTRA_CFLAGS)
 LDLIBS  := -lopenblas -lpng -ljpeg -lz -lm

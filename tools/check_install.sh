@@ -28,6 +28,11 @@ make --no-print-directory -s examples BUILD="$build" EXAMPLES_DIR="$tmp/ex" >/de
 # only ct_ functions are exported from the shared library
 bad=$(nm -D --defined-only "$prefix/lib/libcontrast.so" | awk '$2 ~ /^[TDBRW]$/ {print $3}' | grep -v '^ct_' | grep -v '^_' || true)
 if [ -n "$bad" ]; then echo "check_install: non-ct_ symbols exported:"; echo "$bad" | head; exit 1; fi
+# ... and each of them is declared in an installed public header (-fvisibility=hidden
+# keeps the library's internal ct_ functions out)
+for sym in $(nm -D --defined-only "$prefix/lib/libcontrast.so" | awk '$2 == "T" {print $3}'); do
+    grep -rqw "$sym" "$prefix/include" || { echo "check_install: $sym exported but not in a public header"; exit 1; }
+done
 "$tmp/ex/simclr_step" 3 | tee "$tmp/steps.txt"
 test "$(grep -c '^step' "$tmp/steps.txt")" -eq 3
 "$prefix/bin/contrast" train --limit 512 --batch 64 --epochs 1 --width 8 --eval-every 0 --no-probe --quiet \

@@ -21,6 +21,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
 
 /* Where "emoji" looks: the newest gemojione-<version>/ folder under the first, and the
  * npm package under the second (tools/deps.sh installs both). */
@@ -84,6 +85,7 @@ ct_status ct_emoji_key(char *buf, size_t cap, const char *codepoints_hex);
  * skin tone), names and keywords never enter the training split. */
 int ct_emoji_is_heldout(const char *codepoints_hex);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

@@ -16,6 +16,19 @@
 extern "C" {
 #endif
 
+/* Exports: the library is built with -fvisibility=hidden, so only what a public
+ * header declares between CT_BEGIN_API and CT_END_API is visible in
+ * libcontrast.so (each header in include/contrast/ brackets its declarations so);
+ * internal functions shared between the library's files stay hidden. */
+#if defined(__GNUC__)
+#define CT_BEGIN_API _Pragma("GCC visibility push(default)")
+#define CT_END_API _Pragma("GCC visibility pop")
+#else
+#define CT_BEGIN_API
+#define CT_END_API
+#endif
+CT_BEGIN_API
+
 /* ---- errors ------------------------------------------------------------- */
 /* The library's version (the Makefile reads it from here for the soname and contrast.pc). */
 #define CT_VERSION "0.1.0"
@@ -127,6 +140,7 @@ uint32_t ct_fnv1a32(const void *data, size_t len);
 void ct_set_threads(int n);
 int ct_get_threads(void);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

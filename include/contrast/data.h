@@ -24,6 +24,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
 
 /* ---- datasets -------------------------------------------------------------- */
 /* Where `fashion-mnist` points (Debian package dataset-fashion-mnist). */
@@ -182,6 +183,7 @@ ct_status ct_augment_throughput(const ct_dataset *ds, const ct_augment *aug, int
  * atomically (temporary file, then rename).  pixels: (h, w, channels) */
 ct_status ct_png_write(const char *path, const uint8_t *pixels, int w, int h, int channels);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

@@ -13,6 +13,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
 
 /* Starts MPI when built with it (safe to call when not launched by mpirun: a world
  * of one). Idempotent. */
@@ -46,6 +47,7 @@ void ct_dist_reduce_cb(double *buf, size_t n, void *ctx);
 /* The pending SyncBN failure, with its message set (ct_errmsg); CT_OK when none. */
 ct_status ct_dist_pending(void);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

@@ -35,6 +35,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
 
 /* ---- reading ------------------------------------------------------------------ */
 /* Opens `path` read-only if it is a regular file (symlinks followed): *fd is a
@@ -164,6 +165,7 @@ ct_status ct_npy_read_f32(const char *path, float **out, int64_t *rows, int64_t 
 /* Reads 1-D labels stored as '<i4' or '<i8' (values must fit int32). */
 ct_status ct_npy_read_i32(const char *path, int32_t **out, int64_t *n);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

@@ -26,6 +26,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
 
 typedef enum { CT_ENC_CNN = 0, CT_ENC_RESNET18 = 1 } ct_encoder_kind;
 
@@ -192,6 +193,7 @@ int ct_model_recompute_convs(ct_model *m);
 int ct_model_add_basic_block(ct_model *m, int in, int64_t planes, int64_t stride, const char *name);
 ct_status ct_model_finish(ct_model *m, int h_node, int z_node);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

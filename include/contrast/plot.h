@@ -25,6 +25,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
 
 /* ---- canvas --------------------------------------------------------------------- */
 typedef struct {
@@ -171,6 +172,7 @@ ct_status ct_layout_tsne(float *Y, const float *X, int64_t n, int64_t d, const c
  * (m <= n; m == n gives 0..n-1). idx: (m). */
 ct_status ct_subsample(int64_t *idx, int64_t n, int64_t m, uint64_t seed);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

@@ -29,6 +29,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
 
 /* ==== tokenizer ================================================================ */
 #define CT_TOK_BYTES 256            /* ids 0..255: the bytes                               */
@@ -187,6 +188,7 @@ ct_status ct_text_epoch_plan(ct_text_epoch *ep, const ct_text_dataset *ds, int64
                              uint64_t seed, int64_t epoch);
 void ct_text_epoch_free(ct_text_epoch *ep);  /* NULL-safe, idempotent */
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

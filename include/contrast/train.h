@@ -20,6 +20,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
 
 typedef enum { CT_METHOD_SIMCLR = 0, CT_METHOD_MOCO = 1, CT_METHOD_SUPCON = 2 } ct_method;
 const char *ct_method_name(ct_method m);
@@ -184,6 +185,7 @@ void ct_eval_config_default(ct_eval_config *c);
  * c->whiten == 0: the raw features h. */
 ct_status ct_evaluate(ct_eval_result *r, ct_model *m, const ct_eval_config *c);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif
