@@ -237,6 +237,33 @@ static void init_tiny(ct_model *m) {
 }
 
 /* ct_model_init_resized: the same tensors, shared slabs, gradients land in m. */
+/* The same run at 1 and 2 threads gives the same bits, on the default model at a
+ * batch whose products are large enough to be split (the head's 512 x 512 layers over
+ * 512 rows, the whitening's covariance): ct_gemm once split rows by thread count, and
+ * OpenBLAS's results for a block of rows differ from the whole's. */
+static void test_threads_invariant(void) {
+    float *p[2] = {NULL, NULL};
+    size_t n[2] = {0, 0};
+    for (int t = 0; t < 2; t++) {
+        ct_train_config c;
+        ct_train_config_default(&c);
+        c.limit = 512;
+        c.batch = 256;
+        c.epochs = 1;
+        c.eval_every = 0;
+        c.final_probe = 0;
+        c.threads = t + 1;
+        snprintf(c.out, sizeof c.out, "%s/threads%d", tmpdir, t + 1);
+        ct_train_result r;
+        CHECK_OK(ct_train_run(&c, &r));
+        p[t] = load_params(c.out, &n[t]);
+    }
+    CHECK(p[0] && p[1] && n[0] == n[1] && !memcmp(p[0], p[1], n[0] * sizeof(float)),
+          "1 and 2 threads: the same parameters, BN statistics and whitening, bit for bit");
+    free(p[0]);
+    free(p[1]);
+}
+
 static void test_resized_twin(void) {
     ct_model m, t;
     init_tiny(&m);
@@ -812,6 +839,7 @@ int main(void) {
     }
     test_learns_and_resumes();
     test_other_methods();
+    test_threads_invariant();
     test_resized_twin();
     test_local_crops();
     test_recompute();
