@@ -131,7 +131,7 @@ FUZZ_SRC    := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_BUILD)/%)
 FUZZ_OBJ    := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o) $(filter-out %/main.o,$(CLI_SRC:%.c=$(FUZZ_BUILD)/%.o))
 FUZZ_WRAP   := ct_train_run ct_dataset_load ct_checkpoint_load_model ct_evaluate ct_extract_features \
-               ct_png_write ct_npy_write_f32 ct_npy_write_i64 ct_set_threads ct_augment_view \
+               ct_png_write ct_atomic_open ct_set_threads ct_augment_view \
                ct_data_eval_batch
 FUZZ_LD_cli := $(FUZZ_WRAP:%=-Wl,--wrap=%)
 

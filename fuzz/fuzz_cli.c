@@ -8,7 +8,8 @@
  *   ct_train_run          checks the parsed configuration and its --augment spec
  *   ct_dataset_load       a 4-image synthetic dataset in memory
  *   ct_checkpoint_load_model, ct_evaluate, ct_extract_features   refuse / no-op
- *   ct_png_write, ct_npy_write_*   touch the pixels, write nothing
+ *   ct_png_write          touches the pixels, writes nothing
+ *   ct_atomic_open        refused (embed's outputs: nothing is created)
  *   ct_set_threads        ignored (a fuzzed --threads 1024 must not spawn threads)
  *   ct_augment_view, ct_data_eval_batch   real for outputs up to 32x32, else zeros:
  *                         a sanitised, coverage-instrumented build needs ~30 s for a
@@ -125,15 +126,11 @@ ct_status __wrap_ct_png_write(const char *path, const uint8_t *pixels, int w, in
     return CT_OK;
 }
 
-ct_status __wrap_ct_npy_write_f32(const char *path, const float *x, int64_t rows, int64_t cols);
-ct_status __wrap_ct_npy_write_f32(const char *path, const float *x, int64_t rows, int64_t cols) {
-    (void)path; (void)x; (void)rows; (void)cols;
-    return CT_OK;
-}
-ct_status __wrap_ct_npy_write_i64(const char *path, const int64_t *x, int64_t n);
-ct_status __wrap_ct_npy_write_i64(const char *path, const int64_t *x, int64_t n) {
-    (void)path; (void)x; (void)n;
-    return CT_OK;
+/* embed opens its outputs before any work: refused here, so nothing is created */
+ct_status __wrap_ct_atomic_open(ct_atomic_file *af, const char *path);
+ct_status __wrap_ct_atomic_open(ct_atomic_file *af, const char *path) {
+    memset(af, 0, sizeof *af);
+    return ct_error(CT_ERR_IO, "%s: not written while fuzzing", path);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

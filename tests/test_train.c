@@ -747,6 +747,14 @@ static void test_cli(void) {
     CHECK_OK(ct_npy_read_f32(npy, &x, &rows, &cols));
     CHECK(rows == 100 && cols == 64, "features are 100 x 64 (got %lld x %lld)", (long long)rows, (long long)cols);
     ct_free(x);
+    /* issue 20 hole 11: a bad --labels destination used to be found after the
+     * features were written; both outputs are now checked first, nothing is written */
+    snprintf(cmd, sizeof cmd,
+             "%s embed --checkpoint %s --limit 100 --out %s/h11.npy --labels %s/nonexistent/y.npy 2> %s/err11.txt; "
+             "test $? -eq 1 && grep -q nonexistent/y.npy %s/err11.txt && test ! -e %s/h11.npy && "
+             "! ls %s | grep -q h11.npy",
+             bin, out, tmpdir, tmpdir, tmpdir, tmpdir, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "embed with an unwritable --labels: exit 1 naming it, no features file left");
     snprintf(cmd, sizeof cmd, "%s embed --checkpoint %s --limit 100 --head --out %s/z.npy 2>/dev/null", bin, out, tmpdir);
     CHECK(run(cmd) == 0, "embed --head");
     snprintf(npy, sizeof npy, "%s/z.npy", tmpdir);

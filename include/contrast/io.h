@@ -158,6 +158,12 @@ ct_status ct_st_read_table(const ct_st_file *f, const ct_tensor_info *tab, int n
 ct_status ct_npy_write_f32(const char *path, const float *x, int64_t rows, int64_t cols);
 ct_status ct_npy_write_i32(const char *path, const int32_t *x, int64_t n);
 ct_status ct_npy_write_i64(const char *path, const int64_t *x, int64_t n);
+/* The same arrays into a file already opened with ct_atomic_open, not committed:
+ * a program writing several files opens them all first (so a bad destination is
+ * found before any work) and commits them together at the end. On failure `af` is
+ * aborted. */
+ct_status ct_npy_put_f32(ct_atomic_file *af, const float *x, int64_t rows, int64_t cols);
+ct_status ct_npy_put_i64(ct_atomic_file *af, const int64_t *x, int64_t n);
 /* Reads a '<f4' C-order array of 1 or 2 dims (1-D (n,) reads as rows = n, cols = 1),
  * versions 1.0-3.0, checking the header and that the file size matches the shape.
  * *out is allocated with ct_alloc (free with ct_free). */

@@ -91,8 +91,22 @@ int cmd_embed(int argc, char **argv) {
         return 2;
     }
     ct_set_threads(threads);
+    /* Both outputs are opened before any work, so a bad destination is reported at
+     * once, and committed together at the end: on any failure neither is written. */
+    ct_atomic_file fo, fl;
+    memset(&fo, 0, sizeof fo);
+    memset(&fl, 0, sizeof fl);
+    if (ct_atomic_open(&fo, out)) return cli_fail("embed");
+    if (labels[0] && ct_atomic_open(&fl, labels)) {
+        ct_atomic_abort(&fo);
+        return cli_fail("embed");
+    }
     ct_model m;
-    if (ct_checkpoint_load_model(&m, ckpt)) return cli_fail("embed");
+    if (ct_checkpoint_load_model(&m, ckpt)) {
+        ct_atomic_abort(&fo);
+        ct_atomic_abort(&fl);
+        return cli_fail("embed");
+    }
     ct_dataset ds;
     memset(&ds, 0, sizeof ds);
     float *f = NULL;
@@ -110,13 +124,19 @@ int cmd_embed(int argc, char **argv) {
         ct_dataset_limit(&ds, limit);
         st = ct_extract_features(&f, &D, &m, &ds, head ? CT_FEAT_Z : no_whiten ? CT_FEAT_H_RAW : CT_FEAT_H, batch);
     }
-    if (!st) st = ct_npy_write_f32(out, f, ds.n, D);
+    if (!st) st = ct_npy_put_f32(&fo, f, ds.n, D);
     if (!st && labels[0]) {
         int64_t *l = ct_alloc((size_t)ds.n * sizeof(int64_t));
-        if (!l) st = CT_ERR_NOMEM;
+        if (!l) st = ct_error(CT_ERR_NOMEM, "%s: out of memory for %lld labels", labels, (long long)ds.n);
         for (int64_t i = 0; l && i < ds.n; i++) l[i] = ds.labels[i];
-        if (l) st = ct_npy_write_i64(labels, l, ds.n);
+        if (l) st = ct_npy_put_i64(&fl, l, ds.n);
         ct_free(l);
+        if (!st) st = ct_atomic_commit(&fl);
+    }
+    if (!st) st = ct_atomic_commit(&fo);
+    if (st) {
+        ct_atomic_abort(&fo);
+        ct_atomic_abort(&fl);
     }
     int64_t n = ds.n;
     ct_free(f);
