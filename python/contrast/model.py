@@ -54,14 +54,14 @@ class Model:
     def __init__(self, path):
         L = lib()
         self.path = str(path)
-        self.metadata = read_metadata(self.path)
-        self.config = config_from_metadata(self.metadata)
         size = L.ct_abi_layout(b"ct_model", None)
         if size <= 0:
             raise ImportError("contrast: libcontrast does not report sizeof(ct_model)")
         self._m = ctypes.create_string_buffer(size)
-        check(L.ct_checkpoint_load_model(self._m, self.path.encode()))
+        check(L.ct_checkpoint_load_model(self._m, self.path.encode()))  # checks the file first
         self._open = True
+        self.metadata = read_metadata(self.path)
+        self.config = config_from_metadata(self.metadata)
         self._lock = threading.Lock()
         self.feature_dim = int(L.ct_model_feature_dim(self._m))
         self.embed_dim = int(L.ct_model_embed_dim(self._m))
