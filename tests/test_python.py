@@ -108,6 +108,8 @@ def test_library_lookup():
           "found from the checkout without CONTRAST_LIB: %s %s" % (r.stdout, r.stderr[-300:]))
     with open(os.path.join(ROOT, "include/contrast/core.h")) as f:
         check('#define CT_VERSION "%s"' % contrast.__version__ in f.read(), "__version__ is CT_VERSION")
+    with open(os.path.join(ROOT, "python/pyproject.toml")) as f:
+        check('\nversion = "%s"\n' % contrast.__version__ in f.read(), "pyproject.toml's version is CT_VERSION")
 
 
 # ---- the objectives ---------------------------------------------------------------------
