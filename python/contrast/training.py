@@ -50,6 +50,11 @@ def _set_field(obj, field, value, key):
             value = int(value)
         if not isinstance(value, int):
             raise ValueError("train: %s must be an integer, got %r" % (key, value))
+        bits = 8 * ctypes.sizeof(ctype)
+        lo, hi = (0, 2 ** bits - 1) if ctype in (ctypes.c_uint64, ctypes.c_size_t) else \
+            (-2 ** (bits - 1), 2 ** (bits - 1) - 1)
+        if not lo <= value <= hi:  # ctypes would wrap it silently
+            raise ValueError("train: %s = %d is outside [%d, %d]" % (key, value, lo, hi))
         setattr(obj, field, value)
 
 
