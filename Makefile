@@ -7,7 +7,8 @@
 #   make fuzz       libFuzzer targets (clang) in build-fuzz/; `make fuzz-ci` runs each briefly
 #   make MPI=0      build without Open MPI (default: with it when mpicc exists)
 #   make PORTABLE=1 build for any x86-64 (no -march=native; the SIMD kernels take their plain paths)
-#   make install PREFIX=/usr/local [DESTDIR=...]   library, headers, contrast.pc, binary, man page
+#   make install PREFIX=/usr/local [DESTDIR=...]   library, headers, contrast.pc, binary, man page,
+#                   the Python package (PREFIX/lib/python3/dist-packages/contrast)
 #   make uninstall  remove what install put there (same PREFIX / DESTDIR)
 #   make clean
 CC      ?= cc
@@ -103,8 +104,19 @@ deps-torch:
 test: deps
 	@$(MAKE) --no-print-directory test-run
 
-test-run: all $(TEST_BIN)
+# The Python binding's tests (tests/test_python.py) run as one more test binary: a
+# wrapper that points the package at this build's library. Not under SANITIZE: an
+# ASan library cannot be loaded into an uninstrumented python3.
+ifneq ($(SANITIZE),1)
+  PY_TEST := $(BUILD)/tests/test_python
+endif
+test-run: all $(TEST_BIN) $(PY_TEST)
 	@sh tests/run.sh $(BUILD) $(CLI_BIN)
+
+$(BUILD)/tests/test_python: tests/test_python.py
+	@mkdir -p $(dir $@)
+	printf '#!/bin/sh\n# made by the Makefile: tests/test_python.py against this build\ncd "%s" && PYTHONPATH=python CONTRAST_LIB="%s" exec /usr/bin/python3 tests/test_python.py "$$@"\n' \
+	    "$(CURDIR)" "$(CURDIR)/$(BUILD)/libcontrast.so" > $@.tmp && chmod +x $@.tmp && mv $@.tmp $@
 
 run: deps
 	@$(MAKE) --no-print-directory run-main
@@ -161,6 +173,7 @@ INCLUDEDIR ?= $(PREFIX)/include
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man
 PCDIR      ?= $(LIBDIR)/pkgconfig
+PYDIR      ?= $(PREFIX)/lib/python3/dist-packages
 PC_PRIVATE := $(LDFLAGS) $(LDLIBS)
 
 # The manual page comes from the CLI's own option tables (`contrast man`), so it
@@ -182,6 +195,10 @@ install: all $(BUILD)/contrast.1
 	    > $(DESTDIR)$(PCDIR)/contrast.pc
 	install -m 755 $(CLI_BIN) $(DESTDIR)$(BINDIR)/contrast
 	install -m 644 $(BUILD)/contrast.1 $(DESTDIR)$(MANDIR)/man1/
+	install -d $(DESTDIR)$(PYDIR)/contrast
+	install -m 644 python/contrast/*.py $(DESTDIR)$(PYDIR)/contrast/
+	printf '# written by make install: where the package finds libcontrast.so.0\nLIBDIR = "%s"\n' \
+	    "$(LIBDIR)" > $(DESTDIR)$(PYDIR)/contrast/_install.py
 
 # The examples build against an installed library, as a user's program would:
 #   make install PREFIX=$$HOME/.local && PKG_CONFIG_PATH=$$HOME/.local/lib/pkgconfig make examples
@@ -198,7 +215,7 @@ uninstall:
 	      $(DESTDIR)$(LIBDIR)/libcontrast.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libcontrast.so.$(VERSION) \
 	      $(DESTDIR)$(INCLUDEDIR)/contrast.h $(DESTDIR)$(PCDIR)/contrast.pc $(DESTDIR)$(BINDIR)/contrast \
 	      $(DESTDIR)$(MANDIR)/man1/contrast.1
-	rm -rf $(DESTDIR)$(INCLUDEDIR)/contrast
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/contrast $(DESTDIR)$(PYDIR)/contrast
 
 clean:
 	rm -rf build build-san build-fuzz build-portable contrast

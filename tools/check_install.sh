@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs contrast into a temporary prefix, builds the examples against it with
 # pkg-config (as a user's program would), runs them, checks the shared library
-# exports only the public ct_ API, and uninstalls. Exit status 0 when all hold.
+# exports only the public ct_ API, imports the installed Python package and embeds
+# with it, and uninstalls. Exit status 0 when all hold.
 #   sh tools/check_install.sh [BUILD]      (BUILD defaults to build; run after `make`)
 set -eu
 build=${1:-build}
@@ -39,6 +40,21 @@ test "$(grep -c '^step' "$tmp/steps.txt")" -eq 3
     --out "$tmp/run" >/dev/null 2>&1
 "$tmp/ex/embed_images" "$tmp/run/checkpoint.safetensors" 200 "$tmp/f.npy"
 test -s "$tmp/f.npy"
+# the Python package, as installed: found with PYTHONPATH alone, it loads the library
+# from the prefix (the path make install recorded) and embeds as contrast embed does
+"$prefix/bin/contrast" embed --checkpoint "$tmp/run/checkpoint.safetensors" --limit 200 --out "$tmp/cli.npy" \
+    >/dev/null 2>&1
+(cd / && env -u LD_LIBRARY_PATH -u CONTRAST_LIB PYTHONPATH="$prefix/lib/python3/dist-packages" /usr/bin/python3 -c '
+import gzip, sys, numpy as np, contrast
+prefix, tmp = sys.argv[1:]
+assert contrast.library_path().startswith(prefix + "/lib/"), contrast.library_path()
+assert contrast.__file__.startswith(prefix + "/lib/python3/dist-packages/"), contrast.__file__
+with gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz") as f:
+    x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:200]
+h = contrast.load(tmp + "/run/checkpoint.safetensors").embed(x)
+assert np.array_equal(h, np.load(tmp + "/cli.npy")), "python embed differs from contrast embed"
+print("check_install: python: embedded", h.shape, "with", contrast.library_path())
+' "$prefix" "$tmp")
 make --no-print-directory -s uninstall BUILD="$build" PREFIX="$prefix" >/dev/null
 left=$(find "$prefix" -type f | wc -l)
 if [ "$left" -ne 0 ]; then echo "check_install: uninstall left $left files"; exit 1; fi

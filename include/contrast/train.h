@@ -150,6 +150,20 @@ typedef enum { CT_FEAT_H = 0, CT_FEAT_Z = 1, CT_FEAT_H_RAW = 2 } ct_feature_kind
 ct_status ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_dataset *ds,
                               ct_feature_kind which, int64_t batch);
 
+/* Features of n model inputs, as ct_extract_features computes them for a dataset of
+ * those images (eval mode; the same numbers bit for bit, for the same batch): x holds
+ * the images already scaled to [0, 1] and normalised per channel, (x - mean[c]) /
+ * std[c] with the dataset's mean and std (a checkpoint records them as data.mean /
+ * data.std). The forward runs `batch` samples at a time (the model's arena is
+ * prepared for that many); CT_FEAT_H then applies the model's whitening, when it has
+ * one, to all n rows at once, and is CT_ERR_STATE when that whitening was fit for
+ * older parameters (m->whiten_fitted == 0: fit it first with ct_model_fit_whitening,
+ * or ask for CT_FEAT_H_RAW).
+ *   out: (n, dim)   x: (n, in_c, in_h, in_w)   dim: ct_model_embed_dim for CT_FEAT_Z,
+ *   else ct_model_feature_dim. */
+ct_status ct_model_embed(ct_model *m, const float *x, int64_t n, ct_feature_kind which, int64_t batch,
+                         float *out);
+
 /* Fits the model's whitening (cfg.whiten > 0) to its raw features of `train`
  * (eval mode) and stores it in the model's buffers (contrast train does this at
  * the end of a run and at each kNN monitor; contrast embed when a checkpoint's
@@ -184,6 +198,16 @@ void ct_eval_config_default(ct_eval_config *c);
  * r->whitening_refit reports), and knn_top1_raw for the features before it;
  * c->whiten == 0: the raw features h. */
 ct_status ct_evaluate(ct_eval_result *r, ct_model *m, const ct_eval_config *c);
+
+/* ---- layout of the public structs, for bindings (python/contrast) -------------
+ * ct_abi_layout("ct_train_config", "lr") is offsetof(ct_train_config, lr), and with
+ * field NULL sizeof(ct_train_config); -1 for a type or field not in the table.
+ * Covers ct_model_config, ct_optim_config, ct_train_config, ct_train_event,
+ * ct_train_result, ct_loss_stats, ct_pair (every field) and ct_model (size only).
+ * ct_abi_fields writes up to cap of type's field names, in declaration order, into
+ * names and returns how many it has. */
+int64_t ct_abi_layout(const char *type, const char *field);
+int ct_abi_fields(const char *type, const char **names, int cap);
 
 CT_END_API
 #ifdef __cplusplus

@@ -4,7 +4,10 @@
  * optimizer's moments (ct_optim_state), and for MoCo the key encoder
  * ("momentum.<name>") and the queue ("moco.queue"). Metadata: the model's
  * configuration (enough to rebuild it alone, ct_checkpoint_load_model), the
- * training options that decide the bits, and the counters a resume continues from.
+ * training options that decide the bits, the counters a resume continues from, and
+ * the training data's per-channel normalisation (data.mean, data.std: one value, or
+ * three separated by commas; absent in older checkpoints), which a caller embedding
+ * its own images with ct_model_embed needs.
  * Nothing read from a file is trusted before it is checked: every integer against
  * its range, the model it describes against the tensors it holds. */
 #include "internal.h"
@@ -103,6 +106,17 @@ static int ckpt_meta_kv(const ckpt_state *s, ct_st_kv *meta, char (*v)[64]) {
         META("moco.ptr", "%lld", (long long)s->queue->ptr);
         META("moco.pushed", "%llu", (unsigned long long)s->queue->pushed);
         META("moco.m", "%.9g", c->moco_m);
+    }
+    if (s->data) { /* the normalisation contrast embed applies to this data, per channel */
+        const float *mu = s->data->mean, *sd = s->data->std;
+        int nc = s->data->c;
+        if (nc == 1) {
+            META("data.mean", "%.9g", mu[0]);
+            META("data.std", "%.9g", sd[0]);
+        } else {
+            META("data.mean", "%.9g,%.9g,%.9g", mu[0], mu[1], mu[2]);
+            META("data.std", "%.9g,%.9g,%.9g", sd[0], sd[1], sd[2]);
+        }
     }
 #undef META
     /* the free-form strings last, unbounded by v's width */

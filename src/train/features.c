@@ -51,6 +51,33 @@ ct_status ct_extract_features(float **out, int64_t *dim, ct_model *m, const ct_d
     return CT_OK;
 }
 
+ct_status ct_model_embed(ct_model *m, const float *x, int64_t n, ct_feature_kind which, int64_t batch,
+                         float *out) {
+    if (n < 1 || batch < 1 || !x || !out)
+        return ct_error(CT_ERR_ARG, "embed: %lld samples in batches of %lld (x %p, out %p)", (long long)n,
+                        (long long)batch, (const void *)x, (void *)out);
+    if (which != CT_FEAT_H && which != CT_FEAT_Z && which != CT_FEAT_H_RAW)
+        return ct_error(CT_ERR_ARG, "embed: unknown feature kind %d", (int)which);
+    const int head = which == CT_FEAT_Z, whiten = which == CT_FEAT_H && has_whitening(m);
+    if (whiten && !m->whiten_fitted)
+        return ct_error(CT_ERR_STATE, "embed: the model's whitening was fit for older parameters (a checkpoint from "
+                                      "before the end of its run); fit it (ct_model_fit_whitening) or ask for the "
+                                      "features before it (CT_FEAT_H_RAW)");
+    const int64_t D = head ? ct_model_embed_dim(m) : ct_model_feature_dim(m);
+    const size_t per = (size_t)m->cfg.in_c * (size_t)m->cfg.in_h * (size_t)m->cfg.in_w;
+    if (batch > n) batch = n;
+    ct_status st = ct_model_prepare(m, batch);
+    /* the passes of ct_extract_features: forward batch by batch, then the whitening
+     * over all n rows at once (its row blocks decide the bits) */
+    for (int64_t s = 0; s < n && !st; s += batch) {
+        int64_t nb = n - s < batch ? n - s : batch;
+        if ((st = ct_model_forward(m, x + (size_t)s * per, nb, 0, head))) break;
+        memcpy(out + s * D, head ? ct_model_embedding(m) : ct_model_features(m), (size_t)(nb * D) * sizeof(float));
+    }
+    if (!st && whiten) st = apply_whitening(m, out, n, D);
+    return st;
+}
+
 /* Fits the model's whitening to raw features ftr (n, D) and stores it. */
 static ct_status fit_whitening(ct_model *m, const float *ftr, int64_t n, int64_t D) {
     float *mean = ct_alloc((size_t)D * sizeof(float)), *W = ct_alloc((size_t)(D * D) * sizeof(float));

@@ -22,6 +22,8 @@ typedef struct {
     int epoch;                /* epochs completed */
     int64_t step;
     int whiten_epoch;         /* epochs completed when the whitening was fit (0: never) */
+    const ct_dataset *data;   /* the training split: its normalisation goes into the metadata
+                               * (data.mean, data.std); NULL: not recorded */
 } ckpt_state;
 
 /* A resumable checkpoint's counters, each validated against its range. */

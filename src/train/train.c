@@ -407,7 +407,8 @@ static ct_status setup(run_state *r, const ct_train_config *c, ct_train_result *
     snprintf(r->ckpt, sizeof r->ckpt, "%s/checkpoint.safetensors", res->out);
     snprintf(r->metrics, sizeof r->metrics, "%s/metrics.jsonl", res->out);
     if ((st = build_models(r, &mc, res)) || (st = alloc_buffers(r))) return st;
-    r->cs = (ckpt_state){c, &r->m, r->moco ? &r->key : NULL, &r->opt, r->moco ? &r->queue : NULL, 0, 0, 0};
+    r->cs = (ckpt_state){c, &r->m, r->moco ? &r->key : NULL, &r->opt, r->moco ? &r->queue : NULL, 0, 0, 0,
+                          &r->train};
     if (c->resume[0]) {
         if ((st = ckpt_resume(c->resume, &r->cs))) return st;
         r->last_good = c->resume;

@@ -1,0 +1,240 @@
+"""Loading a contrast checkpoint as a torch.nn.Module.
+
+    import contrast.torch
+    net = contrast.torch.load("runs/x/checkpoint.safetensors")   # eval mode
+    h = net(net.preprocess(images))   # the features `contrast embed` writes, to ~1e-6
+
+The module is built from the checkpoint's metadata (model.encoder, model.width,
+...), its tensors loaded with load_state_dict(strict=True) under the names the
+library gives them (encoder.*, head.*, whiten.*). forward(x) takes the model input:
+float (N, C, H, W) images already normalised as contrast embed normalises its data;
+preprocess(images) makes it from uint8 or [0, 1] float, NCHW or NHWC (see
+contrast.images). The output is chosen at load: "h" (the default: the encoder's
+features, whitened when the checkpoint carries a whitening), "h_raw" or "z" (the
+projection head's output); features(x, which) gives any of them.
+
+Encoders are a registry by model.encoder: register_encoder(name, build), where
+build(model_config) returns (module, feature_dim) with the module's parameters
+under the names the checkpoint uses below "encoder.".
+"""
+import torch
+from torch import nn
+
+from . import images as _images
+from .safetensors import read_header, read_tensors
+
+# BatchNorm as the library's (src/models/model.c, ct_model_add_bn): eps 1e-5, momentum
+# 0.1, torch's defaults.
+BN_EPS, BN_MOMENTUM = 1e-5, 0.1
+
+_ENCODERS = {}
+
+
+def register_encoder(name, build):
+    """Adds an encoder kind: build(model_config dict) -> (nn.Module mapping (N, C, H, W)
+    to (N, D), D). The module's state_dict names are the checkpoint's without the
+    leading "encoder."."""
+    _ENCODERS[name] = build
+
+
+def encoders():
+    """The encoder kinds this loader builds."""
+    return sorted(_ENCODERS)
+
+
+def _bn2d(c):
+    return nn.BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+def _pool_out(n, k, s, p):  # ct_pool_out
+    return (n + 2 * p - k) // s + 1
+
+
+class CNNEncoder(nn.Module):
+    """build_cnn: four conv3x3 (no bias) - BN - ReLU stages of widths w, 2w, 4w and 8w
+    (or last_width), a 2x2 max pool after each of the first three while the height
+    is >= 2, then global average pooling."""
+
+    def __init__(self, in_c, in_h, width, last_width):
+        super().__init__()
+        self.pools = []
+        c, h = in_c, in_h
+        for i in range(1, 5):
+            oc = last_width if i == 4 and last_width > 0 else width << (i - 1)
+            setattr(self, "conv%d" % i, nn.Conv2d(c, oc, 3, 1, 1, bias=False))
+            setattr(self, "bn%d" % i, _bn2d(oc))
+            pool = i < 4 and h >= 2
+            self.pools.append(pool)
+            if pool:
+                h = _pool_out(h, 2, 2, 0)
+            c = oc
+        self.feature_dim = c
+
+    def forward(self, x):
+        for i in range(1, 5):
+            x = torch.relu(getattr(self, "bn%d" % i)(getattr(self, "conv%d" % i)(x)))
+            if self.pools[i - 1]:
+                x = nn.functional.max_pool2d(x, 2, 2)
+        return x.mean(dim=(2, 3))
+
+
+class BasicBlock(nn.Module):
+    """ct_model_add_basic_block: conv3x3(stride)-BN-ReLU-conv3x3-BN plus the shortcut
+    (1x1 conv(stride)-BN as downsample.0/1 when the stride or width changes), ReLU."""
+
+    def __init__(self, in_c, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_c, planes, 3, stride, 1, bias=False)
+        self.bn1 = _bn2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = _bn2d(planes)
+        self.downsample = None
+        if stride != 1 or in_c != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(in_c, planes, 1, stride, 0, bias=False), _bn2d(planes))
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNet18Encoder(nn.Module):
+    """build_resnet18: torchvision's ResNet-18 with the CIFAR stem (conv3x3 stride 1,
+    BN, ReLU, no max pool), layers of widths w, 2w, 4w, 8w, global average pooling."""
+
+    def __init__(self, in_c, width):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_c, width, 3, 1, 1, bias=False)
+        self.bn1 = _bn2d(width)
+        c = width
+        for layer in range(1, 5):
+            planes = width << (layer - 1)
+            blocks = []
+            for b in range(2):
+                blocks.append(BasicBlock(c, planes, 2 if layer > 1 and b == 0 else 1))
+                c = planes
+            setattr(self, "layer%d" % layer, nn.Sequential(*blocks))
+        self.feature_dim = c
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        for layer in range(1, 5):
+            x = getattr(self, "layer%d" % layer)(x)
+        return x.mean(dim=(2, 3))
+
+
+def _build_cnn(mc):
+    enc = CNNEncoder(mc["in_c"], mc["in_h"], mc["width"], mc.get("last_width", 0))
+    return enc, enc.feature_dim
+
+
+def _build_resnet18(mc):
+    enc = ResNet18Encoder(mc["in_c"], mc["width"])
+    return enc, enc.feature_dim
+
+
+register_encoder("cnn", _build_cnn)
+register_encoder("resnet18", _build_resnet18)
+
+
+class Whitening(nn.Module):
+    """The model's ZCA whitening of h: (h - mean) @ weight (ct_whiten_apply)."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("weight", torch.eye(dim))
+
+    def forward(self, h):
+        return (h - self.mean) @ self.weight
+
+
+def _head(mc, dim):
+    hidden, out = mc.get("head_hidden", 0), mc.get("head_out", 0)
+    if hidden <= 0:
+        return None
+    if mc.get("head_bn", 1):  # head.0, head.1 (BN + ReLU), head.3
+        return nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden, eps=BN_EPS, momentum=BN_MOMENTUM),
+                             nn.ReLU(), nn.Linear(hidden, out))
+    return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, out))  # head.0, head.2
+
+
+class ContrastModel(nn.Module):
+    """A contrast checkpoint's model: encoder, projection head, whitening."""
+
+    OUTPUTS = ("h", "h_raw", "z")
+
+    def __init__(self, meta, output="h"):
+        super().__init__()
+        mc = {k[6:]: v for k, v in meta.items() if k.startswith("model.")}
+        for k in list(mc):
+            if k != "encoder":
+                mc[k] = float(mc[k]) if k == "whiten" else int(mc[k])
+        kind = mc.get("encoder")
+        if kind not in _ENCODERS:
+            raise ValueError("contrast.torch: the checkpoint's encoder %r is not one this loader builds (%s); "
+                             "a newer contrast may know it (contrast.torch.register_encoder)" %
+                             (kind, ", ".join(encoders())))
+        if output not in self.OUTPUTS:
+            raise ValueError("output must be one of %s, not %r" % (", ".join(self.OUTPUTS), output))
+        self.config = mc
+        self.encoder, self.feature_dim = _ENCODERS[kind](mc)
+        self.head = _head(mc, self.feature_dim)
+        self.embed_dim = mc["head_out"] if self.head is not None else self.feature_dim
+        self.whiten = Whitening(self.feature_dim) if mc.get("whiten", 0) > 0 else None
+        self.output = output
+        mean, std = _images.normalisation(meta)
+        # not in the state_dict: the checkpoint keeps them as metadata
+        self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32), persistent=False)
+
+    def features(self, x, which="h"):
+        h = self.encoder(x)
+        if which == "z":
+            return self.head(h) if self.head is not None else h
+        if which == "h" and self.whiten is not None:
+            return self.whiten(h)
+        if which not in self.OUTPUTS:
+            raise ValueError("which must be one of %s, not %r" % (", ".join(self.OUTPUTS), which))
+        return h
+
+    def forward(self, x):
+        return self.features(x, self.output)
+
+    def preprocess(self, images, layout=None):
+        """The model input for a batch of images (NumPy array or tensor; uint8 0..255
+        or float 0..1; NCHW or NHWC), normalised as contrast embed normalises."""
+        if isinstance(images, torch.Tensor):
+            images = images.detach().cpu().numpy()
+        c, h, w = self.config["in_c"], self.config["in_h"], self.config["in_w"]
+        mean, std = self.input_mean.tolist(), self.input_std.tolist()
+        x = _images.prepare(images, mean, std, c, h, w, layout)
+        return torch.from_numpy(x).to(self.input_mean.device)
+
+
+_NOT_MODEL = ("optim.", "momentum.", "moco.")  # optimizer state (ct_optim_state), MoCo's key encoder and queue
+
+
+def load(path, output="h", map_location="cpu"):
+    """The checkpoint's model as a ContrastModel (a torch.nn.Module) in eval mode.
+    output: what forward returns, "h" (whitened when the checkpoint has a
+    whitening), "h_raw" or "z". ValueError for an encoder this loader does not
+    build, and for output "h" when the checkpoint's whitening was fit for older
+    parameters (contrast embed refits it on the training data; use "h_raw")."""
+    head, meta, _ = read_header(path)
+    if meta.get("format") != "contrast-checkpoint":
+        raise ValueError("%s: not a contrast checkpoint (metadata format %r)" % (path, meta.get("format")))
+    net = ContrastModel(meta, output)
+    if output == "h" and net.whiten is not None and meta.get("whiten.epoch", "0") != meta.get("train.epoch"):
+        raise ValueError("%s: the whitening was fit at epoch %s, the parameters are of epoch %s; contrast embed "
+                         "refits it on the training data: load with output='h_raw' or refit it" %
+                         (path, meta.get("whiten.epoch", "none"), meta.get("train.epoch")))
+    want = set(net.state_dict())
+    # everything the checkpoint holds besides the optimizer's state and MoCo's key
+    # encoder goes to the module, so strict=True catches a tensor it does not have
+    names = [n for n in head if not n.startswith(_NOT_MODEL)]
+    state = {k: torch.from_numpy(v) for k, v in read_tensors(path, set(names)).items()}
+    for k in want:  # torch's BatchNorm counter, which the library does not keep
+        if k.endswith(".num_batches_tracked") and k not in state:
+            state[k] = torch.zeros((), dtype=torch.long)
+    net.load_state_dict(state, strict=True)
+    return net.to(map_location).eval()
