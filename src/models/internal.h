@@ -42,6 +42,9 @@ struct ct_model_plan {
     int planned_sync;        /* bn_reduce was set when prepare planned (SyncBN: no BN+pool fusion) */
     /* the last forward, for the backward */
     int64_t cur_n;           /* samples (0 before the first forward) */
+    const int32_t *ids;      /* token models: (cur_n, T) token ids, else NULL */
+    const uint8_t *valid;    /* token models: (cur_n, T) padding flags or NULL (all real) */
+    uint64_t dropout_step;   /* m->dropout_step at its start (the attention's dropout key) */
     int training;            /* its mode */
     int last_top;            /* node it stopped at (z_node or h_node) */
 };
