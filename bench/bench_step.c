@@ -13,13 +13,18 @@
  *
  *   bench_step [--model cnn|resnet18|transformer|vit] [--width W] [--size S] [--batch B] [--steps S]
  *              [--warmup K] [--threads T] [--profile] [--layers] [--cpu-clock] [--gemm]
- *              [--depth L] [--heads H] [--context T] [--vocab V] [--patch P] [--dropout P]
+ *              [--recompute] [--memory] [--depth L] [--heads H] [--context T] [--vocab V] [--patch P]
+ *              [--dropout P]
  * --size sets the input side (default 28; the trainer's views are 20x20).
  * The transformers default to the issue's shapes: --model transformer is the text
  * encoder at T 32, C 256, L 4, H 4, V 8192 over random full-length sequences;
  * --model vit the ViT at p 4, C 192, L 6, H 3 on 28x28; both dropout 0.1, mean
  * pooling for text and CLS for the ViT, the usual head, AdamW (lr 1e-3, wd 0.05).
- * bench/torch_transformer.py is their PyTorch side.
+ * bench/torch_transformer.py is their PyTorch side. --memory builds and prepares
+ * the model only and prints its activation arena (e.g. BERT-base: --model
+ * transformer --width 768 --depth 12 --heads 12 --context 128 --vocab 30522
+ * --batch 16 [--recompute]). --recompute marks the convs (ct_model_recompute_convs)
+ * and the transformer blocks (ct_model_recompute_blocks) as contrast train does.
  * One line per measurement, "key value" pairs, for bench/run.sh to parse. */
 #include "contrast.h"
 #include "../src/models/internal.h" /* the plan's BN + max pool fusion, for the profile's categories */
@@ -239,7 +244,7 @@ static void profile_backward(ct_model *m, const float *dz, int64_t N, double *t,
 
 int main(int argc, char **argv) {
     const char *model = "cnn";
-    int width = 0, size = 0, steps = 10, warmup = 2, threads = 0, profile = 0, gemm = 0, recompute = 0;
+    int width = 0, size = 0, steps = 10, warmup = 2, threads = 0, profile = 0, gemm = 0, recompute = 0, memory = 0;
     int depth = 0, heads = 0, context = 0, vocab = 0, patch = 0;
     float dropout = 0.1f;
     int64_t B = 256;
@@ -250,6 +255,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--layers")) profile = show_layers = 1;
         else if (!strcmp(a, "--gemm")) gemm = 1;
         else if (!strcmp(a, "--recompute")) recompute = 1;
+        else if (!strcmp(a, "--memory")) memory = 1;
         else if (v && !strcmp(a, "--model")) model = argv[++i];
         else if (v && !strcmp(a, "--width")) width = atoi(argv[++i]);
         else if (v && !strcmp(a, "--size")) size = atoi(argv[++i]);
@@ -266,7 +272,7 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr, "usage: bench_step [--model cnn|resnet18|transformer|vit] [--width W] [--size S] "
                             "[--batch B] [--steps S] [--warmup K] [--threads T] [--profile] [--layers] [--cpu-clock] "
-                            "[--gemm] [--recompute] [--depth L] [--heads H] [--context T] [--vocab V] [--patch P] "
+                            "[--gemm] [--recompute] [--memory] [--depth L] [--heads H] [--context T] [--vocab V] [--patch P] "
                             "[--dropout P]\n");
             return 2;
         }
@@ -308,7 +314,18 @@ int main(int argc, char **argv) {
     if ((st = ct_model_init(&m, &cfg))) die(st, "init");
     const int64_t N = 2 * B, D = ct_model_embed_dim(&m);
     const size_t img = text ? (size_t)cfg.context : (size_t)(cfg.in_c * cfg.in_h * cfg.in_w);
-    if (recompute) ct_model_recompute_convs(&m); /* as contrast train --recompute */
+    if (recompute) { /* as contrast train --recompute */
+        ct_model_recompute_convs(&m);
+        ct_model_recompute_blocks(&m);
+    }
+    if (memory) {
+        if ((st = ct_model_prepare(&m, N))) die(st, "prepare"); /* reserves, touches no page */
+        printf("memory %s-%d batch %lld recompute %d arena_mib %.1f params_mib %.1f\n", ct_encoder_name(cfg.encoder),
+               cfg.width, (long long)N, recompute, (double)m.arena.cap / 1048576.0,
+               (double)m.nparam_floats * sizeof(float) / 1048576.0);
+        ct_model_free(&m);
+        return 0;
+    }
     if ((st = ct_model_prepare(&m, N))) die(st, "prepare");
     ct_optim_config oc;
     const float lr = tfm ? 1e-3f : 0.3f;

@@ -579,6 +579,43 @@ static void test_bad_fixture(const char *path) {
     free(b);
 }
 
+/* ---- recompute ------------------------------------------------------------------------
+ * ct_model_recompute_blocks: the same bits (embedding and every gradient, dropout on),
+ * a smaller arena, and the marks are refused for kinds that cannot recompute. */
+static void test_recompute(const ct_model_config *cfg, int64_t N) {
+    float *out[2] = {NULL, NULL};
+    size_t arena[2] = {0, 0}, n = 0;
+    for (int r = 0; r < 2; r++) {
+        ct_model m;
+        CHECK_OK(ct_model_init(&m, cfg));
+        if (r) CHECK(ct_model_recompute_blocks(&m) == 8 * cfg->depth + 1, "8 nodes a block and the final LayerNorm marked");
+        CHECK_OK(ct_model_prepare(&m, N));
+        arena[r] = m.arena.cap;
+        batch b = make_batch(&m, N, 11);
+        const size_t nz = (size_t)(N * ct_model_embed_dim(&m));
+        n = nz + m.nparam_floats;
+        float *dz = rnd(nz, 12, -1, 1);
+        out[r] = malloc(n * sizeof(float));
+        m.dropout_step = 4;
+        CHECK_OK(forward(&b, 1));
+        memcpy(out[r], ct_model_embedding(&m), nz * sizeof(float));
+        ct_model_zero_grad(&m);
+        CHECK_OK(ct_model_backward(&m, dz));
+        memcpy(out[r] + nz, m.grad, m.nparam_floats * sizeof(float));
+        if (r) {
+            CHECK(ct_model_recompute(&m, m.h_node) == CT_ERR_ARG, "token pooling is not recomputed: %s", ct_errmsg());
+            CHECK(ct_model_recompute(&m, 1) == CT_ERR_ARG, "an embedding is not recomputed");
+        }
+        free(dz);
+        batch_free(&b);
+        ct_model_free(&m);
+    }
+    CHECK(!memcmp(out[0], out[1], n * sizeof(float)), "recompute: the same embedding and gradients, bit for bit");
+    CHECK(arena[1] < arena[0], "recompute: arena %zu < %zu bytes", arena[1], arena[0]);
+    free(out[0]);
+    free(out[1]);
+}
+
 /* ---- names, counts, errors ------------------------------------------------------------ */
 
 static void test_names_and_errors(void) {
@@ -696,5 +733,7 @@ int main(int argc, char **argv) {
     test_threads_and_keys("text", &t, 6);
     test_threads_and_keys("vit", &v, 6);
     test_eval_ignores_step();
+    test_recompute(&t, 5);
+    test_recompute(&v, 4);
     return test_done();
 }

@@ -228,11 +228,13 @@ int ct_model_add_dropout(ct_model *m, int in, float p);
 int ct_model_add_add(ct_model *m, int a, int b);
 /* relu(a + b) as one node (the end of a residual block). */
 int ct_model_add_add_relu(ct_model *m, int a, int b);
-/* Marks a conv node whose output the backward recomputes (its forward run again on
+/* Marks a node whose output the backward recomputes (its forward run again on
  * its input, just before the first backward that needs it) instead of keeping it
  * from the forward: activation checkpointing of one layer, trading that conv's
  * forward time for its output's memory. Gradients are bit-identical either way.
- * CT_ERR_ARG if `node` is not a conv. Call before ct_model_prepare. */
+ * Conv, linear, LayerNorm, attention and GELU nodes can be marked (CT_ERR_ARG for
+ * another kind); the planner keeps an output anyway where another node writes over
+ * it (an in-place add). Call before ct_model_prepare. */
 ct_status ct_model_recompute(ct_model *m, int node);
 /* Marks, for ct_model_recompute, every conv whose input stays available anyway:
  * the network input's (the stem) and those whose input another node reads too (a
@@ -242,6 +244,14 @@ ct_status ct_model_recompute(ct_model *m, int node);
  * MiB of activations for ~14% more step time; the CNN gains only its stem's output.
  * Returns how many convs are marked (`contrast train --recompute`). */
 int ct_model_recompute_convs(ct_model *m);
+/* Marks, for ct_model_recompute, every LayerNorm, attention, GELU and linear over
+ * tokens of the transformer blocks: a block then keeps for its backward only its
+ * two residual streams, its dropout masks and the LayerNorm statistics; the rest
+ * (the normalised inputs, qkv, the (B, H, T, T) attention probabilities, the 4C
+ * MLP activations) is rebuilt one block at a time, just before the backward of the
+ * block's output projection and of its fc2. Costs about one more forward of the
+ * blocks per step. Returns how many nodes are marked (`contrast train --recompute`). */
+int ct_model_recompute_blocks(ct_model *m);
 /* ResNet basic block: conv3x3(stride)-BN-ReLU-conv3x3-BN + shortcut, then ReLU.
  * The shortcut is a 1x1 conv (stride) + BN ("<name>.downsample.0/1") when the
  * stride or the channel count changes, else the identity. */

@@ -63,7 +63,8 @@ enum {
     CT_KIND_ALIAS = 1 << 6,             /* output and gradient are its input's buffers (flatten) */
     CT_KIND_RECOMPUTE_ALWAYS = 1 << 7,  /* output rebuilt by `recompute` before the backward that
                                          * needs it, instead of kept, whenever nothing aliases it (BN) */
-    CT_KIND_RECOMPUTE_MARKED = 1 << 8,  /* the same for nodes marked by ct_model_recompute (conv) */
+    CT_KIND_RECOMPUTE_MARKED = 1 << 8,  /* the same for nodes marked by ct_model_recompute (conv,
+                                         * linear, LayerNorm, attention, GELU) */
 };
 
 /* What a node saves for its backward, in elements: each block lives from the node's

@@ -259,7 +259,8 @@ ct_status ct_model_recompute(ct_model *m, int node) {
     if (node <= 0 || node >= m->nnodes)
         return ct_error(CT_ERR_ARG, "model: node %d is not a node of the model (1-%d)", node, m->nnodes - 1);
     if (!(kind_ops(&m->nodes[node])->flags & CT_KIND_RECOMPUTE_MARKED))
-        return ct_error(CT_ERR_ARG, "model: node %d is a %s (only conv outputs are marked for recompute)", node,
+        return ct_error(CT_ERR_ARG, "model: node %d is a %s (only conv, linear, layernorm, attention and gelu outputs "
+                                                "are marked for recompute)", node,
                         kind_ops(&m->nodes[node])->name);
     m->nodes[node].remat = 1;
     return CT_OK;
@@ -271,6 +272,20 @@ int ct_model_recompute_convs(ct_model *m) {
         ct_node *n = &m->nodes[i];
         if (n->kind != CT_NODE_CONV) continue;
         if (n->in0 == 0 || ct_model__readers_of(m, n->in0) > 1) {
+            n->remat = 1;
+            marked++;
+        }
+    }
+    return marked;
+}
+
+int ct_model_recompute_blocks(ct_model *m) {
+    int marked = 0;
+    for (int i = 1; i < m->nnodes; i++) {
+        ct_node *n = &m->nodes[i];
+        const int in_block = n->kind == CT_NODE_LAYERNORM || n->kind == CT_NODE_ATTENTION || n->kind == CT_NODE_GELU ||
+                             (n->kind == CT_NODE_LINEAR && m->nodes[n->in0].seq);
+        if (in_block && i != m->h_node && i != m->z_node) {
             n->remat = 1;
             marked++;
         }

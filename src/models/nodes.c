@@ -447,25 +447,48 @@ static uint64_t attention_key(const ct_model *m, int i) {
     return ct_rng_key(m->cfg.seed, 0xA77E, m->plan->dropout_step, (uint64_t)i);
 }
 
+/* Where the probabilities are: a saved block, or, for an output the backward
+ * recomputes (contrast train --recompute), the first half of the shared scratch,
+ * whose second half is the dropout / gradient scratch. The recompute runs just
+ * before the output projection's backward (the only reader of the attention's
+ * output) and the attention's backward right after it; a linear's backward uses no
+ * scratch, so the probabilities are still there. The (B, H, T, T) block then lives
+ * only from the recompute to the backward instead of from forward to backward. */
+static int attention_recomputed(const ct_model *m, int i) { return m->plan->nodes[i].recompute_at >= 0; }
+
+static float *attention_probs(const ct_model *m, int i) {
+    return attention_recomputed(m, i) ? m->plan->ws : m->plan->nodes[i].save0;
+}
+
+static float *attention_scratch(const ct_model *m, int i) {
+    const ct_node *n = &m->nodes[i];
+    return attention_recomputed(m, i) ? m->plan->ws + (size_t)(m->plan->cur_n * n->heads * n->h * n->h) : m->plan->ws;
+}
+
 static void attention_forward(ct_model *m, int i) {
     const ct_node *n = &m->nodes[i];
-    ct_node_plan *p = PL(m, i);
-    ct_attention_forward(p->out, p->save0, m->plan->ws, IN0(m, i)->out, m->plan->valid, m->plan->cur_n, n->h, n->c,
-                         n->heads, n->causal, m->plan->training ? n->p : 0.0f, attention_key(m, i));
+    ct_attention_forward(PL(m, i)->out, attention_probs(m, i), attention_scratch(m, i), IN0(m, i)->out,
+                         m->plan->valid, m->plan->cur_n, n->h, n->c, n->heads, n->causal,
+                         m->plan->training ? n->p : 0.0f, attention_key(m, i));
 }
 
 static void attention_backward(ct_model *m, int i) {
     const ct_node *n = &m->nodes[i];
-    const ct_node_plan *p = PL(m, i);
     float *da = DA(m, i);
     if (da)
-        ct_attention_backward(da, m->plan->ws, p->dout, p->save0, IN0(m, i)->out, m->plan->cur_n, n->h, n->c,
-                              n->heads, m->plan->training ? n->p : 0.0f, attention_key(m, i));
+        ct_attention_backward(da, attention_scratch(m, i), PL(m, i)->dout, attention_probs(m, i), IN0(m, i)->out,
+                              m->plan->cur_n, n->h, n->c, n->heads, m->plan->training ? n->p : 0.0f,
+                              attention_key(m, i));
 }
 
 static void attention_saves(const ct_model *m, int i, int64_t B, ct_node_saves *sv) {
     const ct_node *n = &m->nodes[i];
-    sv->save0 = sv->ws = (size_t)(B * n->heads * n->h * n->h); /* probabilities; scratch */
+    const size_t bhtt = (size_t)(B * n->heads * n->h * n->h);
+    if (attention_recomputed(m, i)) {
+        sv->ws = 2 * bhtt; /* probabilities, then the scratch */
+    } else {
+        sv->save0 = sv->ws = bhtt;
+    }
 }
 
 /* ---- GELU (exact) ------------------------------------------------------------------ */
@@ -516,8 +539,9 @@ const ct_node_kind_ops ct_node_kinds[] = {
     [CT_NODE_AVGPOOL] = {.name = "avgpool", .forward = avgpool_forward, .backward = avgpool_backward},
     [CT_NODE_GAP] = {.name = "gap", .forward = gap_forward, .backward = gap_backward},
     [CT_NODE_FLATTEN] = {.name = "flatten", .flags = CT_KIND_ALIAS, .forward = flatten_forward},
-    [CT_NODE_LINEAR] = {.name = "linear", .flags = CT_KIND_READS_INPUT, .forward = linear_forward,
-                        .backward = linear_backward, .init = linear_init},
+    [CT_NODE_LINEAR] = {.name = "linear", .flags = CT_KIND_READS_INPUT | CT_KIND_RECOMPUTE_MARKED,
+                        .forward = linear_forward, .backward = linear_backward, .recompute = linear_forward,
+                        .init = linear_init},
     [CT_NODE_DROPOUT] = {.name = "dropout", .forward = dropout_forward, .backward = dropout_backward,
                          .saves = dropout_saves},
     [CT_NODE_ADD] = {.name = "add", .flags = CT_KIND_READS_OUTPUT_RELU | CT_KIND_IN_PLACE,
@@ -526,12 +550,14 @@ const ct_node_kind_ops ct_node_kinds[] = {
                              .init = tokembed_init},
     [CT_NODE_PATCH_EMBED] = {.name = "patch_embed", .flags = CT_KIND_READS_INPUT, .forward = patch_forward,
                              .backward = patch_backward, .saves = patch_saves, .init = patch_init},
-    [CT_NODE_LAYERNORM] = {.name = "layernorm", .flags = CT_KIND_READS_INPUT, .forward = layernorm_forward,
-                           .backward = layernorm_backward, .saves = layernorm_saves, .init = layernorm_init},
-    [CT_NODE_ATTENTION] = {.name = "attention", .flags = CT_KIND_READS_INPUT, .forward = attention_forward,
-                           .backward = attention_backward, .saves = attention_saves},
-    [CT_NODE_GELU] = {.name = "gelu", .flags = CT_KIND_READS_INPUT, .forward = gelu_forward,
-                      .backward = gelu_backward},
+    [CT_NODE_LAYERNORM] = {.name = "layernorm", .flags = CT_KIND_READS_INPUT | CT_KIND_RECOMPUTE_MARKED,
+                           .forward = layernorm_forward, .backward = layernorm_backward,
+                           .recompute = layernorm_forward, .saves = layernorm_saves, .init = layernorm_init},
+    [CT_NODE_ATTENTION] = {.name = "attention", .flags = CT_KIND_READS_INPUT | CT_KIND_RECOMPUTE_MARKED,
+                           .forward = attention_forward, .backward = attention_backward,
+                           .recompute = attention_forward, .saves = attention_saves},
+    [CT_NODE_GELU] = {.name = "gelu", .flags = CT_KIND_READS_INPUT | CT_KIND_RECOMPUTE_MARKED,
+                      .forward = gelu_forward, .backward = gelu_backward, .recompute = gelu_forward},
     [CT_NODE_TOKPOOL] = {.name = "tokpool", .forward = tokpool_forward, .backward = tokpool_backward},
 };
 
