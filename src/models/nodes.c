@@ -220,10 +220,29 @@ static void linear_forward(ct_model *m, int i) {
                       a->c, n->c);
 }
 
+/* db += the column sums of dy (R, OUT) by blocks of 16 columns, each block's rows in
+ * order in double: one pass over dy in lines, the same bits at any thread count */
+static void column_sums(float *db, const float *dy, int64_t R, int64_t OUT) {
+    const int64_t nblk = (OUT + 15) / 16;
+#pragma omp parallel for schedule(static) if (R * OUT >= CT_PAR_MIN)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        const int64_t c0 = blk * 16, w = OUT - c0 < 16 ? OUT - c0 : 16;
+        double s[16] = {0};
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t j = 0; j < w; j++) s[j] += dy[r * OUT + c0 + j];
+        for (int64_t j = 0; j < w; j++) db[c0 + j] += (float)s[j];
+    }
+}
+
 static void linear_backward(ct_model *m, int i) {
     const ct_node *n = &m->nodes[i], *a = &m->nodes[n->in0];
-    ct_linear_backward(DA(m, i), G(m, n->weight), G(m, n->bias), PL(m, i)->dout, IN0(m, i)->out, P(m, n->weight),
-                       rows_of(a, m->plan->cur_n), a->c, n->c);
+    const int64_t R = rows_of(a, m->plan->cur_n);
+    /* over tokens (B*T rows) the bias sum goes by lines (ct_linear_backward's column
+     * loop strides through all rows per column); the head keeps its bits */
+    float *db = G(m, n->bias);
+    ct_linear_backward(DA(m, i), G(m, n->weight), a->seq ? NULL : db, PL(m, i)->dout, IN0(m, i)->out,
+                       P(m, n->weight), R, a->c, n->c);
+    if (a->seq && db) column_sums(db, PL(m, i)->dout, R, n->c);
 }
 
 /* Over vectors (the projection head), PyTorch's default: U(-1/sqrt(fan_in),
