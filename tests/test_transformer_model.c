@@ -20,7 +20,11 @@
 
 #include "../src/models/internal.h"
 
+#include "contrast/train.h"
+
 #include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 /* ---- tiny models ----------------------------------------------------------------- */
 
@@ -616,6 +620,108 @@ static void test_recompute(const ct_model_config *cfg, int64_t N) {
     free(out[1]);
 }
 
+/* ---- the ViT through the trainer ---------------------------------------------------------
+ * contrast train --encoder vit's path: a run interrupted after epoch 1 and resumed ends
+ * with the uninterrupted run's parameters and buffers, bit for bit (dropout on, so the
+ * resumed run must key its masks by the same steps), with SimCLR and SupCon; the
+ * checkpoint's transformer metadata is read back with range checks. */
+static char tmpdir[256];
+
+static void vit_train_config(ct_train_config *c, ct_method method, const char *sub) {
+    ct_train_config_default(c);
+    c->method = method;
+    c->limit = 512;
+    c->batch = 64;
+    c->epochs = 2;
+    c->eval_every = 0;
+    c->final_probe = 0;
+    c->threads = 2;
+    c->progress = -1;
+    c->view_size = 0;
+    c->model.encoder = CT_ENC_VIT;
+    c->model.width = 16;
+    c->model.depth = 2;
+    c->model.heads = 2;
+    c->model.patch = 7;
+    c->model.dropout = 0.1f;
+    c->model.head_hidden = 32;
+    c->model.head_out = 16;
+    ct_optim_config_default(&c->optim, CT_OPTIM_ADAMW);
+    c->optim.weight_decay = 0.05f;
+    c->lr = 1e-3f;
+    c->temperature = 0.2f;
+    snprintf(c->out, sizeof c->out, "%s/%s", tmpdir, sub);
+}
+
+static void test_train_resume(ct_method method) {
+    ct_train_config full, half;
+    ct_train_result res;
+    vit_train_config(&full, method, "full");
+    vit_train_config(&half, method, "half");
+    half.stop_after = 1;
+    CHECK_OK(ct_train_run(&full, &res));
+    CHECK(res.epochs_done == 2, "two epochs (%d)", res.epochs_done);
+    CHECK_OK(ct_train_run(&half, &res));
+    const size_t len = strlen(half.out) < 400 ? strlen(half.out) : 400; /* tmpdir is short: never cut */
+    memcpy(half.resume, half.out, len);
+    memcpy(half.resume + len, "/checkpoint.safetensors", 24);
+    half.stop_after = 0;
+    CHECK_OK(ct_train_run(&half, &res));
+    size_t n0 = 0, n1 = 0, p0, p1;
+    float *a = checkpoint_values(full.out, &n0, &p0), *b = checkpoint_values(half.out, &n1, &p1);
+    CHECK(a && b && n0 == n1 && !memcmp(a, b, n0 * sizeof(float)), "%s ViT: resumed run = uninterrupted, bit for bit",
+          ct_method_name(method));
+    free(a);
+    free(b);
+    /* a resume with other transformer settings is refused */
+    half.model.depth = 3;
+    CHECK(ct_train_run(&half, &res) == CT_ERR_ARG && strstr(ct_errmsg(), "different model"),
+          "resuming with another depth: %s", ct_errmsg());
+}
+
+/* the checkpoint of `c`'s run with one metadata value replaced (same length) */
+static int patch_meta(const char *src, const char *dst, const char *from, const char *to) {
+    size_t n;
+    unsigned char *b = slurp(src, &n);
+    if (!b) return 0;
+    int done = 0;
+    for (size_t i = 0; i + strlen(from) <= n && !done; i++)
+        if (!memcmp(b + i, from, strlen(from))) {
+            memcpy(b + i, to, strlen(to));
+            done = 1;
+        }
+    spit(dst, b, n);
+    free(b);
+    return done;
+}
+
+static void test_checkpoint_metadata(void) {
+    char src[600], dst[600];
+    snprintf(src, sizeof src, "%s/full/checkpoint.safetensors", tmpdir);
+    snprintf(dst, sizeof dst, "%s/patched.safetensors", tmpdir);
+    ct_model m;
+    CHECK_OK(ct_checkpoint_load_model(&m, src));
+    CHECK(m.cfg.encoder == CT_ENC_VIT && m.cfg.depth == 2 && m.cfg.heads == 2 && m.cfg.patch == 7 &&
+              m.cfg.dropout == 0.1f,
+          "the ViT's settings come back from the metadata");
+    ct_model_free(&m);
+    static const char *const bad[][3] = {
+        {"\"model.heads\":\"2\"", "\"model.heads\":\"0\"", "model.heads"},
+        {"\"model.depth\":\"2\"", "\"model.depth\":\"x\"", "model.depth"},
+        {"\"model.dropout\":\"0.100000001\"", "\"model.dropout\":\"1.100000001\"", "model.dropout"},
+        {"\"model.pool\":\"default\"", "\"model.pool\":\"maximum\"", "model.pool"},
+        {"\"model.patch\":\"7\"", "\"model.patch\":\"5\"", "patches"},
+        {"\"model.causal\":\"0\"", "\"model.causal\":\"2\"", "model.causal"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        CHECK(patch_meta(src, dst, bad[i][0], bad[i][1]), "metadata holds %s", bad[i][0]);
+        ct_status st = ct_checkpoint_load_model(&m, dst);
+        CHECK(st != CT_OK && strstr(ct_errmsg(), dst) && strstr(ct_errmsg(), bad[i][2]),
+              "%s refused naming the file and the key: %s", bad[i][1], ct_errmsg());
+        CHECK(m.param == NULL, "nothing loaded");
+    }
+}
+
 /* ---- names, counts, errors ------------------------------------------------------------ */
 
 static void test_names_and_errors(void) {
@@ -735,5 +841,16 @@ int main(int argc, char **argv) {
     test_eval_ignores_step();
     test_recompute(&t, 5);
     test_recompute(&v, 4);
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/ct_tfm_model_XXXXXX");
+    if (mkdtemp(tmpdir)) {
+        test_train_resume(CT_METHOD_SUPCON);
+        test_train_resume(CT_METHOD_SIMCLR); /* leaves full/ for the metadata test */
+        test_checkpoint_metadata();
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    } else {
+        CHECK(0, "mkdtemp failed");
+    }
     return test_done();
 }

@@ -11,27 +11,33 @@
 int cmd_train(int argc, char **argv) {
     ct_train_config c;
     ct_train_config_default(&c);
-    char method[16] = "simclr", encoder[16] = "cnn", optimizer[16] = "lars";
-    int width = 0, last_width = -1, no_probe = 0, quiet = 0;
+    char method[16] = "simclr", encoder[16] = "cnn", optimizer[16] = "default", pool[16] = "default";
+    int width = 0, last_width = -1, no_probe = 0, quiet = 0, depth = 0, heads = 0, patch = 0, view_size = -2;
+    float dropout = 0.0f, lr = 0.0f, weight_decay = -1.0f;
     c.out[0] = '\0';
     cli_opt opts[] = {
         {"--method", OPT_STR, method, sizeof method, 0, 0, "simclr | moco | supcon (supcon uses labels)"},
         {"--data", OPT_STR, c.data, sizeof c.data, 0, 0, "fashion-mnist | mnist:DIR | cifar10:DIR | cifar100:DIR | folder:DIR"},
-        {"--encoder", OPT_STR, encoder, sizeof encoder, 0, 0, "cnn | resnet18"},
-        {"--width", OPT_INT, &width, 0, 0, 4096, "base width (0: 32 for cnn, 64 for resnet18)"},
+        {"--encoder", OPT_STR, encoder, sizeof encoder, 0, 0, "cnn | resnet18 | vit"},
+        {"--width", OPT_INT, &width, 0, 0, 4096, "base width; vit: model width C (0: 32 for cnn, 64 for resnet18, 128 for vit)"},
+        {"--depth", OPT_INT, &depth, 0, 0, 1024, "vit: transformer blocks (0: 4)"},
+        {"--heads", OPT_INT, &heads, 0, 0, 4096, "vit: attention heads, dividing the width (0: 4)"},
+        {"--patch", OPT_INT, &patch, 0, 0, 4096, "vit: patch side, dividing the image side (0: 4, 49 patches + CLS for 28x28)"},
+        {"--dropout", OPT_FLOAT, &dropout, 0, 0, 0.95, "vit: dropout on embeddings, attention and residual branches"},
+        {"--pool", OPT_STR, pool, sizeof pool, 0, 0, "vit: features from the CLS token or the mean of the tokens: default (cls) | cls | mean"},
         {"--last-width", OPT_INT, &last_width, 0, -1, 65536, "cnn: channels of the last stage = feature size (-1: 16 x width; 0: 8 x width)"},
         {"--head-hidden", OPT_INT, &c.model.head_hidden, 0, 0, 65536, "projection head hidden size (0: no head)"},
         {"--head-out", OPT_INT, &c.model.head_out, 0, 1, 65536, "projection head output size"},
         {"--epochs", OPT_INT, &c.epochs, 0, 1, 100000, "training epochs"},
         {"--batch", OPT_I64, &c.batch, 0, 2, 1 << 20, "samples per step (two views each)"},
-        {"--lr", OPT_FLOAT, &c.lr, 0, 1e-9, 1e4, "peak learning rate (after warm-up)"},
-        {"--optimizer", OPT_STR, optimizer, sizeof optimizer, 0, 0, "sgd | adamw | lars"},
+        {"--lr", OPT_FLOAT, &lr, 0, 0, 1e4, "peak learning rate after warm-up (0: 4.5; 1e-3 for vit)"},
+        {"--optimizer", OPT_STR, optimizer, sizeof optimizer, 0, 0, "sgd | adamw | lars (default: lars; adamw for vit)"},
         {"--momentum", OPT_FLOAT, &c.optim.momentum, 0, 0, 0.9999, "SGD/LARS momentum"},
-        {"--weight-decay", OPT_FLOAT, &c.optim.weight_decay, 0, 0, 10, "weight decay (not on biases and BN)"},
+        {"--weight-decay", OPT_FLOAT, &weight_decay, 0, -1, 10, "weight decay, not on biases, norms, positions (-1: 1e-6; 0.05 for vit)"},
         {"--warmup-epochs", OPT_FLOAT, &c.warmup_epochs, 0, 0, 1e5, "linear warm-up, then cosine decay"},
         {"--temperature", OPT_FLOAT, &c.temperature, 0, 1e-4, 100, "softmax temperature of the objective"},
         {"--augment", OPT_STR, c.augment, sizeof c.augment, 0, 0, "augmentation overrides, e.g. crop=0.2:1,flip=0.5 (docs/data.md)"},
-        {"--view-size", OPT_INT, &c.view_size, 0, -1, 1024, "side of the training views (-1: 5/7 of the images', 20 for 28x28; 0: the images')"},
+        {"--view-size", OPT_INT, &view_size, 0, -2, 1024, "side of the training views (-2: -1, or 0 for vit; -1: 5/7 of the images', 20 for 28x28; 0: the images')"},
         {"--local-crops", OPT_INT, &c.local_crops, 0, 0, 64, "multi-crop: small views per sample besides the two (simclr, supcon)"},
         {"--local-size", OPT_INT, &c.local_size, 0, -1, 1024, "side of the local crops (-1: 3/7 of the images', 12 for 28x28; 0: the images')"},
         {"--local-augment", OPT_STR, c.local_augment, sizeof c.local_augment, 0, 0, "overrides for the local crops (default: the views' pipeline with crop=0.05:0.4)"},
@@ -49,7 +55,7 @@ int cmd_train(int argc, char **argv) {
         {"--out", OPT_STR, c.out, sizeof c.out, 0, 0, "output directory (default runs/<timestamp>)"},
         {"--resume", OPT_STR, c.resume, sizeof c.resume, 0, 0, "checkpoint to resume from"},
         {"--whiten", OPT_FLOAT, &c.model.whiten, 0, 0, 0.5, "ZCA whitening of the features for evaluation and embeddings, shrinkage relative to the largest variance (0: none)"},
-        {"--recompute", OPT_FLAG, &c.recompute, 0, 0, 0, "recompute conv outputs in backward: less memory, more time, same results"},
+        {"--recompute", OPT_FLAG, &c.recompute, 0, 0, 0, "recompute conv outputs (vit: attention and MLP) in backward: less memory, more time, same results"},
         {"--sync-bn", OPT_FLAG, &c.sync_bn, 0, 0, 0, "under mpirun: BatchNorm statistics over the global batch"},
         {"--dist-check", OPT_INT, &c.dist_check, 0, 0, 1 << 30, "under mpirun: check every N steps that all ranks hold the same parameters"},
         {"--quiet", OPT_FLAG, &quiet, 0, 0, 0, "no progress output"},
@@ -58,6 +64,25 @@ int cmd_train(int argc, char **argv) {
                        "usage: contrast train [options]\n"
                        "Contrastive pretraining; writes checkpoint.safetensors, metrics.jsonl and eval.json to --out.");
     if (rc) return rc == 1 ? 0 : rc;
+    if (ct_encoder_parse(encoder, &c.model.encoder) || ct_pool_parse(pool, &c.model.pool)) {
+        fprintf(stderr, "contrast train: %s\n", ct_errmsg());
+        return 2;
+    }
+    const int vit = c.model.encoder == CT_ENC_VIT;
+    if (c.model.encoder == CT_ENC_TRANSFORMER) {
+        fprintf(stderr, "contrast train: --encoder transformer reads token ids, and contrast train's datasets are "
+                        "images; use --encoder vit (the text transformer is the library's: ct_model_forward_tokens)\n");
+        return 2;
+    }
+    if (!vit && (depth || heads || patch || dropout > 0 || c.model.pool != CT_POOL_DEFAULT)) {
+        fprintf(stderr, "contrast train: --depth, --heads, --patch, --dropout and --pool apply to --encoder vit only\n");
+        return 2;
+    }
+    if (vit && c.model.pool == CT_POOL_EOT) {
+        fprintf(stderr, "contrast train: --pool eot is the text transformer's; vit pools cls or mean\n");
+        return 2;
+    }
+    if (!strcmp(optimizer, "default")) snprintf(optimizer, sizeof optimizer, "%s", vit ? "adamw" : "lars");
     int mth = ct_method_parse(method), opt = ct_optim_type_parse(optimizer);
     if (mth < 0) {
         fprintf(stderr, "contrast train: unknown --method '%s' (simclr, moco, supcon)\n", method);
@@ -67,10 +92,6 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "contrast train: unknown --optimizer '%s' (sgd, adamw, lars)\n", optimizer);
         return 2;
     }
-    if (ct_encoder_parse(encoder, &c.model.encoder)) {
-        fprintf(stderr, "contrast train: %s\n", ct_errmsg());
-        return 2;
-    }
     c.method = (ct_method)mth;
     if (opt != (int)c.optim.type) {
         float wd = c.optim.weight_decay, mom = c.optim.momentum;
@@ -78,7 +99,16 @@ int cmd_train(int argc, char **argv) {
         c.optim.weight_decay = wd;
         if (opt != CT_OPTIM_ADAMW) c.optim.momentum = mom;
     }
-    c.model.width = width ? width : (c.model.encoder == CT_ENC_RESNET18 ? 64 : 32);
+    if (lr > 0) c.lr = lr;
+    else if (vit) c.lr = 1e-3f;
+    if (weight_decay >= 0) c.optim.weight_decay = weight_decay;
+    else if (vit) c.optim.weight_decay = 0.05f;
+    c.view_size = view_size >= -1 ? view_size : vit ? 0 : -1; /* a ViT's positions fix its input size */
+    c.model.width = width ? width : (c.model.encoder == CT_ENC_RESNET18 ? 64 : vit ? 128 : 32);
+    if (depth) c.model.depth = depth;
+    if (heads) c.model.heads = heads;
+    if (patch) c.model.patch = patch;
+    c.model.dropout = dropout;
     if (last_width > 0 && c.model.encoder != CT_ENC_CNN) {
         fprintf(stderr, "contrast train: --last-width applies to --encoder cnn only\n");
         return 2;

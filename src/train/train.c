@@ -131,8 +131,8 @@ static ct_status ckpt_save(const char *path, const ckpt_state *s) {
 
     const ct_train_config *c = s->c;
     const ct_model_config *mc = &m->cfg;
-    char v[48][64];
-    ct_st_kv meta[48];
+    char v[60][64];
+    ct_st_kv meta[60];
     int nm = 0;
 #define META(k, ...)                                                  \
     do {                                                              \
@@ -153,6 +153,16 @@ static ct_status ckpt_save(const char *path, const ckpt_state *s) {
     META("model.head_out", "%d", mc->head_out);
     META("model.head_bn", "%d", mc->head_bn);
     META("model.whiten", "%.9g", mc->whiten);
+    if (mc->encoder == CT_ENC_TRANSFORMER || mc->encoder == CT_ENC_VIT) { /* only theirs: older files keep their bits */
+        META("model.depth", "%d", mc->depth);
+        META("model.heads", "%d", mc->heads);
+        META("model.patch", "%d", mc->patch);
+        META("model.vocab", "%d", mc->vocab);
+        META("model.context", "%d", mc->context);
+        META("model.causal", "%d", mc->causal);
+        META("model.dropout", "%.9g", mc->dropout);
+        META("model.pool", "%s", ct_pool_name(mc->pool));
+    }
     META("whiten.epoch", "%d", s->whiten_epoch);
     META("model.seed", "%llu", (unsigned long long)mc->seed);
     META("train.method", "%s", ct_method_name(c->method));
@@ -177,7 +187,7 @@ static ct_status ckpt_save(const char *path, const ckpt_state *s) {
         META("moco.m", "%.9g", c->moco_m);
     }
 #undef META
-    ct_st_kv all[52];
+    ct_st_kv all[64];
     memcpy(all, meta, (size_t)nm * sizeof meta[0]);
     all[nm].key = "train.data";
     all[nm].value = c->data;
@@ -238,6 +248,31 @@ static ct_status model_config_from(const ct_st_file *f, ct_model_config *mc) {
     if (lw < 0 || lw > 65536)
         return ct_error(CT_ERR_FORMAT, "%s: metadata 'model.last_width' = %lld out of range", ct_st_path(f), lw);
     mc->last_width = (int)lw;
+    if (mc->encoder == CT_ENC_TRANSFORMER || mc->encoder == CT_ENC_VIT) {
+        /* the transformer keys, each range-checked here (ct_model_count checks the rest) */
+        static const char *tkeys[] = {"model.depth", "model.heads", "model.patch", "model.vocab", "model.context",
+                                      "model.causal"};
+        int *tdst[] = {&mc->depth, &mc->heads, &mc->patch, &mc->vocab, &mc->context, &mc->causal};
+        const long long lo[] = {1, 1, 1, 1, 1, 0}, hi[] = {1024, 4096, 4096, 1 << 30, 65536, 1};
+        for (int i = 0; i < 6; i++) {
+            long long v;
+            if ((st = meta_int(f, tkeys[i], &v))) return st;
+            if (v < lo[i] || v > hi[i])
+                return ct_error(CT_ERR_FORMAT, "%s: metadata '%s' = %lld out of range [%lld, %lld]", ct_st_path(f),
+                                tkeys[i], v, lo[i], hi[i]);
+            *tdst[i] = (int)v;
+        }
+        const char *dv = ct_st_meta(f, "model.dropout"), *pv = ct_st_meta(f, "model.pool");
+        char *end = NULL;
+        double d = dv ? strtod(dv, &end) : -1;
+        if (!dv || end == dv || *end || !(d >= 0 && d < 1))
+            return ct_error(CT_ERR_FORMAT, "%s: metadata 'model.dropout' = '%s' is not a probability in [0, 1)",
+                            ct_st_path(f), dv ? dv : "missing");
+        mc->dropout = (float)d;
+        if (!pv || ct_pool_parse(pv, &mc->pool))
+            return ct_error(CT_ERR_FORMAT, "%s: metadata 'model.pool' = '%s' is not a pooling (mean, cls, eot)",
+                            ct_st_path(f), pv ? pv : "missing");
+    }
     const char *wv = ct_st_meta(f, "model.whiten"); /* absent in checkpoints before whitening */
     if (wv) {
         char *end;
@@ -311,6 +346,13 @@ ct_status ct_checkpoint_load_model(ct_model *m, const char *path) {
     return st;
 }
 
+/* the transformer settings of two configurations agree (always, for other encoders) */
+static int same_transformer(const ct_model_config *a, const ct_model_config *b) {
+    if (a->encoder != CT_ENC_TRANSFORMER && a->encoder != CT_ENC_VIT) return 1;
+    return a->depth == b->depth && a->heads == b->heads && a->patch == b->patch && a->vocab == b->vocab &&
+           a->context == b->context && a->causal == b->causal && a->dropout == b->dropout && a->pool == b->pool;
+}
+
 static ct_status ckpt_resume(const char *path, ckpt_state *s) {
     ct_st_file *f;
     ct_status st = ct_st_open(&f, path);
@@ -322,7 +364,7 @@ static ct_status ckpt_resume(const char *path, ckpt_state *s) {
         mc.last_width != s->m->cfg.last_width ||
         mc.in_c != s->m->cfg.in_c || mc.in_h != s->m->cfg.in_h || mc.head_hidden != s->m->cfg.head_hidden ||
         mc.head_out != s->m->cfg.head_out || mc.head_bn != s->m->cfg.head_bn ||
-        (mc.whiten > 0) != (s->m->cfg.whiten > 0)) {
+        (mc.whiten > 0) != (s->m->cfg.whiten > 0) || !same_transformer(&mc, &s->m->cfg)) {
         st = ct_error(CT_ERR_ARG,
                       "%s: checkpoint holds a different model (%s width %d, last width %d, head %d/%d, whitening %g) "
                       "than requested",
@@ -710,6 +752,11 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
         if ((st = view_pipeline(&r.laug, &r.train, c->local_augment, c->local_size, 3, "local crop"))) goto done;
     }
     ct_model_config mc = c->model;
+    if (mc.encoder == CT_ENC_TRANSFORMER) {
+        st = ct_error(CT_ERR_ARG, "train: the text transformer reads token ids and the datasets here are images "
+                                  "(train it through the library: ct_model_forward_tokens); use --encoder vit");
+        goto done;
+    }
     mc.in_c = r.train.c;
     mc.in_h = r.train.h;
     mc.in_w = r.train.w;
@@ -729,12 +776,18 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
         r.have_t = 1;
         tm = &r.t;
     }
-    if (c->recompute) ct_model_recompute_convs(tm); /* activation checkpointing (bits unchanged) */
+    if (c->recompute) { /* activation checkpointing (bits unchanged) */
+        ct_model_recompute_convs(tm);
+        ct_model_recompute_blocks(tm);
+    }
     if ((st = ct_model_prepare(tm, moco ? b : 2 * b))) goto done;
     if (nloc) { /* local crops train their own twin (always smaller views, or the images') */
         if ((st = ct_model_init_resized(&r.tl, &r.m, r.laug.out_h, r.laug.out_w))) goto done;
         r.have_tl = 1;
-        if (c->recompute) ct_model_recompute_convs(&r.tl);
+        if (c->recompute) {
+            ct_model_recompute_convs(&r.tl);
+            ct_model_recompute_blocks(&r.tl);
+        }
         if ((st = ct_model_prepare(&r.tl, nloc * b))) goto done;
     }
     res->arena_bytes = tm->arena.cap;
@@ -815,6 +868,7 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
             ct_loss_stats ls;
             tm->dropout_step = (uint64_t)cs.step;
             r.tl.dropout_step = (uint64_t)cs.step;
+            r.key.dropout_step = (uint64_t)cs.step;
             /* The objective sees the global batch: with P processes the local
              * embeddings are all-gathered (global negatives) and each process keeps
              * its own rows of the gradient. */
