@@ -144,7 +144,9 @@ typedef struct {
 
 /* Builds the configured encoder and head, allocates and initialises parameters
  * (convolutions: Kaiming normal, fan_out, as torchvision's ResNet; linears:
- * PyTorch's default uniform; BN: gamma 1, beta 0, running var 1). */
+ * PyTorch's default uniform; BN: gamma 1, beta 0, running var 1; transformer
+ * encoders as ViT / BERT: trunc normal 0.02 linears, embeddings, positions and CLS
+ * token, zero biases, LayerNorm 1 / 0). Deterministic from cfg.seed. */
 ct_status ct_model_init(ct_model *m, const ct_model_config *cfg);
 void ct_model_free(ct_model *m);
 /* The same built-in model for another input size, sharing m's parameter, gradient
