@@ -11,7 +11,7 @@
 #   make uninstall  remove what install put there (same PREFIX / DESTDIR)
 #   make clean
 CC      ?= cc
-VERSION := 0.1.0
+VERSION := $(shell sed -n 's/^\#define CT_VERSION "\(.*\)"/\1/p' include/contrast/core.h)
 SOMAJOR := 0
 ifeq ($(PORTABLE),1)
   OPT   ?= -O2
@@ -19,7 +19,7 @@ ifeq ($(PORTABLE),1)
 else
   OPT   ?= -O2 -march=native
 endif
-CFLAGS  := -std=c11 $(OPT) -g -Wall -Wextra -Wshadow -Wstrict-prototypes -fopenmp -fPIC \
+CFLAGS  := -std=c11 $(OPT) -g -Wall -Wextra -Wshadow -Wstrict-prototypes -fopenmp -fPIC -fvisibility=hidden \
            -D_POSIX_C_SOURCE=200809L -Iinclude -I/usr/include/x86_64-linux-gnu/openblas-pthread \
            -MMD -MP $(EXTRA_CFLAGS)
 LDLIBS  := -lopenblas -lpng -ljpeg -lz -lm
@@ -131,7 +131,7 @@ FUZZ_SRC    := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_BUILD)/%)
 FUZZ_OBJ    := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o) $(filter-out %/main.o,$(CLI_SRC:%.c=$(FUZZ_BUILD)/%.o))
 FUZZ_WRAP   := ct_train_run ct_dataset_load ct_checkpoint_load_model ct_evaluate ct_extract_features \
-               ct_png_write ct_npy_write_f32 ct_npy_write_i64 ct_set_threads ct_augment_view \
+               ct_png_write ct_atomic_open ct_set_threads ct_augment_view \
                ct_data_eval_batch
 FUZZ_LD_cli := $(FUZZ_WRAP:%=-Wl,--wrap=%)
 
@@ -163,21 +163,25 @@ MANDIR     ?= $(PREFIX)/share/man
 PCDIR      ?= $(LIBDIR)/pkgconfig
 PC_PRIVATE := $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/contrast.pc: tools/contrast.pc.in Makefile
-	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(strip $(PC_PRIVATE))|' $< > $@
+# The manual page comes from the CLI's own option tables (`contrast man`), so it
+# and --help never disagree.
+$(BUILD)/contrast.1: $(CLI_BIN)
+	./$(CLI_BIN) man > $@.tmp && mv $@.tmp $@
 
-install: all $(BUILD)/contrast.pc
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/contrast $(DESTDIR)$(BINDIR) $(DESTDIR)$(PCDIR)
+install: all $(BUILD)/contrast.1
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/contrast $(DESTDIR)$(BINDIR) $(DESTDIR)$(PCDIR) \
+	    $(DESTDIR)$(MANDIR)/man1
 	install -m 644 $(BUILD)/libcontrast.a $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(BUILD)/libcontrast.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
 	ln -sf libcontrast.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcontrast.so.$(SOMAJOR)
 	ln -sf libcontrast.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcontrast.so
 	install -m 644 include/contrast.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 include/contrast/*.h $(DESTDIR)$(INCLUDEDIR)/contrast/
-	install -m 644 $(BUILD)/contrast.pc $(DESTDIR)$(PCDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(strip $(PC_PRIVATE))|' tools/contrast.pc.in \
+	    > $(DESTDIR)$(PCDIR)/contrast.pc
 	install -m 755 $(CLI_BIN) $(DESTDIR)$(BINDIR)/contrast
+	install -m 644 $(BUILD)/contrast.1 $(DESTDIR)$(MANDIR)/man1/
 
 # The examples build against an installed library, as a user's program would:
 #   make install PREFIX=$$HOME/.local && PKG_CONFIG_PATH=$$HOME/.local/lib/pkgconfig make examples
@@ -192,7 +196,8 @@ examples:
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libcontrast.a $(DESTDIR)$(LIBDIR)/libcontrast.so \
 	      $(DESTDIR)$(LIBDIR)/libcontrast.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libcontrast.so.$(VERSION) \
-	      $(DESTDIR)$(INCLUDEDIR)/contrast.h $(DESTDIR)$(PCDIR)/contrast.pc $(DESTDIR)$(BINDIR)/contrast
+	      $(DESTDIR)$(INCLUDEDIR)/contrast.h $(DESTDIR)$(PCDIR)/contrast.pc $(DESTDIR)$(BINDIR)/contrast \
+	      $(DESTDIR)$(MANDIR)/man1/contrast.1
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/contrast
 
 clean:

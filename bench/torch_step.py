@@ -8,9 +8,12 @@ CNN and ResNet-18 (CIFAR stem) on 1x28x28, and prints one line per measurement:
 
 An "image" is one training pair (two views), as in the trainer's img/s.
 Usage: python3 bench/torch_step.py [--threads N] [--steps S] [--warmup K] [--models cnn,resnet18-32]
+       python3 bench/torch_step.py --info     (one line: version, the vector ISA its
+                                               kernels dispatch to, BLAS, threads)
 The thread setting is passed by bench/run.sh (torch.set_num_threads, with
 OPENBLAS_NUM_THREADS=1 in the environment for the "best" setting). Inputs are
-random, generated once; medians over the timed steps after warm-up."""
+random, generated once; medians over the timed steps (default 5) after the warm-up
+ones (default 2), as bench_step's."""
 import argparse
 import resource
 import statistics
@@ -133,15 +136,33 @@ def bench(name, model, batch, steps, warmup):
     return train, infer
 
 
+def info():
+    """The build facts that decide PyTorch's speed here: ATen's CPU capability is the
+    ISA its vectorised kernels dispatch to (1.13 picks AVX2 even on AVX-512 machines
+    unless ATEN_CPU_CAPABILITY says otherwise)."""
+    cfg = torch.__config__.show()
+    cap = next((l.split(":", 1)[1].strip() for l in cfg.splitlines() if "CPU capability usage" in l), "unknown")
+    blas = next((p.split("=", 1)[1] for p in cfg.replace(",", " ").split() if p.startswith("BLAS_INFO=")), "unknown")
+    print(f"== torch: {torch.__version__}, CPU capability {cap}, BLAS {blas}, "
+          f"mkldnn {'on' if torch.backends.mkldnn.is_available() else 'off'}, default threads {torch.get_num_threads()}",
+          flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave the default)")
     ap.add_argument("--setting", default="default")
     ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--models", default="cnn", help="comma list of cnn, resnet18-32, resnet18-64")
+    ap.add_argument("--info", action="store_true", help="print the build's facts and exit")
     a = ap.parse_args()
+    if a.info:
+        info()
+        return
+    if a.steps < 1 or a.warmup < 0 or a.batch < 2:
+        ap.error("need --steps >= 1, --warmup >= 0 and --batch >= 2")
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     for spec in a.models.split(","):

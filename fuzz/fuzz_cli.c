@@ -8,7 +8,8 @@
  *   ct_train_run          checks the parsed configuration and its --augment spec
  *   ct_dataset_load       a 4-image synthetic dataset in memory
  *   ct_checkpoint_load_model, ct_evaluate, ct_extract_features   refuse / no-op
- *   ct_png_write, ct_npy_write_*   touch the pixels, write nothing
+ *   ct_png_write          touches the pixels, writes nothing
+ *   ct_atomic_open        refused (embed's outputs: nothing is created)
  *   ct_set_threads        ignored (a fuzzed --threads 1024 must not spawn threads)
  *   ct_augment_view, ct_data_eval_batch   real for outputs up to 32x32, else zeros:
  *                         a sanitised, coverage-instrumented build needs ~30 s for a
@@ -62,7 +63,7 @@ static void check_augment(const char *spec, const ct_dataset *ds) {
 ct_status __wrap_ct_train_run(const ct_train_config *c, ct_train_result *res);
 ct_status __wrap_ct_train_run(const ct_train_config *c, ct_train_result *res) {
     memset(res, 0, sizeof *res);
-    if (c->epochs < 1 || c->batch < 2 || !(c->lr > 0) || !(c->temperature > 0) || c->model.width < 1 ||
+    if (c->epochs < 1 || c->batch < 2 || !(c->lr > 0) || !(c->temperature > 0) || c->model.width < 0 ||
         (int)c->method < 0 || (int)c->method > 2 || strnlen(c->data, sizeof c->data) == sizeof c->data ||
         strnlen(c->out, sizeof c->out) == sizeof c->out)
         fz_fail("cli", "train configuration outside the option ranges");
@@ -99,12 +100,10 @@ ct_status __wrap_ct_checkpoint_load_model(ct_model *m, const char *path) {
     return ct_error(CT_ERR_IO, "%s: not loaded while fuzzing", path);
 }
 
-ct_status __wrap_ct_evaluate(ct_eval_result *r, ct_model *m, const char *data, int64_t limit, int k, float T,
-                             int probe, int raw, int whiten);
-ct_status __wrap_ct_evaluate(ct_eval_result *r, ct_model *m, const char *data, int64_t limit, int k, float T,
-                             int probe, int raw, int whiten) {
-    (void)m; (void)data; (void)limit; (void)T; (void)probe; (void)raw; (void)whiten;
-    if (k < 1) fz_fail("cli", "eval --k below its range");
+ct_status __wrap_ct_evaluate(ct_eval_result *r, ct_model *m, const ct_eval_config *c);
+ct_status __wrap_ct_evaluate(ct_eval_result *r, ct_model *m, const ct_eval_config *c) {
+    (void)m;
+    if (c->knn_k < 1 || strnlen(c->data, sizeof c->data) == sizeof c->data) fz_fail("cli", "eval configuration outside the option ranges");
     memset(r, 0, sizeof *r);
     r->knn_top1 = r->knn_top5 = r->probe_top1 = 0.5;
     return CT_OK;
@@ -127,15 +126,11 @@ ct_status __wrap_ct_png_write(const char *path, const uint8_t *pixels, int w, in
     return CT_OK;
 }
 
-ct_status __wrap_ct_npy_write_f32(const char *path, const float *x, int64_t rows, int64_t cols);
-ct_status __wrap_ct_npy_write_f32(const char *path, const float *x, int64_t rows, int64_t cols) {
-    (void)path; (void)x; (void)rows; (void)cols;
-    return CT_OK;
-}
-ct_status __wrap_ct_npy_write_i64(const char *path, const int64_t *x, int64_t n);
-ct_status __wrap_ct_npy_write_i64(const char *path, const int64_t *x, int64_t n) {
-    (void)path; (void)x; (void)n;
-    return CT_OK;
+/* embed opens its outputs before any work: refused here, so nothing is created */
+ct_status __wrap_ct_atomic_open(ct_atomic_file *af, const char *path);
+ct_status __wrap_ct_atomic_open(ct_atomic_file *af, const char *path) {
+    memset(af, 0, sizeof *af);
+    return ct_error(CT_ERR_IO, "%s: not written while fuzzing", path);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

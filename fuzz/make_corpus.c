@@ -270,7 +270,6 @@ static void checkpoint_seeds(void) {
         c.knn_k = 2;
         c.threads = 1;
         c.loader_threads = 0;
-        c.progress = -1;
         c.moco_k = 8;
         if (ct_train_run(&c, &r)) die("train");
         char path[700], name[64];

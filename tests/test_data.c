@@ -7,7 +7,9 @@
 #include <png.h>
 #include <stdio.h> /* before jpeglib.h */
 #include <jpeglib.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,6 +42,14 @@ static void write_bytes(const char *rel, const void *p, size_t n, int gz) {
         CHECK(f && fwrite(p, 1, n, f) == n, "write %s", path);
         if (f) fclose(f);
     }
+}
+
+/* Reads tpath(rel) into buf (at most cap bytes); returns the length. */
+static size_t read_back(const char *rel, uint8_t *buf, size_t cap) {
+    FILE *f = fopen(tpath(rel), "rb");
+    size_t n = f ? fread(buf, 1, cap, f) : 0;
+    if (f) fclose(f);
+    return n;
 }
 
 /* An IDX file: magic 0x0000080<ndims>, dims big-endian, then `data` (may be short). */
@@ -224,7 +234,8 @@ static void test_cifar(void) {
 }
 
 /* ---- image folders and PNG ------------------------------------------------------ */
-static void write_jpeg(const char *rel, int w, int h, const uint8_t rgb[3]) {
+/* A w x h JPEG: solid `rgb`, or (rgb NULL) a gradient with detail; progressive or baseline. */
+static void write_jpeg(const char *rel, int w, int h, const uint8_t rgb[3], int progressive) {
     FILE *f = fopen(tpath(rel), "wb");
     CHECK(f != NULL, "open %s", rel);
     if (!f) return;
@@ -239,10 +250,15 @@ static void write_jpeg(const char *rel, int w, int h, const uint8_t rgb[3]) {
     c.in_color_space = JCS_RGB;
     jpeg_set_defaults(&c);
     jpeg_set_quality(&c, 95, TRUE);
+    if (progressive) jpeg_simple_progression(&c);
     jpeg_start_compress(&c, TRUE);
     uint8_t *row = malloc((size_t)w * 3);
-    for (int x = 0; x < w; x++) memcpy(row + 3 * x, rgb, 3);
-    while (c.next_scanline < c.image_height) jpeg_write_scanlines(&c, &row, 1);
+    for (int x = 0; x < w; x++) memcpy(row + 3 * x, rgb ? rgb : (const uint8_t[3]){0, 0, 0}, 3);
+    while (c.next_scanline < c.image_height) {
+        for (int x = 0; x < w && !rgb; x++)
+            for (int k = 0; k < 3; k++) row[3 * x + k] = (uint8_t)(x * 5 + (int)c.next_scanline * 3 * (k + 1) + (x * x % 7) * 9);
+        jpeg_write_scanlines(&c, &row, 1);
+    }
     jpeg_finish_compress(&c);
     jpeg_destroy_compress(&c);
     free(row);
@@ -264,6 +280,60 @@ static void test_png_and_folder(void) {
     CHECK(ok && !memcmp(back, px, sizeof px), "PNG written then read back identically");
     CHECK(ct_png_write(tpath("nodir/x.png"), px, 7, 5, 3) == CT_ERR_IO && strstr(ct_errmsg(), "nodir/x.png"),
           "unwritable PNG path: %s", ct_errmsg());
+    /* issue 20, hole 2: the PNG writer's temporary was "<path>.tmp", and a symlink
+     * planted there was followed */
+    write_bytes("victim", "precious", 8, 0);
+    CHECK(symlink(tpath("victim"), tpath("planted.png.tmp")) == 0, "symlink");
+    CHECK_OK(ct_png_write(tpath("planted.png"), px, 7, 5, 3));
+    {
+        uint8_t v[16];
+        size_t vn = read_back("victim", v, sizeof v);
+        CHECK(vn == 8 && !memcmp(v, "precious", 8), "a planted <png>.tmp symlink's target is untouched");
+        struct stat sb;
+        CHECK(lstat(tpath("planted.png"), &sb) == 0 && S_ISREG(sb.st_mode), "the PNG is a regular file");
+    }
+
+    /* folder: transparent PNGs are composited on black. libpng's simplified reader
+     * blends onto the output buffer's contents when given no background, so an
+     * uninitialised buffer gave whatever the heap held there. */
+    mkdirs("ta/a");
+    mkdirs("ta/b");
+    {
+        uint8_t rgba[6 * 5 * 4];
+        for (int i = 0; i < 6 * 5; i++) {
+            rgba[4 * i] = 200; rgba[4 * i + 1] = 100; rgba[4 * i + 2] = 50;
+            rgba[4 * i + 3] = (uint8_t)(i % 2 ? 0 : 255); /* every other pixel fully transparent */
+        }
+        for (int k = 0; k < 12; k++) {
+            png_image w;
+            memset(&w, 0, sizeof w);
+            w.version = PNG_IMAGE_VERSION;
+            w.width = 6, w.height = 5, w.format = PNG_FORMAT_RGBA;
+            char rel[64];
+            snprintf(rel, sizeof rel, "ta/%c/%02d.png", k % 2 ? 'b' : 'a', k);
+            CHECK(png_image_write_to_file(&w, tpath(rel), 0, rgba, 0, NULL), "write %s", rel);
+        }
+        /* leave garbage in freed heap blocks of the size the decoder will ask for */
+        for (int k = 0; k < 64; k++) {
+            uint8_t *junk = malloc(6 * 5 * 3);
+            memset(junk, 0x4d, 6 * 5 * 3);
+            free(junk);
+        }
+        char tspec[600];
+        snprintf(tspec, sizeof tspec, "folder:%s@6", tpath("ta"));
+        ct_dataset td;
+        CHECK_OK(ct_dataset_load(&td, tspec, 1));
+        int bad = 0;
+        for (int64_t i = 0; i < td.n; i++)
+            for (int c = 0; c < 3; c++)
+                for (int y = 0; y < 5 && y < td.h; y++) {
+                    const uint8_t *row = td.images + ((i * 3 + c) * td.h + y) * td.w;
+                    for (int x = 0; x < 6 && x < td.w; x++)
+                        if ((y * 6 + x) % 2 && row[x] != 0) bad++;
+                }
+        CHECK(td.n == 12 && bad == 0, "transparent pixels are black on load (%d wrong values)", bad);
+        ct_dataset_free(&td);
+    }
 
     /* folder: cat = 2 RGB PNGs, dog = 1 gray PNG + 1 JPEG; resized to 8x8 */
     mkdirs("f/cat");
@@ -276,7 +346,7 @@ static void test_png_and_folder(void) {
     for (int i = 0; i < 25; i++) gray[i] = (uint8_t)(i * 10);
     CHECK_OK(ct_png_write(tpath("f/dog/g.png"), gray, 5, 5, 1));
     const uint8_t col[3] = {30, 160, 220};
-    write_jpeg("f/dog/photo.jpg", 16, 16, col);
+    write_jpeg("f/dog/photo.jpg", 16, 16, col, 0);
     write_bytes("f/README", "not a class", 11, 0); /* top-level files are ignored */
     char spec[600];
     snprintf(spec, sizeof spec, "folder:%s@8", tpath("f"));
@@ -334,6 +404,180 @@ static void test_png_and_folder(void) {
     expect_fail(spec, 1, CT_ERR_FORMAT, "nothing", "no class subfolders");
     snprintf(spec, sizeof spec, "folder:%s@0", tpath("f"));
     expect_fail(spec, 1, CT_ERR_ARG, "size", NULL);
+}
+
+/* ---- hostile files: hangs and memory --------------------------------------------- */
+/* SIGALRM without SA_RESTART: a load blocked in open() on a FIFO returns EINTR, so a
+ * regression fails the test instead of hanging it. */
+static void on_alarm(int sig) { (void)sig; }
+static void expect_fail_nohang(const char *spec, int train, ct_status code, const char *n1, const char *n2) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(5);
+    expect_fail(spec, train, code, n1, n2);
+    alarm(0);
+}
+
+typedef struct {
+    int st;
+    long grew_kb; /* growth of the peak resident set during the load */
+    char msg[1024];
+} child_load;
+
+/* Loads `spec` (train split) in a child process, which reports its status, message
+ * and how much its peak resident memory grew: a size claimed by a file must not cost
+ * memory the file cannot back. The child dies after 20 s, so a hang fails too.
+ * Returns 0 when the child reported. */
+static int load_in_child(const char *spec, child_load *r) {
+    memset(r, 0, sizeof *r);
+    int fds[2];
+    if (pipe(fds)) return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        alarm(20);
+        struct rusage a, b;
+        getrusage(RUSAGE_SELF, &a);
+        ct_dataset ds;
+        child_load c;
+        memset(&c, 0, sizeof c);
+        c.st = ct_dataset_load(&ds, spec, 1);
+        getrusage(RUSAGE_SELF, &b);
+        c.grew_kb = b.ru_maxrss - a.ru_maxrss;
+        snprintf(c.msg, sizeof c.msg, "%s", c.st ? ct_errmsg() : "");
+        ct_dataset_free(&ds);
+        _exit(write(fds[1], &c, sizeof c) == (ssize_t)sizeof c ? 0 : 1);
+    }
+    close(fds[1]);
+    ssize_t n = pid > 0 ? read(fds[0], r, sizeof *r) : -1;
+    close(fds[0]);
+    int status = 0;
+    if (pid > 0) waitpid(pid, &status, 0);
+    return n == (ssize_t)sizeof *r ? 0 : -1;
+}
+
+#define SMALL_KB (24 * 1024) /* "small": far below what the hostile claims below cost */
+
+/* The file `rel` must be refused with a message holding both needles, the load's
+ * peak memory staying small. */
+static void expect_fail_small(const char *spec, const char *what, const char *n1, const char *n2) {
+    child_load r;
+    int ok = load_in_child(spec, &r) == 0;
+    CHECK(ok, "%s: the loading child did not report (hung or crashed)", what);
+    if (!ok) return;
+    CHECK(r.st == CT_ERR_FORMAT && strstr(r.msg, n1) && strstr(r.msg, n2), "%s: expected a refusal naming %s with '%s', got %s: %s",
+          what, n1, n2, ct_status_name((ct_status)r.st), r.msg);
+    CHECK(r.grew_kb < SMALL_KB, "%s: peak memory grew by %ld KiB (should stay under %d)", what, r.grew_kb, SMALL_KB);
+}
+
+/* Issue 20, holes 5, 6, 7 and 10. */
+static void test_hostile_claims(void) {
+    char spec[600];
+    uint8_t lab[5] = {0, 1, 2, 0, 1};
+    uint32_t ldim[1] = {5};
+
+    /* hole 5: a 100 KB gzip IDX claiming two million 7x7 images (98 MB) allocated
+     * (and zeroed) all of it before finding out the data is missing */
+    mkdirs("gzclaim");
+    size_t nrnd = 100000;
+    uint8_t *rnd = malloc(nrnd);
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < nrnd; i++) x ^= x << 13, x ^= x >> 7, x ^= x << 17, rnd[i] = (uint8_t)x;
+    uint32_t claim[3] = {2000000, 7, 7};
+    write_idx("gzclaim/train-images-idx3-ubyte.gz", 1, 0x803, claim, 3, rnd, nrnd);
+    write_idx("gzclaim/train-labels-idx1-ubyte", 0, 0x801, ldim, 1, lab, 5);
+    free(rnd);
+    snprintf(spec, sizeof spec, "mnist:%s", tpath("gzclaim"));
+    expect_fail_small(spec, "gzip IDX claiming 2M images", "gzclaim/train-images-idx3-ubyte.gz", "truncated");
+
+    /* hole 6: FIFOs where files are expected hung the load forever */
+    mkdirs("fifoidx");
+    CHECK(mkfifo(tpath("fifoidx/train-images-idx3-ubyte"), 0600) == 0, "mkfifo");
+    write_idx("fifoidx/train-labels-idx1-ubyte", 0, 0x801, ldim, 1, lab, 5);
+    snprintf(spec, sizeof spec, "mnist:%s", tpath("fifoidx"));
+    expect_fail_nohang(spec, 1, CT_ERR_IO, "fifoidx/train-images-idx3-ubyte", "not a regular file");
+    mkdirs("fifocifar");
+    CHECK(mkfifo(tpath("fifocifar/test_batch.bin"), 0600) == 0, "mkfifo");
+    snprintf(spec, sizeof spec, "cifar10:%s", tpath("fifocifar"));
+    expect_fail_nohang(spec, 0, CT_ERR_IO, "fifocifar/test_batch.bin", "not a regular file");
+    mkdirs("fifofolder/c");
+    uint8_t px[4 * 4 * 3] = {0};
+    CHECK_OK(ct_png_write(tpath("fifofolder/c/a.png"), px, 4, 4, 3));
+    CHECK(mkfifo(tpath("fifofolder/c/b.png"), 0600) == 0, "mkfifo");
+    snprintf(spec, sizeof spec, "folder:%s@4", tpath("fifofolder"));
+    expect_fail_nohang(spec, 1, CT_ERR_IO, "fifofolder/c/b.png", "not a regular file");
+
+    /* hole 7: a truncated JPEG loaded with gray filling (libjpeg's warnings dropped) */
+    static uint8_t buf[1 << 16];
+    mkdirs("cutjpg/c");
+    write_jpeg("cutjpg/c/whole.jpg", 64, 64, NULL, 0);
+    size_t n = read_back("cutjpg/c/whole.jpg", buf, sizeof buf);
+    CHECK(n > 1000, "JPEG written (%zu bytes)", n);
+    remove(tpath("cutjpg/c/whole.jpg"));
+    write_bytes("cutjpg/c/cut.jpg", buf, n / 2, 0);
+    snprintf(spec, sizeof spec, "folder:%s@8", tpath("cutjpg"));
+    expect_fail(spec, 1, CT_ERR_FORMAT, "cutjpg/c/cut.jpg", "bad JPEG");
+
+    /* hole 7: a few hundred bytes of progressive JPEG declaring 8192 x 8192 made
+     * libjpeg zero ~200 MB of coefficients; 4096 x 4096 is under the pixel limit
+     * but the file's bytes cannot hold it either */
+    mkdirs("bigjpg/c");
+    write_jpeg("bigjpg/c/x.jpg", 16, 16, NULL, 1);
+    n = read_back("bigjpg/c/x.jpg", buf, sizeof buf);
+    size_t sof = 0;
+    for (size_t i = 2; i + 9 < n && !sof; i++)
+        if (buf[i] == 0xFF && buf[i + 1] == 0xC2) sof = i;
+    CHECK(sof > 0 && n < 2048, "a small progressive JPEG (%zu bytes, SOF2 at %zu)", n, sof);
+    const int sides[2] = {8192, 4096};
+    for (int k = 0; k < 2 && sof; k++) {
+        buf[sof + 5] = buf[sof + 7] = (uint8_t)(sides[k] >> 8);
+        buf[sof + 6] = buf[sof + 8] = (uint8_t)sides[k];
+        write_bytes("bigjpg/c/x.jpg", buf, n, 0);
+        snprintf(spec, sizeof spec, "folder:%s@8", tpath("bigjpg"));
+        expect_fail_small(spec, sides[k] == 8192 ? "tiny JPEG declaring 8192x8192" : "tiny JPEG declaring 4096x4096",
+                          "bigjpg/c/x.jpg", sides[k] == 8192 ? "limit" : "cannot fit");
+    }
+
+    /* hole 7: a real 4096 x 4096 photo is decoded at 1/8 scale for a 32 x 32
+     * dataset, not held at full size (48 MB) */
+    mkdirs("photo/c");
+    const uint8_t col[3] = {40, 120, 200};
+    write_jpeg("photo/c/big.jpg", 4096, 4096, col, 0);
+    snprintf(spec, sizeof spec, "folder:%s@32", tpath("photo"));
+    child_load r;
+    CHECK(load_in_child(spec, &r) == 0 && r.st == CT_OK && r.grew_kb < SMALL_KB,
+          "a 4096x4096 JPEG loads at @32 in little memory (status %d, grew %ld KiB): %s", r.st, r.grew_kb, r.msg);
+
+    /* PNG: the same pixel limit, and a declared size the bytes cannot hold */
+    mkdirs("bigpng/c");
+    uint8_t g[16] = {0};
+    CHECK_OK(ct_png_write(tpath("bigpng/c/x.png"), g, 4, 4, 1));
+    n = read_back("bigpng/c/x.png", buf, sizeof buf);
+    CHECK(n > 33 && !memcmp(buf + 12, "IHDR", 4), "PNG with IHDR first");
+    for (int k = 0; k < 2 && n > 33; k++) {
+        for (int b = 0; b < 4; b++) buf[16 + b] = buf[20 + b] = (uint8_t)((uint32_t)sides[k] >> (24 - 8 * b));
+        uint32_t crc = (uint32_t)crc32(0, buf + 12, 17);
+        for (int b = 0; b < 4; b++) buf[29 + b] = (uint8_t)(crc >> (24 - 8 * b));
+        write_bytes("bigpng/c/x.png", buf, n, 0);
+        snprintf(spec, sizeof spec, "folder:%s@8", tpath("bigpng"));
+        expect_fail_small(spec, sides[k] == 8192 ? "PNG declaring 8192x8192" : "tiny PNG declaring 4096x4096",
+                          "bigpng/c/x.png", sides[k] == 8192 ? "limit" : "cannot fit");
+    }
+
+    /* hole 10: folder:DIR@1024 reserved 3 MiB per directory entry before opening
+     * any file (60 empty files: 180 MB zeroed) */
+    mkdirs("empties/c");
+    for (int i = 0; i < 60; i++) {
+        char rel[64];
+        snprintf(rel, sizeof rel, "empties/c/%02d.png", i);
+        write_bytes(rel, "", 0, 0);
+    }
+    snprintf(spec, sizeof spec, "folder:%s@1024", tpath("empties"));
+    expect_fail_small(spec, "60 empty files at @1024", "empties/c/00.png", "empty file");
 }
 
 /* ---- augmentation --------------------------------------------------------------- */
@@ -735,6 +979,30 @@ static void test_cli(void) {
     snprintf(cmd, sizeof cmd, "%s augment --data mnist:%s --out %s --blur 7 >%s 2>&1", bin, tpath("idx"),
              tpath("no.png"), tpath("cli.log"));
     CHECK(system(cmd) != 0, "a bad augmentation option gives a non-zero exit");
+    /* issue 20, hole 1: --out on a device replaced the node with a regular file,
+     * and a full device reported success. Private nodes (as /dev/null, /dev/full),
+     * so a regression running as root cannot replace the system's. */
+    snprintf(cmd, sizeof cmd, "mknod '%s' c 1 3 2>/dev/null && mknod '%s' c 1 7 2>/dev/null", tpath("null"),
+             tpath("full"));
+    if (system(cmd) == 0) {
+        snprintf(cmd, sizeof cmd, "%s augment --data mnist:%s --split test --out %s --n 2 --views 1 >%s 2>&1", bin,
+                 tpath("idx"), tpath("null"), tpath("cli.log"));
+        rc = system(cmd);
+        struct stat sb;
+        CHECK(rc == 0 && stat(tpath("null"), &sb) == 0 && S_ISCHR(sb.st_mode),
+              "augment --out <null device> succeeds and leaves the device (rc %d)", rc);
+        snprintf(cmd, sizeof cmd, "%s augment --data mnist:%s --split test --out %s --n 2 --views 1 >%s 2>&1", bin,
+                 tpath("idx"), tpath("full"), tpath("cli.log"));
+        rc = system(cmd);
+        f = fopen(tpath("cli.log"), "r");
+        len = f ? fread(log, 1, sizeof log - 1, f) : 0;
+        log[len] = '\0';
+        if (f) fclose(f);
+        CHECK(rc != 0 && strstr(log, "No space left") && stat(tpath("full"), &sb) == 0 && S_ISCHR(sb.st_mode),
+              "augment --out <full device> fails with ENOSPC: %s", log);
+    } else {
+        printf("note: mknod refused; skipping augment --out <device>\n");
+    }
     /* found by fuzz/fuzz_cli: a grid this size (3.3M x 98k pixels) was attempted with
      * malloc; now refused up front with exit 2 and a message */
     snprintf(cmd, sizeof cmd, "%s augment --data mnist:%s --out %s --size 1024 --zoom 32 --views 100 >%s 2>&1",
@@ -754,6 +1022,7 @@ int main(void) {
     test_idx();
     test_cifar();
     test_png_and_folder();
+    test_hostile_claims();
     test_augment_spec();
     test_augment_check_finite();
     test_augment_ops();

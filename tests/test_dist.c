@@ -3,8 +3,14 @@
  *     batch: loss and every parameter after 3 steps within 1e-5 relative
  *   - without --sync-bn the ranks still agree with each other (--dist-check)
  *   - mismatched configurations and a rank that dies end the whole job, quickly
- * Skipped (0 checks) when the library is built without MPI (make MPI=0). */
+ *   - the collectives over buffers that span several MPI calls (a small chunk set for
+ *     the test), run as this binary's own ranks under mpirun (--collectives)
+ * Skipped (0 checks) when the library is built without MPI (make MPI=0), except for
+ *   - a failed SyncBN reduction (ct_dist_reduce_cb returns nothing) is reported by the
+ *     next collective, in every build. */
 #include "harness.h"
+
+#include "../src/dist/internal.h" /* ct_dist__set_chunk */
 
 #include <sys/wait.h>
 #include <time.h>
@@ -127,7 +133,59 @@ static void test_faults(void) {
     CHECK(now() - t0 < 60, "... within 60 s (%.1f s)", now() - t0);
 }
 
-int main(void) {
+/* SyncBN's reduce callback cannot return a status: its failure (here a NULL buffer,
+ * which every build rejects) must come back from the trainer's next collective. */
+static void test_reduce_failure(void) {
+    float g[3] = {1, 2, 3}, all[3];
+    ct_dist_reduce_cb(NULL, 3, NULL);
+    ct_status st = ct_dist_allreduce_f32(g, 3);
+    CHECK(st == CT_ERR_ARG && strstr(ct_errmsg(), "SyncBN") && strstr(ct_errmsg(), "NULL buffer"),
+          "a failed SyncBN all-reduce fails the next gradient all-reduce (%s: %s)", ct_status_name(st), ct_errmsg());
+    double one = 1.0;
+    ct_dist_reduce_cb(&one, 1, NULL); /* a later success does not hide the first failure */
+    CHECK(ct_dist_pending() == CT_ERR_ARG && ct_dist_allgather_f32(all, g, 3) == CT_ERR_ARG &&
+              ct_dist_check_same("x", g, sizeof g) == CT_ERR_ARG && strstr(ct_errmsg(), "SyncBN"),
+          "... and every later collective, until finalize (%s)", ct_errmsg());
+    ct_dist_finalize();
+    CHECK(ct_dist_pending() == CT_OK && ct_dist_allreduce_f32(g, 3) == CT_OK, "finalize clears it");
+}
+
+/* One rank of `mpirun -np 2 test_dist --collectives`: chunks of 3 elements, buffers of
+ * 10 and 7, checked against the sums and the rank order; exits 0 when all hold. */
+static int collectives_child(int *argc, char ***argv) {
+    if (ct_dist_init(argc, argv) || ct_dist_size() != 2) {
+        fprintf(stderr, "collectives: need 2 ranks (%s)\n", ct_errmsg());
+        return 1;
+    }
+    int r = ct_dist_rank(), bad = 0;
+    ct_dist__set_chunk(3);
+    double d[10];
+    float f[10], in[7], out[14];
+    for (int i = 0; i < 10; i++) d[i] = f[i] = (float)(100 * r + i);
+    for (int i = 0; i < 7; i++) in[i] = (float)(1000 * r + i);
+    ct_status st = ct_dist_allreduce_f64(d, 10);
+    if (!st) st = ct_dist_allreduce_f32(f, 10);
+    if (!st) st = ct_dist_allgather_f32(out, in, 7);
+    for (int i = 0; i < 10 && !st; i++) bad |= d[i] != 100 + 2 * i || f[i] != 100 + 2 * i;
+    for (int i = 0; i < 14 && !st; i++) bad |= out[i] != (float)(1000 * (i / 7) + i % 7);
+    double bn[5] = {1, 2, 3, 4, 5};
+    ct_dist_reduce_cb(bn, 5, NULL);
+    for (int i = 0; i < 5; i++) bad |= bn[i] != 2.0 * (i + 1);
+    if (!st) st = ct_dist_pending();
+    if (st || bad) fprintf(stderr, "collectives on rank %d: %s %s\n", r, st ? ct_errmsg() : "", bad ? "wrong values" : "");
+    ct_dist_finalize();
+    return st || bad;
+}
+
+static void test_chunked_collectives(const char *self) {
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "timeout 60 mpirun -np 2 --oversubscribe %s --collectives", self);
+    CHECK(run(cmd) == 0, "all-reduce (f32, f64) and all-gather over several MPI calls each: sums and rank order");
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--collectives")) return collectives_child(&argc, &argv);
+    test_reduce_failure();
     if (!ct_dist_available() || run("command -v mpirun > /dev/null") != 0) {
         printf("test_dist: skipped, built without MPI (make MPI=0) or no mpirun\n");
         return test_done();
@@ -147,6 +205,7 @@ int main(void) {
     setenv("ASAN_OPTIONS", asan, 1);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/contrast-test-dist-XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
+    test_chunked_collectives(argv[0]);
     test_equivalence("simclr");
     test_equivalence("supcon");
     test_equivalence("moco");

@@ -4,6 +4,8 @@
  * header format. Python (if present) is used only as an extra, optional check. */
 #include "harness.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -17,6 +19,32 @@ static const char *tmp_path(const char *name) {
     k = (k + 1) % 64;
     snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
     return buf[k];
+}
+
+/* Temporaries the atomic writer left beside `path` (names starting "<base>.tmp"). */
+static int leftover_temps(const char *path) {
+    const char *base = strrchr(path, '/') + 1;
+    char prefix[300];
+    snprintf(prefix, sizeof prefix, "%s.tmp", base);
+    DIR *d = opendir(g_dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (!strncmp(e->d_name, prefix, strlen(prefix))) n++;
+    if (d) closedir(d);
+    return n;
+}
+
+/* SIGALRM without SA_RESTART: a call blocked in open() on a FIFO returns EINTR, so a
+ * regression fails the test instead of hanging it. */
+static void on_alarm(int sig) { (void)sig; }
+static void arm_alarm(unsigned seconds) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(seconds);
 }
 
 /* A safetensors file from a literal header and raw data, with the given length field. */
@@ -182,17 +210,138 @@ static void test_atomic(void) {
           "failed write reported: %s %s", ct_status_name(st), ct_errmsg());
     unsigned char *after = slurp(p, &n1);
     CHECK(after && n0 == n1 && !memcmp(before, after, n0), "previous checkpoint intact after a failed write");
-    char tmpname[300];
-    snprintf(tmpname, sizeof tmpname, "%s.tmp", p);
-    CHECK(access(tmpname, F_OK) != 0, "temporary removed after a failed write");
+    CHECK(leftover_temps(p) == 0, "temporary removed after a failed write");
     free(after);
     /* and a successful rewrite replaces it */
     CHECK_OK(write_sample(p, 1));
     after = slurp(p, &n1);
     CHECK(after && n1 > n0, "successful write replaces the file");
-    CHECK(access(tmpname, F_OK) != 0, "no temporary after success");
+    CHECK(leftover_temps(p) == 0, "no temporary after success");
     free(after);
     free(before);
+}
+
+/* Issue 20, hole 2: the temporary was always "<path>.tmp" and fopen followed a
+ * symlink planted there, so another user could make us overwrite any file. */
+static void test_atomic_planted_symlink(void) {
+    const char *p = tmp_path("planted.safetensors"), *victim = tmp_path("victim.txt");
+    spit(victim, "precious", 8);
+    char planted[300];
+    snprintf(planted, sizeof planted, "%s.tmp", p);
+    CHECK(symlink(victim, planted) == 0, "symlink");
+    CHECK_OK(write_sample(p, 1));
+    size_t n = 0;
+    unsigned char *v = slurp(victim, &n);
+    CHECK(v && n == 8 && !memcmp(v, "precious", 8), "the file a planted <out>.tmp symlink points to is untouched");
+    free(v);
+    struct stat sb;
+    CHECK(lstat(p, &sb) == 0 && S_ISREG(sb.st_mode), "the output is a regular file, not the planted link");
+    ct_st_file *f = NULL;
+    CHECK_OK(ct_st_open(&f, p));
+    ct_st_close(f);
+    CHECK(lstat(planted, &sb) == 0 && S_ISLNK(sb.st_mode), "the planted link itself is left alone");
+    unlink(planted);
+    CHECK(leftover_temps(p) == 0, "no temporary left");
+    /* the .npy writer goes through the same path */
+    const char *q = tmp_path("planted.npy");
+    snprintf(planted, sizeof planted, "%s.tmp", q);
+    CHECK(symlink(victim, planted) == 0, "symlink");
+    float x[2] = {1, 2};
+    CHECK_OK(ct_npy_write_f32(q, x, 1, 2));
+    v = slurp(victim, &n);
+    CHECK(v && n == 8 && !memcmp(v, "precious", 8), ".npy: the planted link's target is untouched");
+    free(v);
+    unlink(planted);
+}
+
+/* Issue 20, hole 1: writing to a device replaced the node with a regular file
+ * (temporary + rename), and /dev/full reported success. The nodes are made in our
+ * temporary folder (same major/minor as /dev/null and /dev/full), so a regression
+ * running as root replaces those, not the system's. */
+static void test_atomic_special_targets(void) {
+    const char *nul = tmp_path("null"), *full = tmp_path("full");
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "mknod '%s' c 1 3 2>/dev/null && mknod '%s' c 1 7 2>/dev/null", nul, full);
+    if (system(cmd) != 0) {
+        if (geteuid() == 0) {
+            printf("note: mknod refused; skipping the device-target checks rather than risk /dev/null\n");
+            nul = full = NULL;
+        } else {
+            nul = "/dev/null"; /* not root: a regression cannot replace them */
+            full = "/dev/full";
+        }
+    }
+    struct stat sb;
+    if (nul) {
+        CHECK_OK(write_sample(nul, 1));
+        float x[6] = {0};
+        CHECK_OK(ct_npy_write_f32(nul, x, 2, 3));
+        CHECK(stat(nul, &sb) == 0 && S_ISCHR(sb.st_mode), "%s is still a character device after writing to it", nul);
+        CHECK(leftover_temps(nul) == 0, "no temporary beside the device");
+        ct_status st = write_sample(full, 1);
+        CHECK(st == CT_ERR_IO && strstr(ct_errmsg(), full) && strstr(ct_errmsg(), "No space left"),
+              "writing to a full device reports ENOSPC naming it: %s %s", ct_status_name(st), ct_errmsg());
+        CHECK(stat(full, &sb) == 0 && S_ISCHR(sb.st_mode), "%s is still a character device", full);
+    }
+
+    /* a FIFO: written through when someone reads it, refused at once when nobody does */
+    const char *fifo = tmp_path("out.fifo");
+    CHECK(mkfifo(fifo, 0600) == 0, "mkfifo");
+    arm_alarm(5);
+    ct_status st = write_sample(fifo, 1);
+    alarm(0);
+    CHECK(st == CT_ERR_IO && strstr(ct_errmsg(), fifo) && strstr(ct_errmsg(), "no reader"),
+          "a FIFO without a reader is refused: %s %s", ct_status_name(st), ct_errmsg());
+    CHECK(stat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode), "the FIFO is still a FIFO");
+    int rd = open(fifo, O_RDONLY | O_NONBLOCK);
+    CHECK(rd >= 0, "open the FIFO for reading");
+    arm_alarm(5);
+    CHECK_OK(write_sample(fifo, 0)); /* small enough for the pipe buffer */
+    alarm(0);
+    const char *ref = tmp_path("ref.safetensors");
+    CHECK_OK(write_sample(ref, 0));
+    size_t nref = 0;
+    unsigned char *want = slurp(ref, &nref), got[4096];
+    ssize_t n = rd >= 0 ? read(rd, got, sizeof got) : -1;
+    CHECK(want && n == (ssize_t)nref && !memcmp(got, want, nref), "the FIFO's reader gets the file (%zd of %zu bytes)",
+          n, nref);
+    free(want);
+    if (rd >= 0) close(rd);
+    CHECK(stat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode) && leftover_temps(fifo) == 0, "still a FIFO, no temporary");
+
+    /* a folder is refused, and left a folder */
+    const char *dir = tmp_path("a_folder");
+    mkdir(dir, 0700);
+    CHECK(write_sample(dir, 1) == CT_ERR_IO && strstr(ct_errmsg(), dir), "a folder target is refused: %s", ct_errmsg());
+    CHECK(stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode), "still a folder");
+}
+
+/* Issue 20, hole 6: opening a FIFO for reading blocked forever (eval --checkpoint,
+ * train --resume, embed --labels). Every reader must refuse it at once. */
+static void test_read_fifo(void) {
+    const char *fifo = tmp_path("ckpt.fifo");
+    CHECK(mkfifo(fifo, 0600) == 0, "mkfifo");
+    ct_st_file *f = NULL;
+    arm_alarm(5);
+    ct_status st = ct_st_open(&f, fifo);
+    alarm(0);
+    CHECK(st == CT_ERR_IO && !f && strstr(ct_errmsg(), fifo) && strstr(ct_errmsg(), "not a regular file"),
+          "safetensors from a FIFO: %s %s", ct_status_name(st), ct_errmsg());
+    float *x = NULL;
+    int32_t *y = NULL;
+    int64_t r = 0, c = 0;
+    arm_alarm(5);
+    st = ct_npy_read_f32(fifo, &x, &r, &c);
+    alarm(0);
+    CHECK(st == CT_ERR_IO && !x && strstr(ct_errmsg(), fifo) && strstr(ct_errmsg(), "not a regular file"),
+          ".npy from a FIFO: %s %s", ct_status_name(st), ct_errmsg());
+    arm_alarm(5);
+    st = ct_npy_read_i32(fifo, &y, &r);
+    alarm(0);
+    CHECK(st == CT_ERR_IO && !y && strstr(ct_errmsg(), "not a regular file"), ".npy labels from a FIFO: %s",
+          ct_errmsg());
+    CHECK(ct_st_open(&f, g_dir) == CT_ERR_IO && strstr(ct_errmsg(), "not a regular file"), "a folder: %s",
+          ct_errmsg());
 }
 
 static void test_bad_files(void) {
@@ -360,6 +509,9 @@ int main(void) {
     test_roundtrip();
     test_header_format();
     test_atomic();
+    test_atomic_planted_symlink();
+    test_atomic_special_targets();
+    test_read_fifo();
     test_bad_files();
     test_corruption_sweep();
     test_npy();

@@ -1,7 +1,7 @@
 /* test_kill.c: checkpoint safety.
  *   - `contrast train` (the binary in $CONTRAST_BIN) is SIGKILLed at seeded random
  *     moments, half of them while it writes its checkpoint (the moment
- *     checkpoint.safetensors.tmp appears); after every kill the checkpoint on disk
+ *     checkpoint.safetensors.tmp-XXXXXX appears); after every kill the checkpoint on disk
  *     must load, never go back in epochs, and the next `--resume` from it must run
  *     (it is the next run killed; the last one runs to the end)
  *   - a checkpoint whose bytes do not match its header or the model its metadata
@@ -11,11 +11,13 @@
  *   - a checkpoint write that fails (file-size limit, as a full disk) stops the
  *     trainer with a message that names the file and says the previous one is kept,
  *     and the previous checkpoint is intact and resumable
+ *   - a resume refuses metadata counters out of range and another input size
  * Runs on the first 256 Fashion-MNIST images with a width-4 CNN: epochs take tens of
  * milliseconds, so kills land in every phase (loading, training, writing). */
 #include "harness.h"
 #include "contrast/train.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -46,6 +48,32 @@ static int exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+/* Whether a temporary of the atomic writer for `path` ("<path>.tmp-XXXXXX", random
+ * suffix) exists beside it; with `remove`, deletes every one found. */
+static int temp_exists(const char *path, int remove) {
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) return 0;
+    *slash = '\0';
+    char prefix[300];
+    snprintf(prefix, sizeof prefix, "%s.tmp", slash + 1);
+    DIR *d = opendir(dir);
+    int found = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0) continue;
+        found = 1;
+        if (remove) {
+            char p[1100];
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    }
+    if (d) closedir(d);
+    return found;
+}
+
 /* Starts `contrast train` on the tiny configuration writing into `out`, resuming
  * from out/checkpoint.safetensors when `resume`; output goes to out.log. */
 static pid_t start_train(const char *out, int resume, int epochs) {
@@ -67,6 +95,8 @@ static pid_t start_train(const char *out, int resume, int epochs) {
     if (resume) {
         argv[a++] = "--resume";
         argv[a++] = ckpt;
+    } else {
+        argv[a++] = "--overwrite"; /* a run killed before its first checkpoint may have left metrics */
     }
     argv[a] = NULL;
     fflush(NULL);
@@ -110,10 +140,9 @@ static void print_log(const char *out) {
 }
 
 static void test_kills(void) {
-    char out[300], ckpt[600], tmp[700];
+    char out[300], ckpt[600];
     snprintf(out, sizeof out, "%s/killed", g_dir);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out);
-    snprintf(tmp, sizeof tmp, "%s.tmp", ckpt);
     ct_rng r = ct_rng_make(ct_rng_key(8, 0x4b494c4c /* "KILL" */, 0, 0));
     long long last_epoch = 0;
     int in_write = 0, loads = 0, early = 0;
@@ -123,7 +152,7 @@ static void test_kills(void) {
         /* odd k: kill inside the 1st, 2nd or 3rd checkpoint write of this run; even k:
          * at a uniform moment in [0, 2 * t_first) (loading, training or writing) */
         int during_write = k % 2 == 1, nth = 1 + (int)ct_rng_below(&r, 3), seen = 0, was = 0;
-        if (during_write) unlink(tmp); /* a stale one from an earlier kill must not trigger us */
+        if (during_write) temp_exists(ckpt, 1); /* a stale one from an earlier kill must not trigger us */
         pid_t pid = start_train(out, exists(ckpt), 1000);
         CHECK(pid > 0, "fork");
         if (pid <= 0) return;
@@ -135,7 +164,7 @@ static void test_kills(void) {
                 exited = 1;
                 break;
             }
-            int is = during_write && exists(tmp);
+            int is = during_write && temp_exists(ckpt, 0);
             if (is && !was && ++seen == 1) t_first = now_s() - t0;
             was = is;
             if (is && seen == nth) {
@@ -301,7 +330,8 @@ static void test_mismatched_checkpoints(void) {
         {"metadata says width 8 (a larger model)", NULL, {.meta_key = "model.width", .meta_value = "8"}},
         {"metadata says width 2 (a smaller model)", "shape", {.meta_key = "model.width", .meta_value = "2"}},
         {"metadata says resnet18", NULL, {.meta_key = "model.encoder", .meta_value = "resnet18"}},
-        {"metadata says an unknown encoder", "vit", {.meta_key = "model.encoder", .meta_value = "vit"}},
+        {"metadata says an unknown encoder", "mlp", {.meta_key = "model.encoder", .meta_value = "mlp"}},
+        {"metadata says vit without its keys", "model.depth", {.meta_key = "model.encoder", .meta_value = "vit"}},
         {"metadata says no head BN", NULL, {.meta_key = "model.head_bn", .meta_value = "0"}},
         {"metadata says 3 input channels", NULL, {.meta_key = "model.in_c", .meta_value = "3"}},
         {"metadata width not a number", "integer", {.meta_key = "model.width", .meta_value = "4x"}},
@@ -317,27 +347,30 @@ static void test_mismatched_checkpoints(void) {
 
 /* ---- a failed checkpoint write in the trainer ------------------------------------ */
 
+/* The library runs' configuration: 256 images, width-4 CNN, writing into g_dir/full. */
+static void small_config(ct_train_config *c) {
+    ct_train_config_default(c);
+    c->limit = 256;
+    c->batch = 32;
+    c->epochs = 3;
+    c->stop_after = 1;
+    c->eval_every = 0;
+    c->final_probe = 0;
+    c->threads = 1;
+    c->lr = 0.5f;
+    c->model.width = 4;
+    c->model.head_hidden = 16;
+    c->model.head_out = 8;
+    snprintf(c->out, sizeof c->out, "%s/full", g_dir);
+}
+
 static void test_disk_full(void) {
     ct_train_config c;
     ct_train_result res;
-    ct_train_config_default(&c);
-    c.limit = 256;
-    c.batch = 32;
-    c.epochs = 3;
-    c.stop_after = 1;
-    c.eval_every = 0;
-    c.final_probe = 0;
-    c.threads = 1;
-    c.progress = -1;
-    c.lr = 0.5f;
-    c.model.width = 4;
-    c.model.head_hidden = 16;
-    c.model.head_out = 8;
-    snprintf(c.out, sizeof c.out, "%s/full", g_dir);
+    small_config(&c);
     CHECK_OK(ct_train_run(&c, &res));
-    char ckpt[600], tmp[700];
+    char ckpt[600];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", c.out);
-    snprintf(tmp, sizeof tmp, "%s.tmp", ckpt);
     size_t n0 = 0, n1 = 0;
     unsigned char *before = slurp(ckpt, &n0);
     CHECK(before && n0 > 8192, "epoch-1 checkpoint written (%zu bytes)", n0);
@@ -360,13 +393,54 @@ static void test_disk_full(void) {
           "the message names the checkpoint and says the previous one is kept: %s", ct_errmsg());
     unsigned char *after = slurp(ckpt, &n1);
     CHECK(after && n0 == n1 && !memcmp(before, after, n0), "the epoch-1 checkpoint is intact");
-    CHECK(!exists(tmp), "no temporary left behind");
+    CHECK(!temp_exists(ckpt, 0), "no temporary left behind");
     CHECK(checkpoint_epoch(ckpt) == 1, "it still loads, at epoch 1");
     /* with room again, resuming from it works */
     CHECK_OK(ct_train_run(&c, &res));
     CHECK(res.epochs_done == 2 && checkpoint_epoch(ckpt) == 2, "resumed to epoch 2 after the failure");
     free(before);
     free(after);
+}
+
+/* ---- checkpoint metadata that would drive the loop (issue 20, hole 4) ------------- */
+
+/* Every integer a resume reads from the metadata is checked against its range
+ * before it drives anything (a million epochs, a signed overflow of the step, a
+ * frozen learning rate, an epoch that wraps to 1, AdamW's bias correction at step
+ * -1), and the message names the file and the key. A checkpoint of another input
+ * width (the CNN's parameters do not depend on it) is another model. */
+static void test_resume_metadata(void) {
+    char src[400], dst[400];
+    snprintf(src, sizeof src, "%s/full/checkpoint.safetensors", g_dir); /* test_disk_full's, at epoch 2 */
+    snprintf(dst, sizeof dst, "%s/meta.safetensors", g_dir);
+    struct {
+        const char *key, *value;
+        ct_status want;
+    } cases[] = {
+        {"train.epoch", "-1000000", CT_ERR_FORMAT},
+        {"train.epoch", "4294967297", CT_ERR_FORMAT},
+        {"train.step", "9223372036854775807", CT_ERR_FORMAT},
+        {"train.step", "-5", CT_ERR_FORMAT},
+        {"train.step", "99999999999999999999", CT_ERR_FORMAT},
+        {"train.optim_step", "-1", CT_ERR_FORMAT},
+        {"whiten.epoch", "7", CT_ERR_FORMAT},
+        {"model.in_w", "27", CT_ERR_ARG},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        variant v = {.meta_key = cases[i].key, .meta_value = cases[i].value};
+        CHECK_OK(write_variant(src, dst, v));
+        ct_train_config c;
+        ct_train_result res;
+        small_config(&c);
+        c.stop_after = 0;
+        snprintf(c.out, sizeof c.out, "%s/meta-out", g_dir);
+        snprintf(c.resume, sizeof c.resume, "%s", dst);
+        ct_status st = ct_train_run(&c, &res);
+        const char *what = cases[i].want == CT_ERR_ARG ? "different model" : cases[i].key;
+        CHECK(st == cases[i].want && strstr(ct_errmsg(), dst) && strstr(ct_errmsg(), what) && res.epochs_done == 0,
+              "%s = %s: refused naming the file and the key (%s: %s)", cases[i].key, cases[i].value,
+              ct_status_name(st), ct_errmsg());
+    }
 }
 
 int main(void) {
@@ -383,6 +457,7 @@ int main(void) {
         test_mismatched_checkpoints();
     }
     test_disk_full();
+    test_resume_metadata();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (g_fail == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);

@@ -15,6 +15,9 @@
 #include "harness.h"
 #include "contrast/train.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,8 +40,8 @@ static void base_config(ct_train_config *c, const char *sub) {
     c->final_probe = 0;
     c->knn_k = 20;
     c->threads = 2;
-    c->progress = -1;
     c->model.width = 8;
+    c->model.last_width = 0; /* 8 x width: 64 features */
     c->model.head_hidden = 64;
     c->model.head_out = 32;
     c->lr = 1.0f;
@@ -70,6 +73,16 @@ static float *load_params(const char *dir, size_t *n) {
     return checkpoint_values(dir, n, &np);
 }
 
+/* The evaluation the tests compare with the trainer's: kNN k 20 on 1024 images. */
+static const ct_eval_config *eval_config(int whiten) {
+    static ct_eval_config ec;
+    ct_eval_config_default(&ec);
+    ec.limit = 1024;
+    ec.knn_k = 20;
+    ec.whiten = whiten;
+    return &ec;
+}
+
 /* The trainer's final checkpoint holds the whitening it evaluated with: ct_evaluate
  * from the file alone gives the trainer's kNN, and without whitening its raw kNN. */
 static void check_whitening_fresh(const char *dir, const ct_train_result *r) {
@@ -79,11 +92,11 @@ static void check_whitening_fresh(const char *dir, const ct_train_result *r) {
     CHECK_OK(ct_checkpoint_load_model(&m, path));
     CHECK(m.whiten_mean >= 0 && m.whiten_fitted, "the final checkpoint carries a fitted whitening");
     ct_eval_result e;
-    CHECK_OK(ct_evaluate(&e, &m, "fashion-mnist", 1024, 20, 0.1f, 0, 0, 1));
+    CHECK_OK(ct_evaluate(&e, &m, eval_config(1)));
     CHECK(e.whitened && e.knn_top1 == r->knn_top1 && e.knn_top1_raw == r->knn_top1_raw,
           "eval from the checkpoint: kNN %.4f / unwhitened %.4f, the trainer's %.4f / %.4f", e.knn_top1, e.knn_top1_raw,
           r->knn_top1, r->knn_top1_raw);
-    CHECK_OK(ct_evaluate(&e, &m, "fashion-mnist", 1024, 20, 0.1f, 0, 0, 0));
+    CHECK_OK(ct_evaluate(&e, &m, eval_config(0)));
     CHECK(!e.whitened && e.knn_top1 == r->knn_top1_raw && e.knn_top1_raw == -1, "eval without whitening: %.4f",
           e.knn_top1);
     ct_model_free(&m);
@@ -99,14 +112,14 @@ static void check_whitening_refit(const char *dir) {
     CHECK(m.whiten_mean >= 0 && !m.whiten_fitted, "a checkpoint from epoch 1 of 3 has no fitted whitening");
     CHECK(m.whiten_mean >= 0 && m.buf[m.bufs[m.whiten_weight].offset] == 1.0f, "its whitening is the identity");
     ct_eval_result e, e2;
-    CHECK_OK(ct_evaluate(&e, &m, "fashion-mnist", 1024, 20, 0.1f, 0, 0, 1));
+    CHECK_OK(ct_evaluate(&e, &m, eval_config(1)));
     CHECK_OK(ct_checkpoint_load_model(&m2, path));
     ct_dataset ds;
     CHECK_OK(ct_dataset_load(&ds, "fashion-mnist", 1));
     ct_dataset_limit(&ds, 1024);
     CHECK_OK(ct_model_fit_whitening(&m2, &ds));
     CHECK(m2.whiten_fitted, "ct_model_fit_whitening marks the fit");
-    CHECK_OK(ct_evaluate(&e2, &m2, "fashion-mnist", 1024, 20, 0.1f, 0, 0, 1));
+    CHECK_OK(ct_evaluate(&e2, &m2, eval_config(1)));
     CHECK(e.whitened && e.knn_top1 == e2.knn_top1 && e.knn_top1 != e.knn_top1_raw,
           "eval refits the whitening: %.4f, fit beforehand: %.4f, unwhitened %.4f", e.knn_top1, e2.knn_top1,
           e.knn_top1_raw);
@@ -224,6 +237,33 @@ static void init_tiny(ct_model *m) {
 }
 
 /* ct_model_init_resized: the same tensors, shared slabs, gradients land in m. */
+/* The same run at 1 and 2 threads gives the same bits, on the default model at a
+ * batch whose products are large enough to be split (the head's 512 x 512 layers over
+ * 512 rows, the whitening's covariance): ct_gemm once split rows by thread count, and
+ * OpenBLAS's results for a block of rows differ from the whole's. */
+static void test_threads_invariant(void) {
+    float *p[2] = {NULL, NULL};
+    size_t n[2] = {0, 0};
+    for (int t = 0; t < 2; t++) {
+        ct_train_config c;
+        ct_train_config_default(&c);
+        c.limit = 512;
+        c.batch = 256;
+        c.epochs = 1;
+        c.eval_every = 0;
+        c.final_probe = 0;
+        c.threads = t + 1;
+        snprintf(c.out, sizeof c.out, "%s/threads%d", tmpdir, t + 1);
+        ct_train_result r;
+        CHECK_OK(ct_train_run(&c, &r));
+        p[t] = load_params(c.out, &n[t]);
+    }
+    CHECK(p[0] && p[1] && n[0] == n[1] && !memcmp(p[0], p[1], n[0] * sizeof(float)),
+          "1 and 2 threads: the same parameters, BN statistics and whitening, bit for bit");
+    free(p[0]);
+    free(p[1]);
+}
+
 static void test_resized_twin(void) {
     ct_model m, t;
     init_tiny(&m);
@@ -378,6 +418,7 @@ static void test_nan_stops(void) {
     c.optim.weight_decay = 10;
     c.lr = 1e4f;
     c.warmup_epochs = 0;
+    c.resume_allow_changes = 1; /* another optimizer and lr on purpose */
     ct_status st = ct_train_run(&c, &r);
     CHECK(st == CT_ERR_NUMERIC, "non-finite loss stops the run (%s: %s)", ct_status_name(st), ct_errmsg());
     CHECK(strstr(ct_errmsg(), "checkpoint") != NULL, "the message says the checkpoint is kept: %s", ct_errmsg());
@@ -386,6 +427,188 @@ static void test_nan_stops(void) {
           "the last good checkpoint is untouched and loads");
     free(before);
     free(after);
+
+    /* issue 20, hole 12: diverging from the start, no checkpoint exists; the message
+     * must not claim one, and the folder the run made is not left behind empty */
+    base_config(&c, "nan-fresh");
+    ct_optim_config_default(&c.optim, CT_OPTIM_SGD);
+    c.optim.weight_decay = 10;
+    c.lr = 1e4f;
+    c.warmup_epochs = 0;
+    st = ct_train_run(&c, &r);
+    CHECK(st == CT_ERR_NUMERIC && strstr(ct_errmsg(), "no checkpoint") && !strstr(ct_errmsg(), "is kept"),
+          "a NaN before the first checkpoint says there is none: %s", ct_errmsg());
+    CHECK(access(c.out, F_OK) != 0, "the failed run leaves no empty folder (%s)", c.out);
+}
+
+/* ---- run folders and resumes (issue 20, holes 3, 8, 9, 12) -------------------------- */
+
+static int file_has(const char *dir, const char *name, const char *needle) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    size_t n = 0;
+    unsigned char *b = slurp(path, &n);
+    size_t k = strlen(needle);
+    int has = 0;
+    for (size_t i = 0; b && !has && i + k <= n; i++) has = !memcmp(b + i, needle, k);
+    free(b);
+    return has;
+}
+
+typedef struct {
+    int warnings, resumed;
+    char last[2048];
+} event_log;
+
+static void log_event(const ct_train_event *e, void *ctx) {
+    event_log *l = ctx;
+    if (e->kind == CT_TRAIN_EVENT_WARNING) {
+        l->warnings++;
+        snprintf(l->last, sizeof l->last, "%s", e->message);
+    }
+    if (e->kind == CT_TRAIN_EVENT_RESUMED) l->resumed++;
+}
+
+/* Hole 3: a non-empty run folder is refused unless resumed or overwritten, and a
+ * folder locked by another run is refused; hole 9: a regular file as --out is
+ * refused before training. */
+static void test_run_folders(void) {
+    ct_train_config c;
+    ct_train_result r;
+    base_config(&c, "local-crops"); /* holds test_local_crops' finished 2-epoch run */
+    c.epochs = 1;
+    ct_status st = ct_train_run(&c, &r);
+    CHECK(st == CT_ERR_ARG && strstr(ct_errmsg(), c.out) && strstr(ct_errmsg(), "--overwrite") && r.epochs_done == 0,
+          "a folder holding another run is refused: %s", ct_errmsg());
+    CHECK(file_has(c.out, "eval.json", "\"epochs\": 2"), "the previous run's files are untouched");
+    c.overwrite = 1;
+    CHECK_OK(ct_train_run(&c, &r));
+    double loss[8], top1[8];
+    CHECK(read_metrics(c.out, loss, top1, 8) == 1 && file_has(c.out, "eval.json", "\"epochs\": 1"),
+          "--overwrite replaces the run: one epoch line, eval.json of this run");
+    CHECK(access(c.out, F_OK) == 0 && !file_has(c.out, "metrics.jsonl", "\"epoch\": 2"), "no line of the old run");
+
+    /* a second run into a folder in use */
+    base_config(&c, "locked");
+    c.epochs = 1;
+    mkdir(c.out, 0755);
+    char lock[600];
+    snprintf(lock, sizeof lock, "%s/.lock", c.out);
+    int fd = open(lock, O_RDWR | O_CREAT, 0644);
+    CHECK(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0, "the test holds %s", lock);
+    st = ct_train_run(&c, &r);
+    CHECK(st == CT_ERR_STATE && strstr(ct_errmsg(), "another run") && r.epochs_done == 0,
+          "a folder locked by another run is refused: %s", ct_errmsg());
+    if (fd >= 0) close(fd);
+
+    /* hole 9: an existing regular file as the run folder, found before an epoch is spent */
+    base_config(&c, "a-file");
+    spit(c.out, "x", 1);
+    st = ct_train_run(&c, &r);
+    CHECK(st != CT_OK && strstr(ct_errmsg(), c.out) && r.epochs_done == 0,
+          "--out naming a regular file is refused before training (%d epochs): %s", r.epochs_done, ct_errmsg());
+}
+
+/* Hole 3: two runs started at once without --out (so in the same second, but for
+ * a rare second boundary) get folders of their own and both finish. */
+static void test_default_names(const char *bin) {
+    char abs[1024], cwd[512], cmd[4096];
+    CHECK(getcwd(cwd, sizeof cwd) != NULL, "getcwd");
+    if (bin[0] == '/') snprintf(abs, sizeof abs, "%s", bin);
+    else snprintf(abs, sizeof abs, "%s/%s", cwd, bin);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/uniq && cd %s/uniq && a='--limit 128 --batch 64 --epochs 1 --width 4 --head-hidden 16 "
+             "--head-out 8 --eval-every 0 --no-probe --quiet --threads 1'; "
+             "(%s train $a > o1.txt 2>&1; echo $? > s1) & (%s train $a > o2.txt 2>&1; echo $? > s2) & wait; "
+             "grep -qx 0 s1 && grep -qx 0 s2 && test $(ls runs | wc -l) -eq 2 && "
+             "test $(ls runs/*/checkpoint.safetensors | wc -l) -eq 2",
+             tmpdir, tmpdir, abs, abs);
+    CHECK(system(cmd) == 0, "two runs started together without --out: two run folders, both finished");
+}
+
+/* Holes 8 and 12: resuming a finished run; options that change the bits; an
+ * interrupt between an epoch's metrics line and its checkpoint; a failed resume. */
+static void test_resume_checks(void) {
+    ct_train_config c;
+    ct_train_result r;
+    base_config(&c, "full"); /* test_learns_and_resumes' finished 3-epoch run */
+    ckpt_path(c.resume, c.out);
+    ct_status st = ct_train_run(&c, &r);
+    CHECK(st == CT_ERR_ARG && strstr(ct_errmsg(), "nothing to train") && strstr(ct_errmsg(), "--epochs"),
+          "resuming a checkpoint at --epochs says there is nothing to train: %s", ct_errmsg());
+
+    base_config(&c, "ghost");
+    snprintf(c.resume, sizeof c.resume, "%s/none/checkpoint.safetensors", tmpdir);
+    st = ct_train_run(&c, &r);
+    CHECK(st != CT_OK && access(c.out, F_OK) != 0, "a failed --resume leaves no folder behind: %s", ct_errmsg());
+
+    /* an interrupted run: epoch 1's checkpoint, then epoch 2's metrics line written
+     * but its checkpoint not (restored to epoch 1's, as a kill in the write leaves it) */
+    base_config(&c, "dup");
+    c.stop_after = 1;
+    CHECK_OK(ct_train_run(&c, &r));
+    char ckpt[512];
+    ckpt_path(ckpt, c.out);
+    size_t n = 0;
+    unsigned char *e1 = slurp(ckpt, &n);
+    CHECK(e1 != NULL, "epoch 1 checkpoint");
+
+    ct_train_config d = c; /* another lr cannot continue bit for bit: refused, then allowed with a warning */
+    memcpy(d.resume, ckpt, sizeof ckpt);
+    d.stop_after = 2;
+    d.lr = 2.0f;
+    st = ct_train_run(&d, &r);
+    CHECK(st == CT_ERR_ARG && strstr(ct_errmsg(), "train.lr") && strstr(ct_errmsg(), "--allow-changes"),
+          "resuming with another lr is refused: %s", ct_errmsg());
+    event_log log;
+    memset(&log, 0, sizeof log);
+    d.resume_allow_changes = 1;
+    d.on_event = log_event;
+    d.event_ctx = &log;
+    snprintf(d.out, sizeof d.out, "%s/dup-changed", tmpdir);
+    CHECK_OK(ct_train_run(&d, &r));
+    CHECK(log.resumed == 1 && log.warnings == 1 && strstr(log.last, "train.lr"),
+          "allowed, with one warning event naming the change: %s", log.last);
+
+    memcpy(c.resume, ckpt, sizeof ckpt);
+    c.stop_after = 2;
+    CHECK_OK(ct_train_run(&c, &r));
+    if (e1) spit(ckpt, e1, n);
+    c.stop_after = 0;
+    CHECK_OK(ct_train_run(&c, &r));
+    double loss[8], top1[8];
+    int lines = read_metrics(c.out, loss, top1, 8);
+    CHECK(lines == 3, "after the interrupted write, metrics.jsonl has one line per epoch (%d lines)", lines);
+    char full[600];
+    snprintf(full, sizeof full, "%s/full", tmpdir);
+    size_t n1 = 0, n2 = 0;
+    float *p1 = load_params(c.out, &n1), *p2 = load_params(full, &n2);
+    CHECK(p1 && p2 && n1 == n2 && !memcmp(p1, p2, n1 * sizeof(float)), "and ends as the uninterrupted run");
+    free(p1);
+    free(p2);
+    free(e1);
+}
+
+/* Hole 12: an option within range that needs more memory than there is (width 4096:
+ * billions of parameters) fails before allocating, with the size it would need.
+ * The address space is capped for the test, so the check is the same on any machine. */
+static void test_too_large(void) {
+    ct_train_config c;
+    ct_train_result r;
+    base_config(&c, "huge");
+    c.model.width = 4096;
+    c.model.last_width = -1;
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_AS, &old);
+    lim = old;
+    lim.rlim_cur = (rlim_t)16 << 30;
+    if (old.rlim_max != RLIM_INFINITY && old.rlim_max < lim.rlim_cur) lim.rlim_cur = old.rlim_max;
+    CHECK(setrlimit(RLIMIT_AS, &lim) == 0, "setrlimit");
+    ct_status st = ct_train_run(&c, &r);
+    setrlimit(RLIMIT_AS, &old);
+    CHECK(st == CT_ERR_NOMEM && strstr(ct_errmsg(), "GiB") && strstr(ct_errmsg(), "parameters"),
+          "width 4096 is refused with the memory it needs: %s", ct_errmsg());
+    CHECK(access(c.out, F_OK) != 0, "no folder made for it");
 }
 
 /* A checkpoint whose metadata is `meta` (format + model.* keys) holding the tensors
@@ -449,6 +672,7 @@ static int run(const char *cmd) {
 static void test_cli(void) {
     const char *bin = getenv("CONTRAST_BIN");
     if (!bin) bin = "./contrast";
+    test_default_names(bin);
     char cmd[4096], out[700];
     snprintf(cmd, sizeof cmd, "%s --help > %s/help.txt", bin, tmpdir);
     CHECK(run(cmd) == 0, "contrast --help");
@@ -523,6 +747,14 @@ static void test_cli(void) {
     CHECK_OK(ct_npy_read_f32(npy, &x, &rows, &cols));
     CHECK(rows == 100 && cols == 64, "features are 100 x 64 (got %lld x %lld)", (long long)rows, (long long)cols);
     ct_free(x);
+    /* issue 20 hole 11: a bad --labels destination used to be found after the
+     * features were written; both outputs are now checked first, nothing is written */
+    snprintf(cmd, sizeof cmd,
+             "%s embed --checkpoint %s --limit 100 --out %s/h11.npy --labels %s/nonexistent/y.npy 2> %s/err11.txt; "
+             "test $? -eq 1 && grep -q nonexistent/y.npy %s/err11.txt && test ! -e %s/h11.npy && "
+             "! ls %s | grep -q h11.npy",
+             bin, out, tmpdir, tmpdir, tmpdir, tmpdir, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "embed with an unwritable --labels: exit 1 naming it, no features file left");
     snprintf(cmd, sizeof cmd, "%s embed --checkpoint %s --limit 100 --head --out %s/z.npy 2>/dev/null", bin, out, tmpdir);
     CHECK(run(cmd) == 0, "embed --head");
     snprintf(npy, sizeof npy, "%s/z.npy", tmpdir);
@@ -568,6 +800,45 @@ static void test_cli(void) {
     CHECK(run(cmd) == 0, "train --whiten X is recorded in the checkpoint; --whiten 0 builds no whitening");
 }
 
+/* ---- integer option values (issue 20, hole 12): augment on the shared option table ---- */
+
+/* `contrast augment` parsed --seed with strtoull, so -1 wrapped to 2^64-1 and "" read as
+ * 0; both, an overflow and the table's bounds taken exactly must be refused, naming the
+ * option, before anything is written. */
+static void test_cli_integer_values(void) {
+    const char *bin = getenv("CONTRAST_BIN");
+    if (!bin) bin = "./contrast";
+    static const char *const bad[][2] = {
+        {"augment", "--seed -1"},
+        {"augment", "--seed 99999999999999999999"},
+        {"augment", "--seed ''"},
+        {"augment", "--seed=9000000000000000001"}, /* one past the table's 9e18, the same double */
+        {"augment", "--n ''"},
+        {"augment", "--views 0x10"},
+        {"train", "--seed -1"},
+        {"train", "--limit ' 5'"},
+    };
+    char cmd[2048];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *opt = bad[i][1];
+        char name[16];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(opt, " ="), opt);
+        snprintf(cmd, sizeof cmd,
+                 "rm -f %s/ints.out && %s %s %s --out %s/ints.out 2> %s/err.txt > /dev/null; test $? -eq 2 && "
+                 "grep -q -- '%s expects an integer' %s/err.txt && test ! -e %s/ints.out",
+                 tmpdir, bin, bad[i][0], opt, tmpdir, tmpdir, name, tmpdir, tmpdir);
+        CHECK(run(cmd) == 0, "contrast %s %s: exit 2, names %s, writes nothing", bad[i][0], opt, name);
+    }
+    snprintf(cmd, sizeof cmd,
+             "%s augment --seed 9000000000000000000 --n 2 --views 1 --crop 0.5:1 --out %s/ints.png > %s/out.txt && "
+             "test -s %s/ints.png && grep -q 'crop=0.5:1' %s/out.txt",
+             bin, tmpdir, tmpdir, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "augment with the largest seed and an item option writes its grid");
+    snprintf(cmd, sizeof cmd, "%s augment --help > %s/help.txt && grep -q -- '--seed N' %s/help.txt && grep -q -- '--blur S' %s/help.txt",
+             bin, tmpdir, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "augment --help lists its options with their defaults");
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/contrast-test-train-XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -576,12 +847,17 @@ int main(void) {
     }
     test_learns_and_resumes();
     test_other_methods();
+    test_threads_invariant();
     test_resized_twin();
     test_local_crops();
     test_recompute();
     test_nan_stops();
     test_checkpoint_metadata_refused();
+    test_run_folders();
+    test_resume_checks();
+    test_too_large();
     test_cli();
+    test_cli_integer_values();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (g_fail == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -636,7 +636,6 @@ static void vit_train_config(ct_train_config *c, ct_method method, const char *s
     c->eval_every = 0;
     c->final_probe = 0;
     c->threads = 2;
-    c->progress = -1;
     c->view_size = 0;
     c->model.encoder = CT_ENC_VIT;
     c->model.width = 16;
@@ -656,8 +655,11 @@ static void vit_train_config(ct_train_config *c, ct_method method, const char *s
 static void test_train_resume(ct_method method) {
     ct_train_config full, half;
     ct_train_result res;
-    vit_train_config(&full, method, "full");
-    vit_train_config(&half, method, "half");
+    char sf[32], sh[32]; /* a folder per method: a run folder holds one run */
+    snprintf(sf, sizeof sf, "full-%s", ct_method_name(method));
+    snprintf(sh, sizeof sh, "half-%s", ct_method_name(method));
+    vit_train_config(&full, method, sf);
+    vit_train_config(&half, method, sh);
     half.stop_after = 1;
     CHECK_OK(ct_train_run(&full, &res));
     CHECK(res.epochs_done == 2, "two epochs (%d)", res.epochs_done);
@@ -697,7 +699,7 @@ static int patch_meta(const char *src, const char *dst, const char *from, const 
 
 static void test_checkpoint_metadata(void) {
     char src[600], dst[600];
-    snprintf(src, sizeof src, "%s/full/checkpoint.safetensors", tmpdir);
+    snprintf(src, sizeof src, "%s/full-simclr/checkpoint.safetensors", tmpdir);
     snprintf(dst, sizeof dst, "%s/patched.safetensors", tmpdir);
     ct_model m;
     CHECK_OK(ct_checkpoint_load_model(&m, src));

@@ -16,7 +16,23 @@
 extern "C" {
 #endif
 
+/* Exports: the library is built with -fvisibility=hidden, so only what a public
+ * header declares between CT_BEGIN_API and CT_END_API is visible in
+ * libcontrast.so (each header in include/contrast/ brackets its declarations so);
+ * internal functions shared between the library's files stay hidden. */
+#if defined(__GNUC__)
+#define CT_BEGIN_API _Pragma("GCC visibility push(default)")
+#define CT_END_API _Pragma("GCC visibility pop")
+#else
+#define CT_BEGIN_API
+#define CT_END_API
+#endif
+CT_BEGIN_API
+
 /* ---- errors ------------------------------------------------------------- */
+/* The library's version (the Makefile reads it from here for the soname and contrast.pc). */
+#define CT_VERSION "0.1.0"
+
 typedef enum {
     CT_OK = 0,
     CT_ERR_ARG,      /* bad argument or configuration from the caller            */
@@ -28,7 +44,10 @@ typedef enum {
 } ct_status;
 
 /* Records a formatted message for this thread and returns `code`, so callers
- * write `return ct_error(CT_ERR_IO, "%s: cannot open", path);`. */
+ * write `return ct_error(CT_ERR_IO, "%s: cannot open", path);`. The message holds
+ * two full paths and a reason (2 * PATH_MAX + 1 KiB); a longer one is cut in the
+ * middle, so its end (the reason) survives. ct_errmsg() may be an argument:
+ * `ct_error(st, "%s: %s", path, ct_errmsg())` wraps the previous message. */
 ct_status ct_error(ct_status code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -110,6 +129,10 @@ float ct_rng_uniform(ct_rng *r);                        /* [0, 1) */
 float ct_rng_normal(ct_rng *r);                         /* N(0, 1), Box-Muller */
 uint64_t ct_rng_below(ct_rng *r, uint64_t n);           /* uniform in [0, n), n > 0 */
 
+/* 32-bit FNV-1a of len bytes (offset basis 2166136261, prime 16777619): the one hash
+ * behind the fixed data splits (debian-descriptions' test packages, held-out emoji). */
+uint32_t ct_fnv1a32(const void *data, size_t len);
+
 /* ---- threads -------------------------------------------------------------- */
 /* Sets the number of OpenMP threads for our kernels. OpenBLAS is pinned to one
  * thread per caller: all parallelism comes from our own OpenMP loops, so the two
@@ -117,6 +140,7 @@ uint64_t ct_rng_below(ct_rng *r, uint64_t n);           /* uniform in [0, n), n 
 void ct_set_threads(int n);
 int ct_get_threads(void);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

@@ -24,6 +24,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
 
 /* ---- datasets -------------------------------------------------------------- */
 /* Where `fashion-mnist` points (Debian package dataset-fashion-mnist). */
@@ -32,6 +33,8 @@ extern "C" {
 #define CT_DATA_MAX_IMAGES   ((int64_t)1 << 28)
 #define CT_DATA_MAX_SIDE     8192
 #define CT_DATA_MAX_CLASSES  100000
+/* Images (PNG, JPEG) of more pixels are refused: 8192 x 6144, 48 Mi pixels. */
+#define CT_DATA_MAX_PIXELS   ((int64_t)48 << 20)
 
 typedef struct {
     int64_t n;               /* number of samples                                   */
@@ -54,6 +57,13 @@ typedef struct {
  *   "folder:DIR[@S]"         DIR/<class>/<image>.png|.jpg, or DIR/train/<class>/... and
  *                            DIR/test/<class>/... when those exist; every image resized to
  *                            S x S (default 32); 1 channel if every image is gray, else 3.
+ *                            Images over CT_DATA_MAX_PIXELS, or declaring more pixels than
+ *                            their bytes can encode, are refused; JPEG corrupt-data
+ *                            warnings (e.g. a truncated file) are errors; a JPEG is
+ *                            decoded at the smallest 1/8..8/8 scale covering S x S.
+ * Only regular files are read: a FIFO or device is refused ("not a regular file"),
+ * never waited on. Memory follows the data actually read (gzip buffers grow with the
+ * decompressed bytes, a folder's buffer with the decoded images), not headers' claims.
  * On error `ds` is left empty (safe to ct_dataset_free) and the message names the file
  * and the problem. Sizes in headers are checked against the file size and the caps
  * above before allocating. */
@@ -173,6 +183,7 @@ ct_status ct_augment_throughput(const ct_dataset *ds, const ct_augment *aug, int
  * atomically (temporary file, then rename).  pixels: (h, w, channels) */
 ct_status ct_png_write(const char *path, const uint8_t *pixels, int w, int h, int channels);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

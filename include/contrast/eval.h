@@ -20,6 +20,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
 
 /* Weighted k-nearest-neighbour classification by cosine similarity.
  *   train_feat: (ntr, D)   test_feat: (nte, D)   labels in [0, num_classes)
@@ -98,6 +99,7 @@ ct_status ct_eval_retrieval(const float *gallery, const int32_t *gallery_labels,
 ct_status ct_eval_align_uniform(const float *feat, const int32_t *labels, int64_t n, int64_t D,
                                 int64_t max_n, uint64_t seed, double *align, double *uniform);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

@@ -7,10 +7,15 @@
  * training configuration in __metadata__ so `contrast eval` rebuilds the model from
  * the file alone.
  *
- * Every file is written atomically: to "<path>.tmp", flushed, fsync'ed, renamed over
- * <path>, and the directory fsync'ed. A failed write (disk full, unwritable folder,
- * crash) leaves the previous file at <path> intact, removes the temporary, and the
- * error message names the path and says the previous file was kept.
+ * Every file is written atomically: to a temporary created exclusively beside it
+ * ("<path>.tmp-XXXXXX"), flushed, fsync'ed, renamed over <path>, and the directory
+ * fsync'ed. A failed write (disk full, unwritable folder, crash) leaves the previous
+ * file at <path> intact, removes the temporary, and the error message names the path
+ * and says the previous file was kept. A <path> that is a character device or a FIFO
+ * (/dev/null, /dev/stdout, a pipe) is written through instead (see ct_atomic_open).
+ *
+ * Every file is read only if it is a regular file (ct_open_regular): a FIFO, device,
+ * socket or folder is refused at once with "not a regular file", never waited on.
  *
  * Reading validates before trusting a byte: the whole file is read (its size from
  * fstat, never from the header), the header is parsed by a strict JSON parser, and
@@ -30,21 +35,45 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
+
+/* ---- reading ------------------------------------------------------------------ */
+/* Opens `path` read-only if it is a regular file (symlinks followed): *fd is a
+ * blocking descriptor the caller closes, *size (may be NULL) the file's size from
+ * fstat. A FIFO, device, socket or folder is refused without blocking: CT_ERR_IO,
+ * "<path>: not a regular file (it is a FIFO); ...". Every reader of the library
+ * (safetensors, .npy, IDX, CIFAR, image folders) opens its files with this. */
+ct_status ct_open_regular(const char *path, int *fd, int64_t *size);
+/* The same as a stdio stream opened "rb"; the caller fcloses *fp. */
+ct_status ct_fopen_regular(const char *path, FILE **fp, int64_t *size);
 
 /* ---- atomic writes ------------------------------------------------------------ */
 typedef struct {
-    FILE *fp;
-    char *path;  /* final name                    */
-    char *tmp;   /* "<path>.tmp", written first   */
+    FILE *fp;    /* where ct_atomic_write writes (may be written to directly)        */
+    char *path;  /* final name                                                       */
+    char *tmp;   /* "<path>.tmp-XXXXXX", written first; NULL when writing through   */
 } ct_atomic_file;
 
-/* Creates "<path>.tmp" for writing. On failure nothing is left behind. */
+/* Opens `path` for writing. What happens depends on what is at `path` now:
+ *   nothing, or a regular file: a new temporary is created exclusively in the same
+ *     folder (O_CREAT|O_EXCL|O_NOFOLLOW, random suffix: a symlink or file planted at
+ *     any name is never followed nor overwritten), renamed over `path` on commit;
+ *     a symlink at `path` itself is replaced, not followed.
+ *   a character device or FIFO (after following symlinks, so /dev/stdout works):
+ *     written through in place, never replaced. A FIFO with no reader is refused
+ *     at once. A failure midway cannot be undone there: what was written is out.
+ *     A FIFO whose reader goes away raises SIGPIPE, as any pipe write does (the
+ *     host decides: with SIGPIPE ignored the write fails with EPIPE).
+ *   a folder, block device or socket: refused (CT_ERR_IO).
+ * On failure nothing is left behind. */
 ct_status ct_atomic_open(ct_atomic_file *af, const char *path);
 /* Appends n bytes. On failure the temporary is removed (as by ct_atomic_abort). */
 ct_status ct_atomic_write(ct_atomic_file *af, const void *data, size_t n);
 /* Flushes, fsyncs, closes and renames over the final path, then fsyncs the
- * directory. On any failure the temporary is removed and the previous file at
- * `path` is untouched. Always releases `af`. */
+ * directory (written through: flushes and closes). Every step is checked, so a
+ * full disk or /dev/full reports "No space left on device" naming the path. On any
+ * failure the temporary is removed and the previous file at `path` is untouched.
+ * Always releases `af`. */
 ct_status ct_atomic_commit(ct_atomic_file *af);
 /* Discards the temporary; safe to call on a released or failed `af`. */
 void ct_atomic_abort(ct_atomic_file *af);
@@ -129,6 +158,12 @@ ct_status ct_st_read_table(const ct_st_file *f, const ct_tensor_info *tab, int n
 ct_status ct_npy_write_f32(const char *path, const float *x, int64_t rows, int64_t cols);
 ct_status ct_npy_write_i32(const char *path, const int32_t *x, int64_t n);
 ct_status ct_npy_write_i64(const char *path, const int64_t *x, int64_t n);
+/* The same arrays into a file already opened with ct_atomic_open, not committed:
+ * a program writing several files opens them all first (so a bad destination is
+ * found before any work) and commits them together at the end. On failure `af` is
+ * aborted. */
+ct_status ct_npy_put_f32(ct_atomic_file *af, const float *x, int64_t rows, int64_t cols);
+ct_status ct_npy_put_i64(ct_atomic_file *af, const int64_t *x, int64_t n);
 /* Reads a '<f4' C-order array of 1 or 2 dims (1-D (n,) reads as rows = n, cols = 1),
  * versions 1.0-3.0, checking the header and that the file size matches the shape.
  * *out is allocated with ct_alloc (free with ct_free). */
@@ -136,6 +171,7 @@ ct_status ct_npy_read_f32(const char *path, float **out, int64_t *rows, int64_t 
 /* Reads 1-D labels stored as '<i4' or '<i8' (values must fit int32). */
 ct_status ct_npy_read_i32(const char *path, int32_t **out, int64_t *n);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

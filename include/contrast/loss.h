@@ -38,6 +38,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
 
 #define CT_LOSS_EPS 1e-12        /* norm clamp of the L2 normalisation (F.normalize's default) */
 #define CT_LOSS_BLOCK 256        /* rows of the similarity matrix held at once                 */
@@ -176,6 +177,7 @@ double ct_alignment(const float *x, const float *y, int64_t n, int64_t d, double
  * evaluation call, not a training-step one).   x: (n, d), n >= 2. */
 ct_status ct_uniformity(double *out, const float *x, int64_t n, int64_t d, double t);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

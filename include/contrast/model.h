@@ -33,6 +33,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
 
 typedef enum { CT_ENC_CNN = 0, CT_ENC_RESNET18 = 1, CT_ENC_TRANSFORMER = 2, CT_ENC_VIT = 3 } ct_encoder_kind;
 
@@ -294,6 +295,7 @@ int ct_model_add_tokpool(ct_model *m, int in, ct_tokpool_mode mode);
 int ct_model_add_transformer_block(ct_model *m, int in, int64_t heads, int causal, float p, const char *name);
 ct_status ct_model_finish(ct_model *m, int h_node, int z_node);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

@@ -18,6 +18,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
 
 /* Number of sample blocks the batch is split into for deterministic reductions. */
 #define CT_NN_PARTS 4
@@ -280,6 +281,7 @@ void ct_tokpool_backward(float *dx,            /* (B, T, C) accumulated */
                          const uint8_t *valid, /* (B, T) or NULL */
                          int64_t B, int64_t T, int64_t C, ct_tokpool_mode mode);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

@@ -34,6 +34,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
 
 typedef enum { CT_OPTIM_SGD = 0, CT_OPTIM_ADAMW = 1, CT_OPTIM_LARS = 2 } ct_optim_type;
 
@@ -105,6 +106,7 @@ int ct_optim_state(ct_optim *o, ct_optim_buffer *out, int cap);
 float ct_lr_schedule(float base_lr, int64_t step, int64_t warmup_steps, int64_t total_steps,
                      float final_lr_fraction);
 
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

@@ -2,11 +2,13 @@
  * trained encoder, as library calls; the CLI's train / eval / embed are thin
  * wrappers around these.
  *
- * A training run writes into cfg.out: checkpoint.safetensors (after every epoch,
+ * A training run writes into its run folder cfg.out (claimed and locked before the
+ * first step, see ct_train_run): checkpoint.safetensors (after every epoch,
  * atomically), metrics.jsonl (one JSON object per epoch, plus kNN monitor fields)
- * and eval.json (the final evaluation). Runs are reproducible: the same seed, data
- * and thread count give the same bits, and a run resumed from its checkpoint ends
- * with the parameters of the uninterrupted run. */
+ * and eval.json (the final evaluation, atomically). Runs are reproducible: the same
+ * seed, data and thread count give the same bits, and a run resumed from its
+ * checkpoint ends with the parameters of the uninterrupted run. The library prints
+ * nothing: progress comes as events to cfg.on_event. */
 #ifndef CONTRAST_TRAIN_H
 #define CONTRAST_TRAIN_H
 #include "contrast/core.h"
@@ -18,10 +20,13 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+CT_BEGIN_API
 
 typedef enum { CT_METHOD_SIMCLR = 0, CT_METHOD_MOCO = 1, CT_METHOD_SUPCON = 2 } ct_method;
 const char *ct_method_name(ct_method m);
 int ct_method_parse(const char *s); /* -1 if unknown */
+
+struct ct_train_event;
 
 typedef struct {
     ct_method method;
@@ -56,12 +61,43 @@ typedef struct {
     int recompute;           /* recompute conv outputs in backward (ct_model_recompute_convs):
                               * less memory, more time, the same numbers */
     int dist_check;          /* distributed: verify parameters agree every N steps (0 = off) */
-    int progress;            /* 1 progress bar, 0 one line per epoch, -1 silent */
-    char out[512];           /* output directory */
+    char out[512];           /* run folder, "" = a new runs/<timestamp>[-N] (see "Run folders") */
+    int overwrite;           /* a non-empty out: replace its run (without a resume) */
     char resume[512];        /* checkpoint to resume from, "" = fresh */
+    int resume_allow_changes; /* resume although options that decide the bits differ */
+    /* Progress reports (rank 0 only; NULL = none): the library never prints. */
+    void (*on_event)(const struct ct_train_event *e, void *ctx);
+    void *event_ctx;
 } ct_train_config;
 
+/* The recipe's defaults (README "Recipe"): SimCLR on Fashion-MNIST, CNN of width 32
+ * (model.width 0: 32 for the cnn, 64 for resnet18) whose last stage has 16 x width
+ * channels (model.last_width -1: 16 x width for the cnn, 0 for resnet18), head
+ * 512/128, LARS at lr 4.5 with weight decay 1e-6, batch 256, temperature 0.1, 16
+ * epochs with one of warm-up, views of 5/7 the image side, whitening 1e-4, kNN
+ * monitor every 5 epochs and a final linear probe. */
 void ct_train_config_default(ct_train_config *c);
+
+/* What ct_train_run reports through cfg.on_event, as it happens. */
+typedef enum {
+    CT_TRAIN_EVENT_RESUMED = 0, /* the checkpoint `path` was loaded: epoch (completed) and step */
+    CT_TRAIN_EVENT_WARNING = 1, /* `message`: e.g. the options a permitted resume changed */
+    CT_TRAIN_EVENT_STEP = 2,    /* after every step: epoch, batch of batches, epoch means so far, speed, eta_s */
+    CT_TRAIN_EVENT_EPOCH = 3    /* after every epoch, its metrics line written: loss, top1, speed, seconds,
+                                 * knn_top1 (-1 when the monitor did not run) */
+} ct_train_event_kind;
+
+typedef struct ct_train_event {
+    ct_train_event_kind kind;
+    int epoch;               /* 1-based epoch the event is about (RESUMED: epochs completed) */
+    int epochs;              /* cfg.epochs */
+    int64_t step;            /* optimizer steps so far */
+    int64_t batch, batches;  /* STEP: batch number in the epoch (1-based), batches per epoch */
+    double loss, top1;       /* mean contrastive loss and top-1 of the epoch (so far) */
+    double images_per_s, seconds, eta_s, knn_top1;
+    const char *path;        /* RESUMED: the checkpoint */
+    const char *message;     /* WARNING */
+} ct_train_event;
 
 typedef struct {
     int epochs_done;
@@ -72,13 +108,32 @@ typedef struct {
     double seconds;
     size_t arena_bytes;           /* activation arena of the model the views train (ct_model_prepare) */
     size_t local_arena_bytes;     /* that of the local crops' twin (0 without local crops) */
+    char out[512];                /* the run folder written (cfg.out or the default's unique name) */
 } ct_train_result;
 
 /* Trains as configured. Under mpirun (ct_dist_size() > 1) each process takes a
  * 1/P slice of every global batch, the objective sees the embeddings of the whole
  * global batch, gradients are summed with one all-reduce, and rank 0 alone writes
- * files and progress. On a non-finite loss it stops with CT_ERR_NUMERIC and keeps
- * the last good checkpoint. */
+ * files and reports events. On a non-finite loss it stops with CT_ERR_NUMERIC and
+ * keeps the last good checkpoint (the message names it, or says there is none).
+ *
+ * Before a step runs it refuses (CT_ERR_ARG unless said otherwise), naming the file:
+ *   - a configuration whose parameters, optimizer state and a lower bound of its
+ *     activations exceed the memory (physical, or RLIMIT_AS if lower): CT_ERR_NOMEM
+ *     with the GiB it would need;
+ *   - run folders: out is a regular file or cannot be written (CT_ERR_IO); out is
+ *     locked by another run (out/.lock, flock; released at the end); out holds files
+ *     and neither resume nor overwrite is set; overwrite with resume. With overwrite
+ *     the previous checkpoint.safetensors, metrics.jsonl and eval.json are removed.
+ *     out "" makes runs/<timestamp>, with -2, -3, ... if that exists;
+ *   - resume: a checkpoint of another model or method, a counter out of range
+ *     (CT_ERR_FORMAT), options that decide the bits (data, augment, batch, lr,
+ *     optimizer, weight decay, temperature, seed, limit, view and local crop
+ *     settings, MoCo momentum) that differ from the checkpoint's unless
+ *     resume_allow_changes (then a WARNING event lists them), and a checkpoint
+ *     already at or past epochs (or stop_after): there is nothing to train.
+ *     metrics.jsonl keeps the lines of the epochs up to the checkpoint's.
+ * A run that fails before writing anything leaves no folder behind. */
 ct_status ct_train_run(const ct_train_config *c, ct_train_result *res);
 
 /* ---- evaluation of a trained model -------------------------------------------- */
@@ -105,17 +160,32 @@ typedef struct {
     double knn_top1, knn_top5, probe_top1;  /* -1 when not computed */
     double knn_top1_raw;  /* whitened: kNN top-1 of the features before whitening; else -1 */
     int whitened;         /* the features were whitened */
+    int whitening_refit;  /* the model's whitening was older than its parameters and was refit */
     int64_t n_train, n_test, dim;
 } ct_eval_result;
 
-/* kNN (and with probe != 0 the linear probe) of train-split features against the
- * test split. raw != 0 evaluates normalised pixels instead of a model (m unused).
- * whiten != 0 and a model with a whitening: the whitened features (the whitening
- * refit on the train split if the checkpoint's is older than its parameters), and
- * knn_top1_raw for the features before it; whiten == 0: the raw features h. */
-ct_status ct_evaluate(ct_eval_result *r, ct_model *m, const char *data, int64_t limit, int k, float T,
-                      int probe, int raw, int whiten);
+typedef struct {
+    char data[512];  /* dataset spec: train split = memory bank, test split = queries */
+    int64_t limit;   /* the first N training images (0 = all) */
+    int knn_k;       /* kNN neighbours */
+    float knn_t;     /* kNN vote temperature */
+    int probe;       /* also the linear probe */
+    int raw;         /* normalised raw pixels instead of a model */
+    int whiten;      /* the model's whitened features (if it has a whitening) */
+} ct_eval_config;
 
+/* fashion-mnist, all images, k 200, T 0.1, no probe, the model, whitened. */
+void ct_eval_config_default(ct_eval_config *c);
+
+/* kNN (and with c->probe the linear probe) of train-split features against the
+ * test split. c->raw evaluates normalised pixels instead of a model (m unused).
+ * c->whiten and a model with a whitening: the whitened features (the whitening
+ * refit on the train split if the checkpoint's is older than its parameters, which
+ * r->whitening_refit reports), and knn_top1_raw for the features before it;
+ * c->whiten == 0: the raw features h. */
+ct_status ct_evaluate(ct_eval_result *r, ct_model *m, const ct_eval_config *c);
+
+CT_END_API
 #ifdef __cplusplus
 }
 #endif

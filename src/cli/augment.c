@@ -11,24 +11,6 @@
 
 #define GRID_MAX_PIXELS ((int64_t)1 << 25) /* 32 Mpx: a 100 MB RGB grid, far more than a screen */
 
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: contrast augment [options]\n"
-            "  --data SPEC      dataset: fashion-mnist, mnist:DIR, cifar10:DIR, cifar100:DIR,\n"
-            "                   folder:DIR[@SIZE]                        (default fashion-mnist)\n"
-            "  --split S        train or test                               (default train)\n"
-            "  --out FILE       PNG to write                                (default views.png)\n"
-            "  --n N            samples (rows), chosen at random from the seed  (default 8)\n"
-            "  --views V        augmented views per sample (columns)        (default 6)\n"
-            "  --seed S         random seed                                 (default 0)\n"
-            "  --zoom Z         pixel magnification; 0 = cells of at least 64 px (default 0)\n"
-            "  --aug SPEC       pipeline spec, e.g. crop=0.2:1,flip=0.5,jitter=0.4:0.4:0:0@0.8\n"
-            "                   (default: the SimCLR defaults for the dataset; see docs/data.md)\n"
-            "  --crop V --flip V --jitter V --gray V --blur V --solarize V --size V --mean V --std V\n"
-            "                   set one item of the spec, e.g. --blur 0.1:2@0.5 (applied after --aug)\n");
-    return f == stdout ? 0 : 2;
-}
-
 static uint8_t to_u8(float v, float mean, float std) {
     float x = (v * std + mean) * 255.0f + 0.5f;
     return (uint8_t)(x < 0 ? 0 : x > 255 ? 255 : x);
@@ -45,50 +27,40 @@ static void blit(uint8_t *grid, int gw, int c, const float *v, int h, int w, int
             }
 }
 
+/* The items --crop ... --std set, in the order they are applied (after --aug). */
+static const char *const item_keys[] = {"crop", "flip", "jitter", "gray", "blur", "solarize", "size", "mean", "std"};
+#define NITEMS (sizeof item_keys / sizeof *item_keys)
+
 int cmd_augment(int argc, char **argv) {
-    const char *data = "fashion-mnist", *out = "views.png", *spec = NULL, *split = "train";
-    long n = 8, views = 6, zoom = 0;
-    unsigned long long seed = 0;
-    char items[1024] = "";
-    static const char *keys[] = {"crop", "flip", "jitter", "gray", "blur", "solarize", "size", "mean", "std"};
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "--help") || !strcmp(o, "-h")) return usage(stdout);
-        if (strncmp(o, "--", 2) || i + 1 >= argc) {
-            fprintf(stderr, "contrast augment: unexpected '%s'%s\n", o, i + 1 >= argc ? " (missing value?)" : "");
-            return usage(stderr);
-        }
-        const char *v = argv[++i];
-        char *end = NULL;
-        if (!strcmp(o, "--data")) data = v;
-        else if (!strcmp(o, "--out")) out = v;
-        else if (!strcmp(o, "--aug")) spec = v;
-        else if (!strcmp(o, "--split")) split = v;
-        else if (!strcmp(o, "--n")) n = strtol(v, &end, 10);
-        else if (!strcmp(o, "--views")) views = strtol(v, &end, 10);
-        else if (!strcmp(o, "--zoom")) zoom = strtol(v, &end, 10);
-        else if (!strcmp(o, "--seed")) seed = strtoull(v, &end, 10);
-        else {
-            int found = 0;
-            for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
-                if (!strcmp(o + 2, keys[k])) {
-                    size_t len = strlen(items);
-                    snprintf(items + len, sizeof items - len, "%s%s=%s", len ? "," : "", keys[k], v);
-                    found = 1;
-                }
-            if (!found) {
-                fprintf(stderr, "contrast augment: unknown option '%s'\n", o);
-                return usage(stderr);
-            }
-        }
-        if (end && *end) {
-            fprintf(stderr, "contrast augment: %s needs an integer, not '%s'\n", o, v);
-            return 2;
-        }
+    char data[512] = "fashion-mnist", out[512] = "views.png", spec[1024] = "", split[16] = "train";
+    int n = 8, views = 6, zoom = 0;
+    uint64_t seed = 0;
+    char item[NITEMS][128] = {{0}}, opt_name[NITEMS][16], opt_help[NITEMS][64];
+    cli_opt opts[8 + NITEMS] = {
+        {"--data", OPT_STR, data, sizeof data, 0, 0, "fashion-mnist | mnist:DIR | cifar10:DIR | cifar100:DIR | folder:DIR[@SIZE]"},
+        {"--split", OPT_STR, split, sizeof split, 0, 0, "train | test"},
+        {"--out", OPT_STR, out, sizeof out, 0, 0, "PNG to write"},
+        {"--n", OPT_INT, &n, 0, 1, 1000, "samples (rows), chosen at random from the seed"},
+        {"--views", OPT_INT, &views, 0, 1, 100, "augmented views per sample (columns)"},
+        {"--seed", OPT_U64, &seed, 0, 0, 9e18, "random seed of the samples and views"},
+        {"--zoom", OPT_INT, &zoom, 0, 0, 32, "pixel magnification (0: cells of at least 64 px)"},
+        {"--aug", OPT_STR, spec, sizeof spec, 0, 0, "pipeline spec, e.g. crop=0.2:1,flip=0.5,jitter=0.4:0.4:0:0@0.8 "
+                                                     "(none: the SimCLR defaults for the dataset; docs/data.md)"},
+    };
+    for (size_t k = 0; k < NITEMS; k++) {
+        snprintf(opt_name[k], sizeof opt_name[k], "--%s", item_keys[k]);
+        snprintf(opt_help[k], sizeof opt_help[k], "sets %s=S in the spec (after --aug)", item_keys[k]);
+        opts[8 + k] = (cli_opt){opt_name[k], OPT_STR, item[k], sizeof item[k], 0, 0, opt_help[k]};
     }
-    if (n < 1 || n > 1000 || views < 1 || views > 100 || zoom < 0 || zoom > 32) {
-        fprintf(stderr, "contrast augment: need 1 <= --n <= 1000, 1 <= --views <= 100, 0 <= --zoom <= 32\n");
-        return 2;
+    int rc = cli_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
+                       "usage: contrast augment [options]\n"
+                       "Writes a PNG grid of augmented views: one row per sample, the original first.");
+    if (rc) return rc == 1 ? 0 : rc;
+    char items[NITEMS * 140] = "";
+    for (size_t k = 0; k < NITEMS; k++) {
+        if (!item[k][0]) continue;
+        size_t len = strlen(items);
+        snprintf(items + len, sizeof items - len, "%s%s=%s", len ? "," : "", item_keys[k], item[k]);
     }
     if (strcmp(split, "train") && strcmp(split, "test")) {
         fprintf(stderr, "contrast augment: --split must be train or test, not '%s'\n", split);
@@ -108,8 +80,8 @@ int cmd_augment(int argc, char **argv) {
     }
     int oh = a.out_h, ow = a.out_w, c = ds.c, gap = 2;
     if (zoom == 0) zoom = (64 + oh - 1) / oh;
-    if (n > ds.n) n = (long)ds.n;
-    int cols = (int)views + 1;
+    if (n > ds.n) n = (int)ds.n;
+    int cols = views + 1;
     int64_t gw = cols * ((int64_t)ow * zoom + gap) + gap, gh = n * ((int64_t)oh * zoom + gap) + gap;
     if (gw * gh > GRID_MAX_PIXELS) { /* e.g. --size 1024 --zoom 32 asks for terabytes */
         fprintf(stderr, "contrast augment: a grid of %lldx%lld pixels is too large (at most %lld); lower --zoom, "
@@ -122,7 +94,7 @@ int cmd_augment(int argc, char **argv) {
     float *v = malloc(per * sizeof(float));
     float *scratch = malloc(ct_augment_scratch_floats(&a, &ds) * sizeof(float));
     int64_t *idx = malloc((size_t)n * sizeof *idx);
-    int rc = 0;
+    rc = 0;
     if (!grid || !v || !scratch || !idx) {
         fprintf(stderr, "contrast augment: out of memory\n");
         rc = 1;
@@ -130,25 +102,25 @@ int cmd_augment(int argc, char **argv) {
     }
     memset(grid, 255, (size_t)gw * gh * c);
     ct_rng r = ct_rng_make(ct_rng_key(seed, 0, 0, 0x47524944 /* "GRID" */));
-    for (long i = 0; i < n; i++) { /* distinct samples */
+    for (int i = 0; i < n; i++) { /* distinct samples */
         int again;
         do {
             idx[i] = (int64_t)ct_rng_below(&r, (uint64_t)ds.n);
             again = 0;
-            for (long j = 0; j < i; j++) again |= idx[j] == idx[i];
+            for (int j = 0; j < i; j++) again |= idx[j] == idx[i];
         } while (again);
     }
-    for (long i = 0; i < n; i++) {
-        int gy = gap + (int)i * (oh * (int)zoom + gap);
+    for (int i = 0; i < n; i++) {
+        int gy = gap + i * (oh * zoom + gap);
         if (ct_data_eval_batch(v, &ds, &a, idx[i], 1)) {
             fprintf(stderr, "contrast augment: %s\n", ct_errmsg());
             rc = 1;
             goto done;
         }
-        blit(grid, (int)gw, c, v, oh, ow, (int)zoom, gy, gap, &a);
+        blit(grid, (int)gw, c, v, oh, ow, zoom, gy, gap, &a);
         for (int k = 0; k < views; k++) {
             ct_augment_view(v, scratch, &a, &ds, idx[i], ct_rng_key(seed, 0, (uint64_t)idx[i], (uint64_t)k));
-            blit(grid, (int)gw, c, v, oh, ow, (int)zoom, gy, gap + (k + 1) * (ow * (int)zoom + gap), &a);
+            blit(grid, (int)gw, c, v, oh, ow, zoom, gy, gap + (k + 1) * (ow * zoom + gap), &a);
         }
     }
     if (ct_png_write(out, grid, (int)gw, (int)gh, c)) {
@@ -158,7 +130,7 @@ int cmd_augment(int argc, char **argv) {
     }
     char desc[512];
     ct_augment_describe(&a, desc, sizeof desc);
-    printf("wrote %s: %ld samples x (1 original + %ld views), %dx%d px\npipeline: %s\n", out, n, views, (int)gw, (int)gh,
+    printf("wrote %s: %d samples x (1 original + %d views), %dx%d px\npipeline: %s\n", out, n, views, (int)gw, (int)gh,
            desc);
 done:
     free(grid); free(v); free(scratch); free(idx);

@@ -20,6 +20,9 @@ typedef struct {
  * --help, prints an error and returns 2 for unknown options or bad values, 0 on
  * success. `usage_line` is the first line of the help. */
 int cli_parse(int argc, char **argv, cli_opt *opts, int nopts, const char *usage_line);
+/* With on != 0, --help prints the command's options as a roff manual section
+ * (`contrast man`, which builds contrast.1 from the same tables as --help). */
+void cli_set_help_roff(int on);
 /* Prints a library error as "contrast CMD: message" and returns the exit code 1. */
 int cli_fail(const char *cmd);
 
@@ -27,4 +30,5 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_augment(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 #endif

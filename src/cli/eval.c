@@ -8,19 +8,19 @@
 #include <string.h>
 
 int cmd_eval(int argc, char **argv) {
-    char ckpt[512] = "", data[512] = "fashion-mnist";
-    int k = 200, probe = 0, json = 0, raw = 0, threads = 0, no_whiten = 0;
-    float T = 0.1f;
-    int64_t limit = 0;
+    ct_eval_config ec;
+    ct_eval_config_default(&ec);
+    char ckpt[512] = "";
+    int json = 0, threads = 0, no_whiten = !ec.whiten;
     cli_opt opts[] = {
         {"--checkpoint", OPT_STR, ckpt, sizeof ckpt, 0, 0, "checkpoint.safetensors written by contrast train"},
-        {"--data", OPT_STR, data, sizeof data, 0, 0, "dataset (train split = memory bank, test split = queries)"},
-        {"--k", OPT_INT, &k, 0, 1, 100000, "kNN neighbours"},
-        {"--knn-temperature", OPT_FLOAT, &T, 0, 1e-4, 100, "kNN vote weight exp(sim / T)"},
-        {"--probe", OPT_FLAG, &probe, 0, 0, 0, "also train and report a linear probe"},
-        {"--raw", OPT_FLAG, &raw, 0, 0, 0, "evaluate normalised raw pixels instead of a checkpoint"},
+        {"--data", OPT_STR, ec.data, sizeof ec.data, 0, 0, "dataset (train split = memory bank, test split = queries)"},
+        {"--k", OPT_INT, &ec.knn_k, 0, 1, 100000, "kNN neighbours"},
+        {"--knn-temperature", OPT_FLOAT, &ec.knn_t, 0, 1e-4, 100, "kNN vote weight exp(sim / T)"},
+        {"--probe", OPT_FLAG, &ec.probe, 0, 0, 0, "also train and report a linear probe"},
+        {"--raw", OPT_FLAG, &ec.raw, 0, 0, 0, "evaluate normalised raw pixels instead of a checkpoint"},
         {"--no-whiten", OPT_FLAG, &no_whiten, 0, 0, 0, "features before the checkpoint's whitening (contrast train --whiten)"},
-        {"--limit", OPT_I64, &limit, 0, 0, 1e12, "use the first N training images (0: all)"},
+        {"--limit", OPT_I64, &ec.limit, 0, 0, 1e12, "use the first N training images (0: all)"},
         {"--threads", OPT_INT, &threads, 0, 0, 1024, "compute threads (0: all cores)"},
         {"--json", OPT_FLAG, &json, 0, 0, 0, "print one JSON object"},
     };
@@ -28,18 +28,23 @@ int cmd_eval(int argc, char **argv) {
                        "usage: contrast eval --checkpoint FILE [options]\n"
                        "Weighted kNN (cosine, Wu et al. 2018) and linear probe top-1 on the test split.");
     if (rc) return rc == 1 ? 0 : rc;
-    if (!ckpt[0] && !raw) {
+    if (!ckpt[0] && !ec.raw) {
         fprintf(stderr, "contrast eval: --checkpoint FILE (or --raw) is required\n");
         return 2;
     }
+    ec.whiten = !no_whiten;
     ct_set_threads(threads);
     ct_model m;
     memset(&m, 0, sizeof m);
-    if (!raw && ct_checkpoint_load_model(&m, ckpt)) return cli_fail("eval");
+    if (!ec.raw && ct_checkpoint_load_model(&m, ckpt)) return cli_fail("eval");
     ct_eval_result r;
-    ct_status st = ct_evaluate(&r, &m, data, limit, k, T, probe, raw, !no_whiten);
-    if (!raw) ct_model_free(&m);
+    ct_status st = ct_evaluate(&r, &m, &ec);
+    if (!ec.raw) ct_model_free(&m);
+    if (r.whitening_refit)
+        fprintf(stderr, "eval: the checkpoint's whitening is not from its last epoch; fitting it on the train split\n");
     if (st) return cli_fail("eval");
+    const int k = ec.knn_k, probe = ec.probe, raw = ec.raw;
+    const float T = ec.knn_t;
     if (json) {
         printf("{\"knn_top1\": %.4f, \"knn_top5\": %.4f", r.knn_top1, r.knn_top5);
         if (probe) printf(", \"probe_top1\": %.4f", r.probe_top1);
@@ -86,8 +91,22 @@ int cmd_embed(int argc, char **argv) {
         return 2;
     }
     ct_set_threads(threads);
+    /* Both outputs are opened before any work, so a bad destination is reported at
+     * once, and committed together at the end: on any failure neither is written. */
+    ct_atomic_file fo, fl;
+    memset(&fo, 0, sizeof fo);
+    memset(&fl, 0, sizeof fl);
+    if (ct_atomic_open(&fo, out)) return cli_fail("embed");
+    if (labels[0] && ct_atomic_open(&fl, labels)) {
+        ct_atomic_abort(&fo);
+        return cli_fail("embed");
+    }
     ct_model m;
-    if (ct_checkpoint_load_model(&m, ckpt)) return cli_fail("embed");
+    if (ct_checkpoint_load_model(&m, ckpt)) {
+        ct_atomic_abort(&fo);
+        ct_atomic_abort(&fl);
+        return cli_fail("embed");
+    }
     ct_dataset ds;
     memset(&ds, 0, sizeof ds);
     float *f = NULL;
@@ -105,13 +124,19 @@ int cmd_embed(int argc, char **argv) {
         ct_dataset_limit(&ds, limit);
         st = ct_extract_features(&f, &D, &m, &ds, head ? CT_FEAT_Z : no_whiten ? CT_FEAT_H_RAW : CT_FEAT_H, batch);
     }
-    if (!st) st = ct_npy_write_f32(out, f, ds.n, D);
+    if (!st) st = ct_npy_put_f32(&fo, f, ds.n, D);
     if (!st && labels[0]) {
         int64_t *l = ct_alloc((size_t)ds.n * sizeof(int64_t));
-        if (!l) st = CT_ERR_NOMEM;
+        if (!l) st = ct_error(CT_ERR_NOMEM, "%s: out of memory for %lld labels", labels, (long long)ds.n);
         for (int64_t i = 0; l && i < ds.n; i++) l[i] = ds.labels[i];
-        if (l) st = ct_npy_write_i64(labels, l, ds.n);
+        if (l) st = ct_npy_put_i64(&fl, l, ds.n);
         ct_free(l);
+        if (!st) st = ct_atomic_commit(&fl);
+    }
+    if (!st) st = ct_atomic_commit(&fo);
+    if (st) {
+        ct_atomic_abort(&fo);
+        ct_atomic_abort(&fl);
     }
     int64_t n = ds.n;
     ct_free(f);

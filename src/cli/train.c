@@ -6,26 +6,69 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
+#include <unistd.h>
 
+/* Progress on stderr from the trainer's events: a bar (progress 1, a terminal), one
+ * line per epoch (0), or nothing (-1, --quiet); kNN monitor lines unless quiet. */
+typedef struct {
+    int progress;
+    int bar_open; /* a bar line was printed without its newline */
+} progress_state;
+
+static void on_event(const ct_train_event *e, void *ctx) {
+    progress_state *p = ctx;
+    switch (e->kind) {
+    case CT_TRAIN_EVENT_RESUMED:
+        if (p->progress >= 0) fprintf(stderr, "resumed from %s at epoch %d, step %lld\n", e->path, e->epoch, (long long)e->step);
+        break;
+    case CT_TRAIN_EVENT_WARNING:
+        fprintf(stderr, "contrast train: warning: %s\n", e->message);
+        break;
+    case CT_TRAIN_EVENT_STEP: {
+        if (p->progress != 1) break;
+        int width = 24, filled = e->batches ? (int)(width * e->batch / e->batches) : 0;
+        char bar[32];
+        for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
+        bar[width] = '\0';
+        fprintf(stderr, "\repoch %d/%d [%s] step %lld/%lld loss %.4f acc %.3f %.0f img/s ETA %.0fs   ", e->epoch,
+                e->epochs, bar, (long long)e->batch, (long long)e->batches, e->loss, e->top1, e->images_per_s, e->eta_s);
+        fflush(stderr);
+        p->bar_open = 1;
+        break;
+    }
+    case CT_TRAIN_EVENT_EPOCH:
+        if (p->bar_open) fputc('\n', stderr);
+        p->bar_open = 0;
+        if (e->knn_top1 >= 0 && p->progress >= 0) fprintf(stderr, "epoch %d: kNN top-1 %.2f%%\n", e->epoch, 100 * e->knn_top1);
+        if (p->progress == 0)
+            fprintf(stderr, "epoch %d/%d loss %.4f acc %.3f %.0f img/s %.1fs\n", e->epoch, e->epochs, e->loss, e->top1,
+                    e->images_per_s, e->seconds);
+        break;
+    }
+}
+
+/* Longer than our ~80-line aim: most of it is the option table, one line per flag. */
 int cmd_train(int argc, char **argv) {
     ct_train_config c;
     ct_train_config_default(&c);
-    char method[16] = "simclr", encoder[16] = "cnn", optimizer[16] = "default", pool[16] = "default";
-    int width = 0, last_width = -1, no_probe = 0, quiet = 0, depth = 0, heads = 0, patch = 0, view_size = -2;
-    float dropout = 0.0f, lr = 0.0f, weight_decay = -1.0f;
-    c.out[0] = '\0';
+    char method[16], encoder[16], optimizer[16] = "default", pool[16];
+    snprintf(method, sizeof method, "%s", ct_method_name(c.method));
+    snprintf(encoder, sizeof encoder, "%s", ct_encoder_name(c.model.encoder));
+    snprintf(pool, sizeof pool, "%s", ct_pool_name(c.model.pool));
+    int no_probe = !c.final_probe, quiet = 0, view_size = -2;
+    /* options whose default depends on the encoder: 0 / -1 here stand for it */
+    float lr = 0.0f, weight_decay = -1.0f, dropout = -1.0f;
     cli_opt opts[] = {
         {"--method", OPT_STR, method, sizeof method, 0, 0, "simclr | moco | supcon (supcon uses labels)"},
         {"--data", OPT_STR, c.data, sizeof c.data, 0, 0, "fashion-mnist | mnist:DIR | cifar10:DIR | cifar100:DIR | folder:DIR"},
         {"--encoder", OPT_STR, encoder, sizeof encoder, 0, 0, "cnn | resnet18 | vit"},
-        {"--width", OPT_INT, &width, 0, 0, 4096, "base width; vit: model width C (0: 32 for cnn, 64 for resnet18, 128 for vit)"},
-        {"--depth", OPT_INT, &depth, 0, 0, 1024, "vit: transformer blocks (0: 4)"},
-        {"--heads", OPT_INT, &heads, 0, 0, 4096, "vit: attention heads, dividing the width (0: 4)"},
-        {"--patch", OPT_INT, &patch, 0, 0, 4096, "vit: patch side, dividing the image side (0: 4, 49 patches + CLS for 28x28)"},
-        {"--dropout", OPT_FLOAT, &dropout, 0, 0, 0.95, "vit: dropout on embeddings, attention and residual branches"},
+        {"--width", OPT_INT, &c.model.width, 0, 0, 4096, "base width; vit: model width C (0: 32 for cnn, 64 for resnet18, 128 for vit)"},
+        {"--depth", OPT_INT, &c.model.depth, 0, 1, 1024, "vit: transformer blocks"},
+        {"--heads", OPT_INT, &c.model.heads, 0, 1, 4096, "vit: attention heads, dividing the width"},
+        {"--patch", OPT_INT, &c.model.patch, 0, 1, 4096, "vit: patch side, dividing the image side (4: 49 patches + CLS for 28x28)"},
+        {"--dropout", OPT_FLOAT, &dropout, 0, -1, 0.95, "vit: dropout on embeddings, attention and residual branches (-1: 0)"},
         {"--pool", OPT_STR, pool, sizeof pool, 0, 0, "vit: features from the CLS token or the mean of the tokens: default (cls) | cls | mean"},
-        {"--last-width", OPT_INT, &last_width, 0, -1, 65536, "cnn: channels of the last stage = feature size (-1: 16 x width; 0: 8 x width)"},
+        {"--last-width", OPT_INT, &c.model.last_width, 0, -1, 65536, "cnn: channels of the last stage = feature size (-1: 16 x width; 0: 8 x width)"},
         {"--head-hidden", OPT_INT, &c.model.head_hidden, 0, 0, 65536, "projection head hidden size (0: no head)"},
         {"--head-out", OPT_INT, &c.model.head_out, 0, 1, 65536, "projection head output size"},
         {"--epochs", OPT_INT, &c.epochs, 0, 1, 100000, "training epochs"},
@@ -52,8 +95,10 @@ int cmd_train(int argc, char **argv) {
         {"--knn-temperature", OPT_FLOAT, &c.knn_t, 0, 1e-4, 100, "kNN vote temperature"},
         {"--no-probe", OPT_FLAG, &no_probe, 0, 0, 0, "skip the final linear probe"},
         {"--stop-after", OPT_INT, &c.stop_after, 0, 0, 100000, "stop after N epochs as if interrupted (resume later)"},
-        {"--out", OPT_STR, c.out, sizeof c.out, 0, 0, "output directory (default runs/<timestamp>)"},
-        {"--resume", OPT_STR, c.resume, sizeof c.resume, 0, 0, "checkpoint to resume from"},
+        {"--out", OPT_STR, c.out, sizeof c.out, 0, 0, "run folder (default: a new runs/<timestamp>[-N]); one with files is refused unless --resume or --overwrite"},
+        {"--overwrite", OPT_FLAG, &c.overwrite, 0, 0, 0, "replace the run in a non-empty --out (its checkpoint, metrics.jsonl, eval.json)"},
+        {"--resume", OPT_STR, c.resume, sizeof c.resume, 0, 0, "checkpoint to resume from (refused if it has trained --epochs already)"},
+        {"--allow-changes", OPT_FLAG, &c.resume_allow_changes, 0, 0, 0, "--resume with other data, batch, lr, optimizer, temperature, seed, ... than the checkpoint's (warns; not bit for bit)"},
         {"--whiten", OPT_FLOAT, &c.model.whiten, 0, 0, 0.5, "ZCA whitening of the features for evaluation and embeddings, shrinkage relative to the largest variance (0: none)"},
         {"--recompute", OPT_FLAG, &c.recompute, 0, 0, 0, "recompute conv outputs (vit: attention and MLP) in backward: less memory, more time, same results"},
         {"--sync-bn", OPT_FLAG, &c.sync_bn, 0, 0, 0, "under mpirun: BatchNorm statistics over the global batch"},
@@ -74,7 +119,10 @@ int cmd_train(int argc, char **argv) {
                         "images; use --encoder vit (the text transformer is the library's: ct_model_forward_tokens)\n");
         return 2;
     }
-    if (!vit && (depth || heads || patch || dropout > 0 || c.model.pool != CT_POOL_DEFAULT)) {
+    ct_model_config md;
+    ct_model_config_default(&md);
+    if (!vit && (c.model.depth != md.depth || c.model.heads != md.heads || c.model.patch != md.patch ||
+                 dropout >= 0 || c.model.pool != CT_POOL_DEFAULT)) {
         fprintf(stderr, "contrast train: --depth, --heads, --patch, --dropout and --pool apply to --encoder vit only\n");
         return 2;
     }
@@ -104,27 +152,19 @@ int cmd_train(int argc, char **argv) {
     if (weight_decay >= 0) c.optim.weight_decay = weight_decay;
     else if (vit) c.optim.weight_decay = 0.05f;
     c.view_size = view_size >= -1 ? view_size : vit ? 0 : -1; /* a ViT's positions fix its input size */
-    c.model.width = width ? width : (c.model.encoder == CT_ENC_RESNET18 ? 64 : vit ? 128 : 32);
-    if (depth) c.model.depth = depth;
-    if (heads) c.model.heads = heads;
-    if (patch) c.model.patch = patch;
-    c.model.dropout = dropout;
-    if (last_width > 0 && c.model.encoder != CT_ENC_CNN) {
+    c.model.dropout = dropout >= 0 ? dropout : 0.0f;
+    if (c.model.last_width > 0 && c.model.encoder != CT_ENC_CNN) {
         fprintf(stderr, "contrast train: --last-width applies to --encoder cnn only\n");
         return 2;
     }
-    c.model.last_width = last_width >= 0 ? last_width : c.model.encoder == CT_ENC_CNN ? 16 * c.model.width : 0;
     c.final_probe = !no_probe;
-    if (quiet) c.progress = -1;
-    if (!c.out[0]) {
-        time_t t = time(NULL);
-        struct tm tmv;
-        localtime_r(&t, &tmv);
-        strftime(c.out, sizeof c.out, "runs/%Y%m%d-%H%M%S", &tmv);
-    }
+    progress_state ps = {quiet ? -1 : isatty(STDERR_FILENO) ? 1 : 0, 0};
+    c.on_event = on_event;
+    c.event_ctx = &ps;
     if (ct_dist_init(&argc, &argv)) return cli_fail("train");
     ct_train_result res;
     if (ct_train_run(&c, &res)) {
+        if (ps.bar_open) fputc('\n', stderr);
         int code = cli_fail("train");
         ct_dist_abort(code); /* under mpirun: end every rank, not just this one */
         return code;
@@ -134,7 +174,7 @@ int cmd_train(int argc, char **argv) {
     if (rank != 0) return 0;
     if (!quiet) {
         fprintf(stderr, "trained %d epochs (%lld steps) in %.1fs; outputs in %s\n", res.epochs_done,
-                (long long)res.steps, res.seconds, c.out);
+                (long long)res.steps, res.seconds, res.out);
     }
     if (res.knn_top1 >= 0) {
         printf("knn_top1 %.4f\n", res.knn_top1);

@@ -1,9 +1,10 @@
 /* gemm.c: the one matrix-product entry point.
  *
  * OpenBLAS runs single-threaded per call (ct_set_threads pins it); when called
- * outside a parallel region we split the rows of C across our OpenMP threads.
- * Each element of C is then computed by the same kernel in the same order
- * whatever the thread count, which keeps runs reproducible. */
+ * outside a parallel region large products are split into row blocks that our
+ * OpenMP threads share. The blocks depend on the shape alone, so each element of C
+ * is computed by the same kernel call in the same order whatever the thread
+ * count, which keeps runs reproducible. */
 #include "internal.h"
 
 #include <cblas.h>
@@ -40,19 +41,27 @@ static void gemm_blas(int transA, int transB, int64_t M, int64_t N, int64_t K, f
                 (blasint)ldc);
 }
 
+/* Large products are split into row blocks whose size depends on M alone, never on
+ * the thread count: OpenBLAS's kernels do not promise the same bits for a block of
+ * rows as for the whole (its edge and small-size paths sum in another order), so a
+ * split that followed the thread count made one thread and two disagree. Two
+ * blocks, each a multiple of 16 rows so the kernel's tiling of C stays aligned, one
+ * per thread on the two-core machines this targets; with one thread they run in turn. */
+#define GEMM_BLOCKS 2
+
 void ct_gemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
              const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
              float *C, int64_t ldc) {
-    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     double work = (double)M * (double)N * (double)K;
-    if (nt <= 1 || work < 2e6 || M < 32) {
+    if (work < 2e6 || M < 32) {
         gemm_blas(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    /* Row blocks are multiples of 16 so the kernel's tiling of C stays aligned. */
-    int64_t blk = ((M + nt - 1) / nt + 15) / 16 * 16;
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (nt > GEMM_BLOCKS) nt = GEMM_BLOCKS;
+    int64_t blk = ((M + GEMM_BLOCKS - 1) / GEMM_BLOCKS + 15) / 16 * 16;
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int t = 0; t < nt; t++) {
+    for (int t = 0; t < GEMM_BLOCKS; t++) {
         int64_t i0 = t * blk, i1 = i0 + blk < M ? i0 + blk : M;
         if (i0 >= i1) continue;
         const float *Ai = transA ? A + i0 : A + i0 * lda;

@@ -1,4 +1,4 @@
-/* rng.c: a counter-based generator (SplitMix64 over key + counter).
+/* rng.c: a counter-based generator (SplitMix64 over key + counter), and FNV-1a.
  *
  * Why counter-based: a sample's augmentation, a dropout mask or a shuffle must
  * depend only on its coordinates (seed, epoch, index, view), never on which thread
@@ -44,4 +44,14 @@ float ct_rng_normal(ct_rng *r) {
 uint64_t ct_rng_below(ct_rng *r, uint64_t n) {
     /* Lemire's multiply-shift; bias below 2^-32 for the sizes we use. */
     return (uint64_t)(((unsigned __int128)ct_rng_u64(r) * n) >> 64);
+}
+
+uint32_t ct_fnv1a32(const void *data, size_t len) {
+    const unsigned char *p = data;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 16777619u;
+    }
+    return h;
 }

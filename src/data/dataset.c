@@ -4,15 +4,14 @@
  * a deflate stream of that size can expand to) and the caps in data.h before it
  * allocates, so a corrupt or hostile header gives an error naming the file, never a
  * huge allocation, a crash or a hang. */
-#include "contrast/data.h"
+#include "contrast/io.h"
 #include "data_internal.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 /* deflate cannot expand by more than about 1032:1; a little slack for headers. */
@@ -31,16 +30,6 @@ void ct_dataset_limit(ct_dataset *ds, int64_t n) {
     ds->n = n; /* the buffers keep their size; only the first n samples are used */
 }
 
-int ct__file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-int ct__dir_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 static void set_norm(ct_dataset *ds, const float *mean, const float *std) {
     for (int c = 0; c < 3; c++) {
         ds->mean[c] = mean[c < ds->c ? c : 0];
@@ -50,14 +39,26 @@ static void set_norm(ct_dataset *ds, const float *mean, const float *std) {
 
 /* ---- IDX ------------------------------------------------------------------ */
 /* Reads an IDX file of unsigned bytes with `ndims` dimensions (1: labels, 3: images),
- * raw or gzip. dims[0] is the count, dims[1..] the sizes. */
+ * raw or gzip. dims[0] is the count, dims[1..] the sizes.
+ * A raw file's size must match the header exactly, so its buffer is the file's size.
+ * A gzip file's header is only a claim: the buffer starts at what the file can
+ * plausibly hold (IDX_GZ_FIRST_RATIO times its size, at least IDX_GZ_FIRST_MIN) and
+ * doubles only as decompressed bytes fill it, never beyond the claim, so a small
+ * file announcing millions of images fails as truncated without the memory. */
+#define IDX_GZ_FIRST_RATIO 4
+#define IDX_GZ_FIRST_MIN ((size_t)1 << 20)
 static ct_status idx_read(const char *path, int ndims, int64_t dims[3], uint8_t **out) {
     *out = NULL;
-    struct stat st;
-    if (stat(path, &st) != 0) return ct_error(CT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    gzFile f = gzopen(path, "rb");
-    if (!f) return ct_error(CT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    ct_status st_ = CT_OK;
+    int fd;
+    int64_t fsize;
+    ct_status st_ = ct_open_regular(path, &fd, &fsize);
+    if (st_) return st_;
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return ct_error(CT_ERR_NOMEM, "%s: cannot open: out of memory", path);
+    }
+    uint8_t *buf = NULL;
     uint8_t hdr[16];
     int hlen = 4 + 4 * ndims;
     int got = gzread(f, hdr, (unsigned)hlen);
@@ -87,27 +88,48 @@ static ct_status idx_read(const char *path, int ndims, int64_t dims[3], uint8_t 
         payload *= (size_t)dims[d]; /* cannot overflow: 2^28 * 2^13 * 2^13 < 2^63 */
     }
     int direct = gzdirect(f);
-    if (direct && (uint64_t)st.st_size != (uint64_t)hlen + payload) {
-        if ((uint64_t)st.st_size < (uint64_t)hlen + payload)
+    if (direct && (uint64_t)fsize != (uint64_t)hlen + payload) {
+        if ((uint64_t)fsize < (uint64_t)hlen + payload)
             st_ = ct_error(CT_ERR_FORMAT,
                            "%s: truncated: header announces %lld items (%zu bytes of data) but the file has %lld bytes",
-                           path, (long long)dims[0], payload, (long long)st.st_size);
+                           path, (long long)dims[0], payload, (long long)fsize);
         else
             st_ = ct_error(CT_ERR_FORMAT, "%s: %lld unexpected bytes after the %lld items the header announces",
-                           path, (long long)((uint64_t)st.st_size - hlen - payload), (long long)dims[0]);
+                           path, (long long)((uint64_t)fsize - hlen - payload), (long long)dims[0]);
         goto done;
     }
-    if (!direct && payload / GZIP_MAX_RATIO > (size_t)st.st_size) {
+    if (!direct && payload / GZIP_MAX_RATIO > (size_t)fsize) {
         st_ = ct_error(CT_ERR_FORMAT,
                        "%s: header announces %lld items (%zu bytes) but a gzip file of %lld bytes cannot hold that much",
-                       path, (long long)dims[0], payload, (long long)st.st_size);
+                       path, (long long)dims[0], payload, (long long)fsize);
         goto done;
     }
-    uint8_t *buf = ct_alloc(payload);
-    if (!buf) { st_ = CT_ERR_NOMEM; goto done; }
+    size_t cap = payload;
+    if (!direct) {
+        size_t first = (size_t)fsize * IDX_GZ_FIRST_RATIO; /* fsize <= payload / ... : no overflow */
+        if (first < IDX_GZ_FIRST_MIN) first = IDX_GZ_FIRST_MIN;
+        if (first < cap) cap = first;
+    }
+    if (!(buf = ct_alloc(cap))) {
+        st_ = ct_error(CT_ERR_NOMEM, "%s: cannot allocate %zu bytes for the data", path, cap);
+        goto done;
+    }
     size_t have = 0;
-    while (have < payload) {
-        size_t chunk = payload - have > (1u << 30) ? (1u << 30) : payload - have;
+    for (;;) {
+        if (have == cap) {
+            if (cap == payload) break;
+            size_t ncap = cap > payload / 2 ? payload : 2 * cap;
+            uint8_t *nb = ct_alloc(ncap);
+            if (!nb) {
+                st_ = ct_error(CT_ERR_NOMEM, "%s: cannot allocate %zu bytes for the data", path, ncap);
+                goto done;
+            }
+            memcpy(nb, buf, have);
+            ct_free(buf);
+            buf = nb;
+            cap = ncap;
+        }
+        size_t chunk = cap - have > (1u << 30) ? (1u << 30) : cap - have;
         int r = gzread(f, buf + have, (unsigned)chunk);
         if (r <= 0) break;
         have += (size_t)r;
@@ -122,18 +144,18 @@ static ct_status idx_read(const char *path, int ndims, int64_t dims[3], uint8_t 
             st_ = ct_error(CT_ERR_FORMAT,
                            "%s: truncated: header announces %lld items (%zu bytes of data), only %zu present",
                            path, (long long)dims[0], payload, have);
-        ct_free(buf);
         goto done;
     }
     uint8_t extra;
     if (gzread(f, &extra, 1) == 1) {
         st_ = ct_error(CT_ERR_FORMAT, "%s: unexpected data after the %lld items the header announces", path,
                        (long long)dims[0]);
-        ct_free(buf);
         goto done;
     }
     *out = buf;
+    buf = NULL;
 done:
+    ct_free(buf);
     gzclose(f);
     return st_;
 }
@@ -205,14 +227,15 @@ static ct_status load_cifar(ct_dataset *ds, const char *dir_in, int train, int h
     int64_t counts[5], total = 0;
     for (int k = 0; k < nfiles; k++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[k]);
-        struct stat st;
-        if (stat(path, &st) != 0) return ct_error(CT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        if (st.st_size == 0 || (uint64_t)st.st_size % rec != 0)
+        int64_t fsize;
+        ct_status st = ct__file_size(path, &fsize);
+        if (st) return st;
+        if (fsize == 0 || (uint64_t)fsize % rec != 0)
             return ct_error(CT_ERR_FORMAT,
                             "%s: size %lld bytes is not a positive multiple of the %zu-byte CIFAR-%d record "
                             "(truncated or not a CIFAR file)",
-                            path, (long long)st.st_size, rec, hundred ? 100 : 10);
-        counts[k] = (int64_t)((uint64_t)st.st_size / rec);
+                            path, (long long)fsize, rec, hundred ? 100 : 10);
+        counts[k] = (int64_t)((uint64_t)fsize / rec);
         total += counts[k];
         if (total > CT_DATA_MAX_IMAGES)
             return ct_error(CT_ERR_FORMAT, "%s: more than %lld images", path, (long long)CT_DATA_MAX_IMAGES);
@@ -228,8 +251,14 @@ static ct_status load_cifar(ct_dataset *ds, const char *dir_in, int train, int h
     ct_status status = CT_OK;
     for (int k = 0; k < nfiles && !status; k++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[k]);
-        FILE *f = fopen(path, "rb");
-        if (!f) { status = ct_error(CT_ERR_IO, "%s: cannot open: %s", path, strerror(errno)); break; }
+        FILE *f;
+        int64_t fsize;
+        if ((status = ct_fopen_regular(path, &f, &fsize))) break;
+        if (fsize != counts[k] * (int64_t)rec) {
+            fclose(f);
+            status = ct_error(CT_ERR_IO, "%s: changed size while being read", path);
+            break;
+        }
         for (int64_t r0 = 0; r0 < counts[k] && !status; r0 += (int64_t)chunk) {
             size_t m = (size_t)(counts[k] - r0) < chunk ? (size_t)(counts[k] - r0) : chunk;
             if (fread(buf, rec, m, f) != m) {

@@ -7,22 +7,28 @@
  * dict and that the file size matches the shape exactly. */
 #include "contrast/io.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "contrast's file formats assume a little-endian host"
 #endif
 
-static ct_status npy_write(const char *path, const char *descr, const void *data, size_t esz, int ndim,
-                           int64_t d0, int64_t d1) {
+/* Writes the header and data into an open atomic file (not committed); on failure
+ * the file is aborted. */
+static ct_status npy_put(ct_atomic_file *af, const char *descr, const void *data, size_t esz, int ndim, int64_t d0,
+                         int64_t d1) {
+    const char *path = af->path ? af->path : "?";
+    ct_status st = CT_OK;
     if (d0 < 0 || d1 < 0 || (d0 * (ndim == 2 ? d1 : 1) > 0 && !data))
-        return ct_error(CT_ERR_ARG, "%s: bad array shape or no data", path);
-    size_t n, bytes;
-    if (ct_size_mul((size_t)d0, ndim == 2 ? (size_t)d1 : 1, &n) || ct_size_mul(n, esz, &bytes))
-        return ct_error(CT_ERR_ARG, "%s: array too large", path);
+        st = ct_error(CT_ERR_ARG, "%s: bad array shape or no data", path);
+    size_t n = 0, bytes = 0;
+    if (!st && (ct_size_mul((size_t)d0, ndim == 2 ? (size_t)d1 : 1, &n) || ct_size_mul(n, esz, &bytes)))
+        st = ct_error(CT_ERR_ARG, "%s: array too large", path);
+    if (st) {
+        ct_atomic_abort(af);
+        return st;
+    }
     char dict[160];
     int len;
     if (ndim == 2)
@@ -42,10 +48,16 @@ static ct_status npy_write(const char *path, const char *descr, const void *data
     memset(head + 10 + len, ' ', total - 10 - (size_t)len - 1);
     head[total - 1] = '\n';
 
+    st = ct_atomic_write(af, head, total);
+    if (st == CT_OK) st = ct_atomic_write(af, data, bytes);
+    return st;
+}
+
+static ct_status npy_write(const char *path, const char *descr, const void *data, size_t esz, int ndim,
+                           int64_t d0, int64_t d1) {
     ct_atomic_file af;
     ct_status st = ct_atomic_open(&af, path);
-    if (st == CT_OK) st = ct_atomic_write(&af, head, total);
-    if (st == CT_OK) st = ct_atomic_write(&af, data, bytes);
+    if (st == CT_OK) st = npy_put(&af, descr, data, esz, ndim, d0, d1);
     if (st == CT_OK) st = ct_atomic_commit(&af);
     return st;
 }
@@ -58,6 +70,12 @@ ct_status ct_npy_write_i32(const char *path, const int32_t *x, int64_t n) {
 }
 ct_status ct_npy_write_i64(const char *path, const int64_t *x, int64_t n) {
     return npy_write(path, "<i8", x, 8, 1, n, 0);
+}
+ct_status ct_npy_put_f32(ct_atomic_file *af, const float *x, int64_t rows, int64_t cols) {
+    return npy_put(af, "<f4", x, 4, 2, rows, cols);
+}
+ct_status ct_npy_put_i64(ct_atomic_file *af, const int64_t *x, int64_t n) {
+    return npy_put(af, "<i8", x, 8, 1, n, 0);
 }
 
 /* ---- reader ---------------------------------------------------------------------- */
@@ -138,13 +156,13 @@ static const char *parse_dict(const char *s, npy_header *h) {
 /* Reads header and data of `path`; data allocated with ct_alloc (at least 1 byte). */
 static ct_status npy_read(const char *path, npy_header *h, void **data, size_t *nbytes) {
     *data = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ct_error(CT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    ct_status st = CT_OK;
+    FILE *fp;
+    int64_t fsize_;
+    ct_status st = ct_fopen_regular(path, &fp, &fsize_);
+    if (st) return st;
     char *dict = NULL;
-    struct stat sb;
     unsigned char pre[12];
-    if (fstat(fileno(fp), &sb) != 0 || sb.st_size < 10 || fread(pre, 1, 10, fp) != 10 ||
+    if (fsize_ < 10 || fread(pre, 1, 10, fp) != 10 ||
         memcmp(pre, "\x93NUMPY", 6) != 0) {
         st = ct_error(CT_ERR_FORMAT, "%s: not a .npy file (no \\x93NUMPY magic)", path);
         goto done;
@@ -164,7 +182,7 @@ static ct_status npy_read(const char *path, npy_header *h, void **data, size_t *
         st = ct_error(CT_ERR_FORMAT, "%s: unsupported .npy version %d.%d", path, pre[6], pre[7]);
         goto done;
     }
-    size_t fsize = (size_t)sb.st_size;
+    size_t fsize = (size_t)fsize_;
     if (hl > 65536 * 16 || pre_len + hl > fsize) {
         st = ct_error(CT_ERR_FORMAT, "%s: .npy header length %zu impossible for a %zu-byte file", path, hl, fsize);
         goto done;

@@ -10,11 +10,9 @@
 #include "contrast/io.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -564,17 +562,10 @@ ct_status ct_st_open(ct_st_file **out, const char *path) {
     }
     strcpy(f->path, path);
     ct_status st = CT_OK;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        st = ct_error(CT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        goto done;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = ct_error(CT_ERR_IO, "%s: not a regular file", path);
-        goto done;
-    }
-    size_t size = (size_t)sb.st_size;
+    int fd;
+    int64_t fsize;
+    if ((st = ct_open_regular(path, &fd, &fsize))) goto done;
+    size_t size = (size_t)fsize;
     unsigned char len8[8];
     if (size < 8) {
         st = ct_error(CT_ERR_FORMAT, "%s: not a valid safetensors file: %zu bytes, too short for the 8-byte header length",

@@ -16,12 +16,11 @@ typedef struct {
     ct_loss__row *rows; /* (2n): image rows, then text rows */
 } clip_ws;
 
-static int64_t block_rows(int64_t rows) { return rows < CT_LOSS_BLOCK ? rows : CT_LOSS_BLOCK; }
-
 static size_t clip_layout(ct_loss__ws *w, clip_ws *p, int64_t n, int64_t d) {
     if (n < 1 || d < 1 || n > INT64_MAX / 2) return SIZE_MAX;
     size_t nd, blk;
-    if (ct_size_mul((size_t)n, (size_t)d, &nd) || ct_size_mul((size_t)block_rows(n), (size_t)n, &blk))
+    if (ct_size_mul((size_t)n, (size_t)d, &nd) ||
+        ct_size_mul((size_t)ct_loss__block_rows(n), (size_t)n, &blk))
         return SIZE_MAX;
     p->ui = ct_loss__take(w, nd, sizeof(float));
     p->ut = ct_loss__take(w, nd, sizeof(float));
@@ -42,7 +41,7 @@ size_t ct_clip_workspace_size(int64_t n, int64_t d) {
 
 static void clip_pass(const float *a, const float *b, float *da, float *db, float *blk,
                       ct_loss__row *rows, int64_t n, int64_t d, float c, int grad) {
-    int64_t B = block_rows(n);
+    int64_t B = ct_loss__block_rows(n);
     float wrow = (float)(0.5 / (double)n);
     for (int64_t r0 = 0; r0 < n; r0 += B) {
         int64_t bn = n - r0 < B ? n - r0 : B;
@@ -95,6 +94,5 @@ ct_status ct_clip_loss(ct_loss_stats *st, float *dimg, float *dtxt, float *ds, c
     if (dimg) ct_loss__normalize_backward(dimg, p.dui, p.ui, p.ni, n, d);
     if (dtxt) ct_loss__normalize_backward(dtxt, p.dut, p.ut, p.nt, n, d);
     ct_free(owned);
-    if (!isfinite(st->loss)) return ct_error(CT_ERR_NUMERIC, "%s: loss is not finite (%g)", fn, st->loss);
-    return CT_OK;
+    return ct_loss__check_finite(st, fn);
 }

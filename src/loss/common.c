@@ -39,6 +39,8 @@ ct_status ct_loss__ws_acquire(void **ws, size_t ws_bytes, size_t need, void **ow
     return CT_OK;
 }
 
+int64_t ct_loss__block_rows(int64_t rows) { return rows < CT_LOSS_BLOCK ? rows : CT_LOSS_BLOCK; }
+
 ct_status ct_loss__check_tau(float tau, const char *fn) {
     if (!(tau >= CT_LOSS_MIN_TAU) || !isfinite(tau))
         return ct_error(CT_ERR_ARG, "%s: temperature must be finite and >= %g, got %g", fn,
@@ -224,13 +226,30 @@ void ct_loss__reduce(ct_loss_stats *st, const ct_loss__row *rows, int64_t n, dou
         correct += rows[i].correct;
         anchors += rows[i].has_pos;
     }
+    ct_loss__sums sums = {
+        .loss = loss * w,
+        .top1 = anchors ? (double)correct / (double)anchors : 0.0,
+        .pos_sum = pos, .pos_n = pos_n, .neg_sum = neg, .neg_n = neg_n,
+        .uniform = unif_pairs > 0 ? log(unif / unif_pairs) : 0.0,
+        .active = 1.0,
+        .count = n,
+    };
+    ct_loss__stats_fill(st, &sums);
+}
+
+void ct_loss__stats_fill(ct_loss_stats *st, const ct_loss__sums *s) {
     memset(st, 0, sizeof *st);
-    st->loss = loss * w;
-    st->top1 = anchors ? (double)correct / (double)anchors : 0.0;
-    st->pos_sim = pos_n ? pos / (double)pos_n : 0.0;
-    st->neg_sim = neg_n ? neg / (double)neg_n : 0.0;
+    st->loss = s->loss;
+    st->top1 = s->top1;
+    st->pos_sim = s->pos_n ? s->pos_sum / (double)s->pos_n : 0.0;
+    st->neg_sim = s->neg_n ? s->neg_sum / (double)s->neg_n : 0.0;
     st->align = 2.0 - 2.0 * st->pos_sim;
-    st->uniform = unif_pairs > 0 ? log(unif / unif_pairs) : 0.0;
-    st->active = 1.0;
-    st->count = n;
+    st->uniform = s->uniform;
+    st->active = s->active;
+    st->count = s->count;
+}
+
+ct_status ct_loss__check_finite(const ct_loss_stats *st, const char *fn) {
+    if (!isfinite(st->loss)) return ct_error(CT_ERR_NUMERIC, "%s: loss is not finite (%g)", fn, st->loss);
+    return CT_OK;
 }

@@ -14,15 +14,13 @@ typedef struct {
     ct_loss__row *rows;
 } nce_ws;
 
-static int64_t block_rows(int64_t rows) { return rows < CT_LOSS_BLOCK ? rows : CT_LOSS_BLOCK; }
-
 /* own_neg: negatives are normalised into the workspace and get a gradient (InfoNCE);
  * otherwise they are used as given, already unit rows (the MoCo queue). */
 static size_t nce_layout(ct_loss__ws *w, nce_ws *p, int64_t n, int64_t k, int64_t d, int own_neg) {
     if (n < 1 || k < 1 || d < 1 || k == INT64_MAX) return SIZE_MAX;
     size_t nd, kd, blk;
     if (ct_size_mul((size_t)n, (size_t)d, &nd) || ct_size_mul((size_t)k, (size_t)d, &kd) ||
-        ct_size_mul((size_t)block_rows(n), (size_t)k + 1, &blk))
+        ct_size_mul((size_t)ct_loss__block_rows(n), (size_t)k + 1, &blk))
         return SIZE_MAX;
     memset(p, 0, sizeof *p);
     p->uq = ct_loss__take(w, nd, sizeof(float));
@@ -75,7 +73,7 @@ static ct_status nce(ct_loss_stats *st, float *dq, float *dpos, float *dneg, con
     }
     int grad = dq || dpos || (own_neg && dneg);
     float inv_t = 1.0f / tau, wrow = (float)(1.0 / (double)n);
-    int64_t B = block_rows(n), ld = k + 1;
+    int64_t B = ct_loss__block_rows(n), ld = k + 1;
     for (int64_t r0 = 0; r0 < n; r0 += B) {
         int64_t b = n - r0 < B ? n - r0 : B;
         const float *uqb = p.uq + r0 * d;
@@ -112,8 +110,7 @@ static ct_status nce(ct_loss_stats *st, float *dq, float *dpos, float *dneg, con
     if (dpos) ct_loss__normalize_backward(dpos, p.dup, p.up, p.np, n, d);
     if (own_neg && dneg) ct_loss__normalize_backward(dneg, p.dun, p.un, p.nn, k, d);
     ct_free(owned);
-    if (!isfinite(st->loss)) return ct_error(CT_ERR_NUMERIC, "%s: loss is not finite (%g)", fn, st->loss);
-    return CT_OK;
+    return ct_loss__check_finite(st, fn);
 }
 
 ct_status ct_infonce_loss(ct_loss_stats *st, float *dq, float *dpos, float *dneg, const float *q,

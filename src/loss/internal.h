@@ -35,6 +35,10 @@ static inline float ct_loss__exp(float x) {
     return y * scale.f;
 }
 
+/* Rows of a similarity matrix computed per ct_gemm call: min(rows, CT_LOSS_BLOCK).
+ * Sizes the blocked scratch (block x columns) and steps the blocked loops. */
+int64_t ct_loss__block_rows(int64_t rows);
+
 /* Workspace carving. The same layout code runs twice: with base == NULL it only
  * measures (for *_workspace_size), with a base it hands out 64-aligned pieces. */
 typedef struct {
@@ -86,6 +90,21 @@ void ct_loss__row_ce(float *row, int64_t cols, int64_t self, int64_t target,
  * unif_pairs pairs when > 0. */
 void ct_loss__reduce(ct_loss_stats *st, const ct_loss__row *rows, int64_t n, double w,
                      double unif_pairs);
+
+/* The tail every objective ends with, in one place: clears *st and fills it from
+ * the sums. pos_sim/neg_sim are the sums over their counts (0 without any), align
+ * is 2 - 2 pos_sim; loss, top1, uniform, active and count are stored as given. */
+typedef struct {
+    double loss, top1;
+    double pos_sum, neg_sum; /* cosine similarities summed over pos_n / neg_n pairs */
+    int64_t pos_n, neg_n;
+    double uniform, active;
+    int64_t count;
+} ct_loss__sums;
+void ct_loss__stats_fill(ct_loss_stats *st, const ct_loss__sums *s);
+
+/* CT_OK, or CT_ERR_NUMERIC naming fn when the loss is not finite. */
+ct_status ct_loss__check_finite(const ct_loss_stats *st, const char *fn);
 
 /* Argument checks shared by the cosine losses. */
 ct_status ct_loss__check_tau(float tau, const char *fn);

@@ -106,16 +106,15 @@ ct_status ct_margin_loss(ct_loss_stats *st, float *dx, const float *x, const ct_
     }
     ct_loss_stats local;
     if (!st) st = &local;
-    memset(st, 0, sizeof *st);
-    st->loss = loss * inv_p;
-    st->top1 = (double)right * inv_p;
-    st->pos_sim = pos_n ? pos / (double)pos_n : 0.0;
-    st->neg_sim = neg_n ? neg / (double)neg_n : 0.0;
-    st->align = 2.0 - 2.0 * st->pos_sim;
-    st->active = (double)active * inv_p;
-    st->count = n_pairs;
-    if (!isfinite(st->loss)) return ct_error(CT_ERR_NUMERIC, "%s: loss is not finite (%g)", fn, st->loss);
-    return CT_OK;
+    ct_loss__sums sums = {
+        .loss = loss * inv_p,
+        .top1 = (double)right * inv_p,
+        .pos_sum = pos, .pos_n = pos_n, .neg_sum = neg, .neg_n = neg_n,
+        .active = (double)active * inv_p,
+        .count = n_pairs,
+    };
+    ct_loss__stats_fill(st, &sums);
+    return ct_loss__check_finite(st, fn);
 }
 
 /* ---- triplet loss ------------------------------------------------------------ */
@@ -274,14 +273,14 @@ ct_status ct_triplet_loss(ct_loss_stats *st, float *dx, const float *x, const in
 
     ct_loss_stats local;
     if (!st) st = &local;
-    memset(st, 0, sizeof *st);
-    st->loss = loss * scale;
-    st->top1 = anchors ? (double)correct / (double)anchors : 0.0;
-    st->pos_sim = pos_n ? pos / (double)pos_n : 0.0;
-    st->neg_sim = neg_n ? neg / (double)neg_n : 0.0;
-    st->align = 2.0 - 2.0 * st->pos_sim;
-    st->active = valid ? (double)count / (double)valid : 0.0;
-    st->count = denom;
+    ct_loss__sums sums = {
+        .loss = loss * scale,
+        .top1 = anchors ? (double)correct / (double)anchors : 0.0,
+        .pos_sum = pos, .pos_n = pos_n, .neg_sum = neg, .neg_n = neg_n,
+        .active = valid ? (double)count / (double)valid : 0.0,
+        .count = denom,
+    };
+    ct_loss__stats_fill(st, &sums);
 
     if (dx) {
         /* dL/dx_i = sum_j C_ij (x_i - x_j),  C_ij = scale (W_ij + W_ji) dd_ij/d(x_i - x_j)
@@ -307,8 +306,7 @@ ct_status ct_triplet_loss(ct_loss_stats *st, float *dx, const float *x, const in
         }
     }
     ct_free(owned);
-    if (!isfinite(st->loss)) return ct_error(CT_ERR_NUMERIC, "%s: loss is not finite (%g)", fn, st->loss);
-    return CT_OK;
+    return ct_loss__check_finite(st, fn);
 }
 
 /* ---- alignment and uniformity ------------------------------------------------ */
@@ -330,7 +328,7 @@ double ct_alignment(const float *x, const float *y, int64_t n, int64_t d, double
 ct_status ct_uniformity(double *out, const float *x, int64_t n, int64_t d, double t) {
     if (!out || !x || n < 2 || d < 1 || !isfinite(t))
         return ct_error(CT_ERR_ARG, "ct_uniformity: bad arguments (n=%lld, d=%lld)", (long long)n, (long long)d);
-    int64_t B = n < CT_LOSS_BLOCK ? n : CT_LOSS_BLOCK;
+    int64_t B = ct_loss__block_rows(n);
     size_t nb, bytes;
     if (ct_size_mul((size_t)B, (size_t)n, &nb) || ct_size_add(nb, 3 * (size_t)n, &nb) ||
         ct_size_mul(nb, sizeof(double), &bytes))

@@ -18,8 +18,6 @@ typedef struct {
     ct_loss__row *rows;
 } selfsim_ws;
 
-static int64_t block_rows(int64_t rows) { return rows < CT_LOSS_BLOCK ? rows : CT_LOSS_BLOCK; }
-
 static size_t selfsim_layout(ct_loss__ws *w, selfsim_ws *p, int64_t rows, int64_t d) {
     if (rows < 1 || d < 1) return SIZE_MAX;
     size_t r = (size_t)rows, rd;
@@ -30,7 +28,7 @@ static size_t selfsim_layout(ct_loss__ws *w, selfsim_ws *p, int64_t rows, int64_
     p->lab = ct_loss__take(w, r, sizeof(int64_t));
     p->rows = ct_loss__take(w, r, sizeof(ct_loss__row));
     size_t blk;
-    if (ct_size_mul((size_t)block_rows(rows), r, &blk)) return SIZE_MAX;
+    if (ct_size_mul((size_t)ct_loss__block_rows(rows), r, &blk)) return SIZE_MAX;
     p->blk = ct_loss__take(w, blk, sizeof(float));
     return ct_loss__ws_size(w);
 }
@@ -73,7 +71,7 @@ static ct_status selfsim(ct_loss_stats *st, float *dz, const float *z, const int
     if (dz) memset(p.du, 0, (size_t)rows * (size_t)d * sizeof(float));
 
     float inv_t = 1.0f / tau, wrow = (float)(1.0 / (double)rows);
-    int64_t B = block_rows(rows);
+    int64_t B = ct_loss__block_rows(rows);
     for (int64_t r0 = 0; r0 < rows; r0 += B) {
         int64_t b = rows - r0 < B ? rows - r0 : B;
         ct_gemm(0, 1, b, rows, d, inv_t, p.u + r0 * d, d, p.u, d, 0.0f, p.blk, rows);
@@ -92,8 +90,7 @@ static ct_status selfsim(ct_loss_stats *st, float *dz, const float *z, const int
     ct_loss__reduce(st, p.rows, rows, 1.0 / (double)rows, (double)rows * (double)(rows - 1));
     if (dz) ct_loss__normalize_backward(dz, p.du, p.u, p.norm, rows, d);
     ct_free(owned);
-    if (!isfinite(st->loss)) return ct_error(CT_ERR_NUMERIC, "%s: loss is not finite (%g)", fn, st->loss);
-    return CT_OK;
+    return ct_loss__check_finite(st, fn);
 }
 
 ct_status ct_ntxent_loss(ct_loss_stats *st, float *dz, const float *z, int64_t n, int64_t d,
