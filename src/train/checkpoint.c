@@ -55,7 +55,7 @@ static ct_status ckpt_tensors(const ckpt_state *s, ct_st_tensor **t, char **name
     return CT_OK;
 }
 
-#define META_MAX 64
+#define META_MAX 72
 
 /* The metadata of s into meta (values in v); returns the count. */
 static int ckpt_meta_kv(const ckpt_state *s, ct_st_kv *meta, char (*v)[64]) {
@@ -108,6 +108,10 @@ static int ckpt_meta_kv(const ckpt_state *s, ct_st_kv *meta, char (*v)[64]) {
     META("train.recompute", "%d", c->recompute);
     META("train.seed", "%llu", (unsigned long long)c->seed);
     META("train.limit", "%lld", (long long)c->limit);
+    if (s->tokenizer) { /* text methods */
+        META("train.vocab", "%d", c->model.vocab);
+        META("train.symmetric", "%d", c->symmetric);
+    }
     META("train.optim_step", "%lld", (long long)s->opt->step);
     if (s->queue) {
         META("moco.ptr", "%lld", (long long)s->queue->ptr);
@@ -122,6 +126,10 @@ static int ckpt_meta_kv(const ckpt_state *s, ct_st_kv *meta, char (*v)[64]) {
     meta[nm++].value = c->augment;
     meta[nm].key = "train.local_augment";
     meta[nm++].value = c->local_augment;
+    if (s->tokenizer) {
+        meta[nm].key = "tokenizer";
+        meta[nm++].value = s->tokenizer;
+    }
     return nm;
 }
 
@@ -348,6 +356,10 @@ static void config_changes(const ct_st_file *f, const ct_train_config *c, char *
     NOW("train.local_crops", "%d", c->local_crops);
     NOW("train.local_size", "%d", c->local_size);
     if (c->method == CT_METHOD_MOCO) NOW("moco.m", "%.9g", c->moco_m);
+    if (ct_method_is_text(c->method)) {
+        NOW("train.vocab", "%d", c->model.vocab);
+        NOW("train.symmetric", "%d", c->symmetric);
+    }
 #undef NOW
     key[n] = "train.data", now[n++] = c->data;
     key[n] = "train.augment", now[n++] = c->augment;
