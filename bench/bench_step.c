@@ -1,7 +1,7 @@
 /* bench_step.c: speed and memory of one SimCLR training step, the C side of `make bench`.
  *
  * One step is what the trainer does per batch: forward of 2B views through encoder
- * and head, NT-Xent, zero_grad, backward, LARS update. Inputs are random and made
+ * and head, NT-Xent, zero_grad, backward, LARS update (AdamW for the transformers). Inputs are random and made
  * once (no data loading or augmentation in the timing). Prints the median step
  * time over --steps timed steps after --warmup untimed ones as images/s (an image
  * is a training pair, as in the trainer's img/s), the eval forward (encoder only,
@@ -11,9 +11,20 @@
  * and ct_model_backward make). --gemm measures this machine's sgemm and its fp32
  * peak (twelve independent 8-lane FMA chains per thread, where the CPU has FMA).
  *
- *   bench_step [--model cnn|resnet18] [--width W] [--size S] [--batch B] [--steps S] [--warmup K]
- *              [--threads T] [--profile] [--layers] [--cpu-clock] [--gemm]
+ *   bench_step [--model cnn|resnet18|transformer|vit] [--width W] [--size S] [--batch B] [--steps S]
+ *              [--warmup K] [--threads T] [--profile] [--layers] [--cpu-clock] [--gemm]
+ *              [--recompute] [--memory] [--depth L] [--heads H] [--context T] [--vocab V] [--patch P]
+ *              [--dropout P]
  * --size sets the input side (default 28; the trainer's views are 20x20).
+ * The transformers default to the issue's shapes: --model transformer is the text
+ * encoder at T 32, C 256, L 4, H 4, V 8192 over random full-length sequences;
+ * --model vit the ViT at p 4, C 192, L 6, H 3 on 28x28; both dropout 0.1, mean
+ * pooling for text and CLS for the ViT, the usual head, AdamW (lr 1e-3, wd 0.05).
+ * bench/torch_transformer.py is their PyTorch side. --memory builds and prepares
+ * the model only and prints its activation arena (e.g. BERT-base: --model
+ * transformer --width 768 --depth 12 --heads 12 --context 128 --vocab 30522
+ * --batch 16 [--recompute]). --recompute marks the convs (ct_model_recompute_convs)
+ * and the transformer blocks (ct_model_recompute_blocks) as contrast train does.
  * One line per measurement, "key value" pairs, for bench/run.sh to parse. */
 #include "contrast.h"
 #include "../src/models/internal.h" /* the plan's BN + max pool fusion, for the profile's categories */
@@ -137,9 +148,11 @@ static double fma_peak_gflops(void) {
 
 /* ---- per-layer-type profile ------------------------------------------------------ */
 
-enum { K_CONV, K_BN, K_BNPOOL, K_RELU, K_POOL, K_GAP, K_LINEAR, K_ADD, K_LOSS, K_OPTIM, K_OTHER, K_COUNT };
+enum { K_CONV, K_BN, K_BNPOOL, K_RELU, K_POOL, K_GAP, K_LINEAR, K_ADD, K_EMBED, K_LAYERNORM, K_ATTENTION, K_GELU,
+       K_DROPOUT, K_TOKPOOL, K_LOSS, K_OPTIM, K_OTHER, K_COUNT };
 static const char *kind_name[K_COUNT] = {"conv", "batchnorm", "bn+maxpool", "relu", "pool", "gap", "linear",
-                                         "add", "ntxent", "lars", "other"};
+                                         "add", "embedding", "layernorm", "attention", "gelu", "dropout", "tokpool",
+                                         "ntxent", "optim", "other"};
 
 /* A BN with a max pool fused into it (ct_model_prepare) does both; the pool node
  * then does nothing, and its time (a function call) counts with the BN's. */
@@ -155,6 +168,12 @@ static int kind_of(const ct_model *m, int i) {
     case CT_NODE_GAP: return K_GAP;
     case CT_NODE_LINEAR: return K_LINEAR;
     case CT_NODE_ADD: return K_ADD;
+    case CT_NODE_TOKEN_EMBED: case CT_NODE_PATCH_EMBED: return K_EMBED;
+    case CT_NODE_LAYERNORM: return K_LAYERNORM;
+    case CT_NODE_ATTENTION: return K_ATTENTION;
+    case CT_NODE_GELU: return K_GELU;
+    case CT_NODE_DROPOUT: return K_DROPOUT;
+    case CT_NODE_TOKPOOL: return K_TOKPOOL;
     default: return K_OTHER;
     }
 }
@@ -165,14 +184,33 @@ static double node_flops(const ct_model *m, const ct_node *n, int64_t N) {
     const ct_node *a = &m->nodes[n->in0];
     if (n->kind == CT_NODE_CONV)
         return 2.0 * (double)N * (double)(n->c * n->h * n->w) * (double)(a->c * n->k * n->k);
-    if (n->kind == CT_NODE_LINEAR) return 2.0 * (double)N * (double)a->c * (double)n->c;
+    if (n->kind == CT_NODE_LINEAR) return 2.0 * (double)N * (double)(a->seq ? a->h : 1) * (double)a->c * (double)n->c;
+    if (n->kind == CT_NODE_ATTENTION) return 4.0 * (double)N * (double)(n->h * n->h) * (double)n->c; /* QK^T, PV */
+    if (n->kind == CT_NODE_PATCH_EMBED)
+        return 2.0 * (double)N * (double)(n->h - 1) * (double)n->c * (double)(a->c * n->k * n->k);
     return 0.0;
+}
+
+/* the input of a step: images, or token ids (all tokens real) */
+typedef struct {
+    const float *x;
+    const int32_t *ids;
+} step_input;
+
+static ct_status begin_forward(ct_model *m, const step_input *in, int64_t N, int training, int through_head) {
+    return in->ids ? ct_model_forward_tokens_begin(m, in->ids, NULL, N, training, through_head)
+                   : ct_model_forward_begin(m, in->x, N, training, through_head);
+}
+
+static ct_status forward(ct_model *m, const step_input *in, int64_t N, int training, int through_head) {
+    return in->ids ? ct_model_forward_tokens(m, in->ids, NULL, N, training, through_head)
+                   : ct_model_forward(m, in->x, N, training, through_head);
 }
 
 /* Runs the forward node by node (training, through the head), timing each kind,
  * through the model's own per-node entry points (the same code as a real step). */
-static void profile_forward(ct_model *m, const float *x, int64_t N, double *t, double *fl) {
-    ct_status st = ct_model_forward_begin(m, x, N, 1, 1);
+static void profile_forward(ct_model *m, const step_input *in, int64_t N, double *t, double *fl) {
+    ct_status st = begin_forward(m, in, N, 1, 1);
     if (st) die(st, "forward");
     for (int i = 1; i <= m->z_node; i++) {
         const ct_node *n = &m->nodes[i];
@@ -197,7 +235,7 @@ static void profile_backward(ct_model *m, const float *dz, int64_t N, double *t,
         int k = kind_of(m, i);
         double dt = pnow() - t0;
         t[k] += dt;
-        fl[k] += node_flops(m, n, N) * (has_dx ? 2.0 : 1.0);
+        fl[k] += node_flops(m, n, N) * (has_dx || n->kind == CT_NODE_ATTENTION ? 2.0 : 1.0);
         layer_line(m, i, "bwd", dt, node_flops(m, n, N) * (has_dx ? 2.0 : 1.0));
     }
 }
@@ -206,7 +244,9 @@ static void profile_backward(ct_model *m, const float *dz, int64_t N, double *t,
 
 int main(int argc, char **argv) {
     const char *model = "cnn";
-    int width = 0, size = 0, steps = 10, warmup = 2, threads = 0, profile = 0, gemm = 0, recompute = 0;
+    int width = 0, size = 0, steps = 10, warmup = 2, threads = 0, profile = 0, gemm = 0, recompute = 0, memory = 0;
+    int depth = 0, heads = 0, context = 0, vocab = 0, patch = 0;
+    float dropout = 0.1f;
     int64_t B = 256;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -215,6 +255,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--layers")) profile = show_layers = 1;
         else if (!strcmp(a, "--gemm")) gemm = 1;
         else if (!strcmp(a, "--recompute")) recompute = 1;
+        else if (!strcmp(a, "--memory")) memory = 1;
         else if (v && !strcmp(a, "--model")) model = argv[++i];
         else if (v && !strcmp(a, "--width")) width = atoi(argv[++i]);
         else if (v && !strcmp(a, "--size")) size = atoi(argv[++i]);
@@ -222,9 +263,17 @@ int main(int argc, char **argv) {
         else if (v && !strcmp(a, "--steps")) steps = atoi(argv[++i]);
         else if (v && !strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
         else if (v && !strcmp(a, "--threads")) threads = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--depth")) depth = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--heads")) heads = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--context")) context = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--vocab")) vocab = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--patch")) patch = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--dropout")) dropout = (float)atof(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_step [--model cnn|resnet18] [--width W] [--size S] [--batch B] [--steps S] "
-                            "[--warmup K] [--threads T] [--profile] [--layers] [--cpu-clock] [--gemm] [--recompute]\n");
+            fprintf(stderr, "usage: bench_step [--model cnn|resnet18|transformer|vit] [--width W] [--size S] "
+                            "[--batch B] [--steps S] [--warmup K] [--threads T] [--profile] [--layers] [--cpu-clock] "
+                            "[--gemm] [--recompute] [--memory] [--depth L] [--heads H] [--context T] [--vocab V] [--patch P] "
+                            "[--dropout P]\n");
             return 2;
         }
     }
@@ -247,45 +296,78 @@ int main(int argc, char **argv) {
     ct_model_config_default(&cfg);
     ct_status st = ct_encoder_parse(model, &cfg.encoder);
     if (st) die(st, "model");
+    const int text = cfg.encoder == CT_ENC_TRANSFORMER, tfm = text || cfg.encoder == CT_ENC_VIT;
+    if (text) { /* the shapes (a) and (b) */
+        cfg.width = 256; cfg.depth = 4; cfg.heads = 4; cfg.context = 32; cfg.vocab = 8192;
+    } else if (tfm) {
+        cfg.width = 192; cfg.depth = 6; cfg.heads = 3; cfg.patch = 4;
+    }
+    cfg.dropout = dropout;
     if (width > 0) cfg.width = width;
     if (size > 0) cfg.in_h = cfg.in_w = size;
+    if (depth > 0) cfg.depth = depth;
+    if (heads > 0) cfg.heads = heads;
+    if (context > 0) cfg.context = context;
+    if (vocab > 0) cfg.vocab = vocab;
+    if (patch > 0) cfg.patch = patch;
     ct_model m;
     if ((st = ct_model_init(&m, &cfg))) die(st, "init");
     const int64_t N = 2 * B, D = ct_model_embed_dim(&m);
-    const size_t img = (size_t)(cfg.in_c * cfg.in_h * cfg.in_w);
-    if (recompute) ct_model_recompute_convs(&m); /* as contrast train --recompute */
+    const size_t img = text ? (size_t)cfg.context : (size_t)(cfg.in_c * cfg.in_h * cfg.in_w);
+    if (recompute) { /* as contrast train --recompute */
+        ct_model_recompute_convs(&m);
+        ct_model_recompute_blocks(&m);
+    }
+    if (memory) {
+        if ((st = ct_model_prepare(&m, N))) die(st, "prepare"); /* reserves, touches no page */
+        printf("memory %s-%d batch %lld recompute %d arena_mib %.1f params_mib %.1f\n", ct_encoder_name(cfg.encoder),
+               cfg.width, (long long)N, recompute, (double)m.arena.cap / 1048576.0,
+               (double)m.nparam_floats * sizeof(float) / 1048576.0);
+        ct_model_free(&m);
+        return 0;
+    }
     if ((st = ct_model_prepare(&m, N))) die(st, "prepare");
     ct_optim_config oc;
-    ct_optim_config_default(&oc, CT_OPTIM_LARS);
-    oc.weight_decay = 1e-6f;
-    oc.lars_eta = 0.02f;
+    const float lr = tfm ? 1e-3f : 0.3f;
+    if (tfm) {
+        ct_optim_config_default(&oc, CT_OPTIM_ADAMW);
+        oc.weight_decay = 0.05f;
+    } else {
+        ct_optim_config_default(&oc, CT_OPTIM_LARS);
+        oc.weight_decay = 1e-6f;
+        oc.lars_eta = 0.02f;
+    }
     ct_optim opt;
     if ((st = ct_optim_init(&opt, &oc, m.nparam_floats))) die(st, "optim");
     size_t wsb = ct_ntxent_workspace_size(B, D);
     void *ws = ct_alloc(wsb);
     float *dz = ct_alloc((size_t)(N * D) * sizeof(float));
     float *x = ct_alloc((size_t)N * img * sizeof(float));
-    if (!ws || !dz || !x) die(CT_ERR_NOMEM, "alloc");
+    int32_t *ids = text ? ct_alloc((size_t)N * img * sizeof(int32_t)) : NULL;
+    if (!ws || !dz || !x || (text && !ids)) die(CT_ERR_NOMEM, "alloc");
     ct_rng r = ct_rng_make(ct_rng_key(1, 2, 3, 4));
     for (size_t i = 0; i < (size_t)N * img; i++) x[i] = ct_rng_normal(&r);
+    for (size_t i = 0; text && i < (size_t)N * img; i++) ids[i] = (int32_t)ct_rng_below(&r, (uint64_t)cfg.vocab);
+    const step_input in = {text ? NULL : x, ids};
 
     double *ts = calloc((size_t)(steps + warmup), sizeof(double));
     double *cs = calloc((size_t)(steps + warmup), sizeof(double));
     ct_loss_stats ls;
     for (int s = 0; s < warmup + steps; s++) {
         double t0 = now(), c0 = cpu_now();
-        if ((st = ct_model_forward(&m, x, N, 1, 1))) die(st, "forward");
+        m.dropout_step = (uint64_t)s;
+        if ((st = forward(&m, &in, N, 1, 1))) die(st, "forward");
         if ((st = ct_ntxent_loss(&ls, dz, ct_model_embedding(&m), B, D, 0.5f, ws, wsb))) die(st, "loss");
         ct_model_zero_grad(&m);
         if ((st = ct_model_backward(&m, dz))) die(st, "backward");
-        if ((st = ct_optim_step(&opt, m.param, m.grad, m.params, m.nparams, 0.3f))) die(st, "optim step");
+        if ((st = ct_optim_step(&opt, m.param, m.grad, m.params, m.nparams, lr))) die(st, "optim step");
         ts[s] = now() - t0;
         cs[s] = cpu_now() - c0;
     }
     double step_s = median(ts + warmup, steps), cpu_s = median(cs + warmup, steps);
     for (int s = 0; s < warmup + steps; s++) {
         double t0 = now();
-        if ((st = ct_model_forward(&m, x, N, 0, 0))) die(st, "eval forward");
+        if ((st = forward(&m, &in, N, 0, 0))) die(st, "eval forward");
         ts[s] = now() - t0;
     }
     double infer_s = median(ts + warmup, steps);
@@ -293,17 +375,27 @@ int main(int argc, char **argv) {
     snprintf(name, sizeof name, "%s-%d", ct_encoder_name(cfg.encoder), cfg.width);
     printf("c %s threads %d train_img_s %.1f step_ms %.1f cpu_ms %.1f infer_img_s %.1f peak_rss_mib %.0f loss %.4f\n", name,
            ct_get_threads(), (double)B / step_s, 1e3 * step_s, 1e3 * cpu_s, (double)N / infer_s, peak_rss_mib(), ls.loss);
+    if (tfm)
+        printf("c %s arena_mib %.1f params %zu isa %s\n", name, (double)m.arena.cap / 1048576.0, m.nparam_floats,
+#if defined(__AVX512F__)
+               "avx512"
+#elif defined(__AVX2__)
+               "avx2"
+#else
+               "portable"
+#endif
+        );
 
     if (profile) {
         double t[K_COUNT] = {0}, fl[K_COUNT] = {0}, tf[K_COUNT] = {0}, ffl[K_COUNT] = {0};
-        profile_forward(&m, x, N, tf, ffl);
+        profile_forward(&m, &in, N, tf, ffl);
         double t0 = pnow();
         if ((st = ct_ntxent_loss(&ls, dz, ct_model_embedding(&m), B, D, 0.5f, ws, wsb))) die(st, "loss");
         t[K_LOSS] += pnow() - t0;
         ct_model_zero_grad(&m);
         profile_backward(&m, dz, N, t, fl);
         t0 = pnow();
-        if ((st = ct_optim_step(&opt, m.param, m.grad, m.params, m.nparams, 0.3f))) die(st, "optim step");
+        if ((st = ct_optim_step(&opt, m.param, m.grad, m.params, m.nparams, lr))) die(st, "optim step");
         t[K_OPTIM] += pnow() - t0;
         double total = 0;
         for (int k = 0; k < K_COUNT; k++) total += t[k] + tf[k];
@@ -317,7 +409,7 @@ int main(int argc, char **argv) {
     }
     free(ts);
     free(cs);
-    ct_free(ws); ct_free(dz); ct_free(x);
+    ct_free(ws); ct_free(dz); ct_free(x); ct_free(ids);
     ct_optim_free(&opt);
     ct_model_free(&m);
     return 0;

@@ -130,6 +130,16 @@ ct_status ct_clip_loss(ct_loss_stats *st, float *dimg, float *dtxt, float *ds, c
                        const float *txt, float s, int64_t n, int64_t d, void *ws,
                        size_t ws_bytes);
 
+/* ---- Multiple negatives ranking (sentence-transformers' MultipleNegativesRankingLoss) --
+ * In-batch negatives for pairs: logits = cos(a_i, p_j) / tau, target j = i, the mean
+ * cross-entropy over the n anchors (InfoNCE with the other positives as negatives).
+ * symmetric != 0 also takes the positive -> anchor direction (columns) and returns
+ * the mean of both, which is ct_clip_loss at the fixed scale s = log(1/tau).
+ * Workspace: ct_clip_workspace_size(n, d).
+ *   da, dp: (n, d) or NULL   a, pos: (n, d)   tau >= CT_LOSS_MIN_TAU. */
+ct_status ct_mnrl_loss(ct_loss_stats *st, float *da, float *dp, const float *a, const float *pos, float tau,
+                       int symmetric, int64_t n, int64_t d, void *ws, size_t ws_bytes);
+
 /* ---- Margin contrastive loss (Hadsell, Chopra, LeCun 2006) -------------------- */
 typedef struct {
     int64_t a, b;  /* row indices, a != b */

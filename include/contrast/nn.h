@@ -227,7 +227,8 @@ void ct_layernorm_backward(float *dx,           /* (N, C) or NULL, accumulated *
                            int64_t N, int64_t C);
 
 /* ---- GELU ----
- * CT_GELU_ERF: x * Phi(x), PyTorch's nn.GELU(); CT_GELU_TANH: the tanh
+ * CT_GELU_ERF: x * Phi(x), PyTorch's nn.GELU() (Phi within 2e-7 absolute: a vectorised
+ * erfc, see gelu.c); CT_GELU_TANH: the tanh
  * approximation, nn.GELU(approximate='tanh'). y may alias x in the forward; the
  * backward needs the forward's input x. dx accumulated. */
 typedef enum { CT_GELU_ERF = 0, CT_GELU_TANH = 1 } ct_gelu_kind;

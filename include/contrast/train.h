@@ -1,4 +1,5 @@
-/* contrast/train.h: the trainer (SimCLR, MoCo, SupCon) and the evaluation of a
+/* contrast/train.h: the trainer (SimCLR, MoCo, SupCon on images; SimCSE and
+ * pairs on text) and the evaluation of a
  * trained encoder, as library calls; the CLI's train / eval / embed are thin
  * wrappers around these.
  *
@@ -16,15 +17,32 @@
 #include "contrast/dist.h"
 #include "contrast/model.h"
 #include "contrast/optim.h"
+#include "contrast/text.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 CT_BEGIN_API
 
-typedef enum { CT_METHOD_SIMCLR = 0, CT_METHOD_MOCO = 1, CT_METHOD_SUPCON = 2 } ct_method;
+/* Image methods: SIMCLR, MOCO, SUPCON. Text methods (model.encoder
+ * CT_ENC_TRANSFORMER, data text:FILE, pairs:FILE or debian-descriptions):
+ *   SIMCSE  every text twice through the transformer in one batch, the copies drawing
+ *           different dropout masks; NT-Xent over the 2N embeddings (Gao et al. 2021)
+ *   PAIRS   anchors and positives of pairs, in-batch negatives: ct_mnrl_loss
+ *           (sentence-transformers' MultipleNegativesRankingLoss; cfg.symmetric adds
+ *           the positive -> anchor direction) */
+typedef enum {
+    CT_METHOD_SIMCLR = 0,
+    CT_METHOD_MOCO = 1,
+    CT_METHOD_SUPCON = 2,
+    CT_METHOD_SIMCSE = 3,
+    CT_METHOD_PAIRS = 4
+} ct_method;
 const char *ct_method_name(ct_method m);
 int ct_method_parse(const char *s); /* -1 if unknown */
+int ct_method_is_text(ct_method m);
+/* The dataset spec names text data (text:, pairs:, debian-descriptions). */
+int ct_data_is_text(const char *spec);
 
 struct ct_train_event;
 
@@ -61,6 +79,7 @@ typedef struct {
     int recompute;           /* recompute conv outputs in backward (ct_model_recompute_convs):
                               * less memory, more time, the same numbers */
     int dist_check;          /* distributed: verify parameters agree every N steps (0 = off) */
+    int symmetric;           /* pairs: also the positive -> anchor direction */
     char out[512];           /* run folder, "" = a new runs/<timestamp>[-N] (see "Run folders") */
     int overwrite;           /* a non-empty out: replace its run (without a resume) */
     char resume[512];        /* checkpoint to resume from, "" = fresh */
@@ -105,6 +124,7 @@ typedef struct {
     double final_loss, final_top1;
     double knn_top1, probe_top1;  /* final evaluation (-1 when not run) */
     double knn_top1_raw;          /* kNN on the features before whitening (-1: no whitening) */
+    double r1, r10, mrr10;        /* text runs with a held-out split: retrieval (-1 otherwise) */
     double seconds;
     size_t arena_bytes;           /* activation arena of the model the views train (ct_model_prepare) */
     size_t local_arena_bytes;     /* that of the local crops' twin (0 without local crops) */
@@ -190,6 +210,58 @@ typedef struct {
 
 /* fashion-mnist, all images, k 200, T 0.1, no probe, the model, whitened. */
 void ct_eval_config_default(ct_eval_config *c);
+
+/* ---- text checkpoints ------------------------------------------------------------
+ * A checkpoint of a text method holds its tokenizer (metadata "tokenizer",
+ * ct_tokenizer_serialize's text), so it embeds text alone:
+ *   ct_model m; ct_tokenizer *tok;
+ *   ct_checkpoint_load_model(&m, path); ct_checkpoint_load_tokenizer(&tok, path);
+ *   ct_embed_texts(out, &m, tok, texts, lens, n, CT_FEAT_H, 0);   // out: (n, feature_dim) */
+
+/* The checkpoint's tokenizer (validated as untrusted input); CT_ERR_FORMAT when the
+ * file has none (an image checkpoint). *tok is freed with ct_tokenizer_free. */
+ct_status ct_checkpoint_load_tokenizer(ct_tokenizer **tok, const char *path);
+
+/* Embeddings of n texts (texts[i] has lens[i] bytes), eval mode, batch rows at a
+ * time (0: 256): each text as BOS, its tokens, EOS, cut to the model's context.
+ * which: CT_FEAT_H (the encoder's pooled features; what retrieval uses) or
+ * CT_FEAT_Z (the head's output). out: (n, dim), the caller's. CT_ERR_ARG for an
+ * image model or a tokenizer with more ids than the model's vocabulary. */
+ct_status ct_embed_texts(float *out, ct_model *m, const ct_tokenizer *tok, const char *const *texts,
+                         const size_t *lens, int64_t n, ct_feature_kind which, int64_t batch);
+
+typedef struct {
+    double r1, r10, mrr10;        /* anchor -> positive retrieval among all the test pairs */
+    double knn_top1, probe_top1;  /* label from the anchor's features (-1: no labels / not run) */
+    int64_t n_pairs, n_gallery, n_train;
+} ct_text_eval_result;
+
+/* Evaluates a text model on `test`'s pairs: each anchor ranks the distinct positive
+ * texts by cosine of the encoder's features (R@1, R@10, MRR@10, which is mAP@10
+ * with one relevant item). With labels in both splits (train may be NULL): kNN
+ * (k, knn_t) and, with probe, the linear probe of the label from the anchors'
+ * features, trained on `train`'s pairs. */
+ct_status ct_evaluate_text(ct_text_eval_result *r, ct_model *m, const ct_tokenizer *tok, const ct_text_dataset *train,
+                           const ct_text_dataset *test, int knn_k, float knn_t, int probe);
+
+/* ---- a search index: texts and their unit-length embeddings ------------------------
+ * A safetensors file: embeddings (n, D) F32, offsets (n + 1) I64 and texts U8 (text
+ * i is bytes offsets[i] .. offsets[i+1]), metadata format "contrast-text-index" and
+ * the checkpoint it was built with. Written atomically; read as untrusted. */
+ct_status ct_text_index_build(const char *path, ct_model *m, const ct_tokenizer *tok, const char *const *texts,
+                              const size_t *lens, int64_t n, const char *checkpoint);
+typedef struct ct_text_index ct_text_index;
+ct_status ct_text_index_load(ct_text_index **out, const char *path);
+void ct_text_index_free(ct_text_index *ix); /* NULL-safe */
+int64_t ct_text_index_size(const ct_text_index *ix);
+int64_t ct_text_index_dim(const ct_text_index *ix);
+/* Text i's bytes (*len of them, not NUL-terminated), i in [0, size). */
+const char *ct_text_index_text(const ct_text_index *ix, int64_t i, size_t *len);
+/* The k texts most similar to the query q (D features, any length) by cosine:
+ * top (k), score (k) best first, ties to the lower index; *found = min(k, size).
+ * O(size * D). */
+ct_status ct_text_index_query(const ct_text_index *ix, const float *q, int64_t D, int64_t k, int64_t *top,
+                              float *score, int64_t *found);
 
 /* kNN (and with c->probe the linear probe) of train-split features against the
  * test split. c->raw evaluates normalised pixels instead of a model (m unused).

@@ -31,4 +31,13 @@ int cmd_eval(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_augment(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+
+/* text.c: text checkpoints. The values of every --text option in argv (*texts
+ * malloc'd, pointing into argv); a model and its tokenizer from a checkpoint (or an
+ * error printed, returning 1); embed (printed, or .npy to out) and eval. */
+int cli_text_collect(int argc, char **argv, const char ***texts, int64_t *n);
+int cli_text_embed(const char *ckpt, const char *const *texts, int64_t n, const char *data, int train,
+                   const char *out, int head);
+int cli_text_eval(const char *ckpt, const char *data, int k, float T, int probe, int json);
 #endif

@@ -5,6 +5,7 @@
 #include "contrast/train.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cmd_eval(int argc, char **argv) {
@@ -14,7 +15,7 @@ int cmd_eval(int argc, char **argv) {
     int json = 0, threads = 0, no_whiten = !ec.whiten;
     cli_opt opts[] = {
         {"--checkpoint", OPT_STR, ckpt, sizeof ckpt, 0, 0, "checkpoint.safetensors written by contrast train"},
-        {"--data", OPT_STR, ec.data, sizeof ec.data, 0, 0, "dataset (train split = memory bank, test split = queries)"},
+        {"--data", OPT_STR, ec.data, sizeof ec.data, 0, 0, "dataset (train split = memory bank, test split = queries); text checkpoints: debian-descriptions (held-out split) | pairs:FILE: anchor -> positive retrieval (R@1, R@10, MRR@10), label kNN and probe"},
         {"--k", OPT_INT, &ec.knn_k, 0, 1, 100000, "kNN neighbours"},
         {"--knn-temperature", OPT_FLOAT, &ec.knn_t, 0, 1e-4, 100, "kNN vote weight exp(sim / T)"},
         {"--probe", OPT_FLAG, &ec.probe, 0, 0, 0, "also train and report a linear probe"},
@@ -32,8 +33,10 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "contrast eval: --checkpoint FILE (or --raw) is required\n");
         return 2;
     }
-    ec.whiten = !no_whiten;
     ct_set_threads(threads);
+    if (!ec.raw && ct_data_is_text(ec.data)) /* a text checkpoint: retrieval, kNN and probe of the labels */
+        return cli_text_eval(ckpt, ec.data, ec.knn_k, ec.knn_t, ec.probe, json);
+    ec.whiten = !no_whiten;
     ct_model m;
     memset(&m, 0, sizeof m);
     if (!ec.raw && ct_checkpoint_load_model(&m, ckpt)) return cli_fail("eval");
@@ -65,10 +68,13 @@ int cmd_eval(int argc, char **argv) {
 int cmd_embed(int argc, char **argv) {
     char ckpt[512] = "", data[512] = "fashion-mnist", split[16] = "test", out[512] = "", labels[512] = "";
     int head = 0, threads = 0, no_whiten = 0;
-    int64_t limit = 0, batch = 512;
+    int64_t limit = 0, batch = 512, ntexts = 0;
+    const char **texts = NULL;
+    char text_opt[4096] = "";
     cli_opt opts[] = {
         {"--checkpoint", OPT_STR, ckpt, sizeof ckpt, 0, 0, "checkpoint.safetensors written by contrast train"},
-        {"--data", OPT_STR, data, sizeof data, 0, 0, "dataset"},
+        {"--data", OPT_STR, data, sizeof data, 0, 0, "dataset; text checkpoints: text:FILE | pairs:FILE | debian-descriptions (every text)"},
+        {"--text", OPT_STR, text_opt, sizeof text_opt, 0, 0, "text checkpoints: a text to embed (repeat for more); without --out, printed one line each"},
         {"--split", OPT_STR, split, sizeof split, 0, 0, "train | test"},
         {"--head", OPT_FLAG, &head, 0, 0, 0, "write projection-head outputs z instead of encoder features h"},
         {"--no-whiten", OPT_FLAG, &no_whiten, 0, 0, 0, "features before the checkpoint's whitening (contrast train --whiten)"},
@@ -82,6 +88,13 @@ int cmd_embed(int argc, char **argv) {
                        "usage: contrast embed --checkpoint FILE --out FILE.npy [options]\n"
                        "Writes embeddings of a dataset split as a NumPy array.");
     if (rc) return rc == 1 ? 0 : rc;
+    if (ckpt[0] && (text_opt[0] || ct_data_is_text(data))) {
+        if (cli_text_collect(argc, argv, &texts, &ntexts)) return cli_fail("embed");
+        ct_set_threads(threads);
+        rc = cli_text_embed(ckpt, texts, ntexts, data, !strcmp(split, "train"), out, head);
+        free(texts);
+        return rc;
+    }
     if (!ckpt[0] || !out[0]) {
         fprintf(stderr, "contrast embed: --checkpoint and --out are required\n");
         return 2;

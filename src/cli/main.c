@@ -14,10 +14,11 @@ static const struct {
     int (*fn)(int, char **);
     const char *help;
 } commands[] = {
-    {"train", cmd_train, "contrastive pretraining (SimCLR, MoCo, SupCon); checkpoints, metrics, final eval"},
+    {"train", cmd_train, "contrastive pretraining (SimCLR, MoCo, SupCon; text: SimCSE, pairs); checkpoints, metrics, final eval"},
     {"eval", cmd_eval, "weighted kNN and linear probe of a checkpoint's encoder (or raw pixels)"},
     {"embed", cmd_embed, "write encoder features (or head outputs) as .npy"},
     {"augment", cmd_augment, "write a PNG grid of augmented views"},
+    {"search", cmd_search, "semantic search with a text checkpoint: build an index of texts once, query it"},
     {"plot", cmd_plot, "PNG figures: a run's training curves, or a 2-D map of embeddings (PCA, t-SNE)"},
     {"man", cmd_man, "print the manual page (roff; `contrast man | man -l -`)"},
 };

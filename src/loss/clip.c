@@ -39,10 +39,10 @@ size_t ct_clip_workspace_size(int64_t n, int64_t d) {
     return clip_layout(&w, &p, n, d);
 }
 
+/* wrow: each row's weight in the mean (1/(2n) for both directions, 1/n for one) */
 static void clip_pass(const float *a, const float *b, float *da, float *db, float *blk,
-                      ct_loss__row *rows, int64_t n, int64_t d, float c, int grad) {
+                      ct_loss__row *rows, int64_t n, int64_t d, float c, float wrow, int grad) {
     int64_t B = ct_loss__block_rows(n);
-    float wrow = (float)(0.5 / (double)n);
     for (int64_t r0 = 0; r0 < n; r0 += B) {
         int64_t bn = n - r0 < B ? n - r0 : B;
         ct_gemm(0, 1, bn, n, d, c, a + r0 * d, d, b, d, 0.0f, blk, n);
@@ -79,8 +79,9 @@ ct_status ct_clip_loss(ct_loss_stats *st, float *dimg, float *dtxt, float *ds, c
         memset(p.dui, 0, (size_t)n * (size_t)d * sizeof(float));
         memset(p.dut, 0, (size_t)n * (size_t)d * sizeof(float));
     }
-    clip_pass(p.ui, p.ut, p.dui, p.dut, p.blk, p.rows, n, d, c, grad);
-    clip_pass(p.ut, p.ui, p.dut, p.dui, p.blk, p.rows + n, n, d, c, grad);
+    const float half = (float)(0.5 / (double)n);
+    clip_pass(p.ui, p.ut, p.dui, p.dut, p.blk, p.rows, n, d, c, half, grad);
+    clip_pass(p.ut, p.ui, p.dut, p.dui, p.blk, p.rows + n, n, d, c, half, grad);
 
     ct_loss_stats local;
     if (!st) st = &local;
@@ -93,6 +94,41 @@ ct_status ct_clip_loss(ct_loss_stats *st, float *dimg, float *dtxt, float *ds, c
     }
     if (dimg) ct_loss__normalize_backward(dimg, p.dui, p.ui, p.ni, n, d);
     if (dtxt) ct_loss__normalize_backward(dtxt, p.dut, p.ut, p.nt, n, d);
+    ct_free(owned);
+    return ct_loss__check_finite(st, fn);
+}
+
+/* Multiple negatives ranking: the image-to-text pass alone (or both, symmetric) at a
+ * fixed scale 1/tau; the same blocked pass and workspace as CLIP's. */
+ct_status ct_mnrl_loss(ct_loss_stats *st, float *da, float *dp, const float *a, const float *pos, float tau,
+                       int symmetric, int64_t n, int64_t d, void *ws, size_t ws_bytes) {
+    const char *fn = "ct_mnrl_loss";
+    if (!a || !pos || n < 1 || d < 1 || n > INT64_MAX / 2)
+        return ct_error(CT_ERR_ARG, "%s: bad arguments (n=%lld, d=%lld)", fn, (long long)n, (long long)d);
+    if (!(tau >= CT_LOSS_MIN_TAU)) return ct_error(CT_ERR_ARG, "%s: temperature %g below %g", fn, tau, CT_LOSS_MIN_TAU);
+    void *owned;
+    ct_status st_ = ct_loss__ws_acquire(&ws, ws_bytes, ct_clip_workspace_size(n, d), &owned, fn);
+    if (st_) return st_;
+    ct_loss__ws w = {.base = ws};
+    clip_ws p;
+    clip_layout(&w, &p, n, d);
+    const float c = 1.0f / tau;
+    const int grad = da || dp, dirs = symmetric ? 2 : 1;
+    const float wrow = (float)(1.0 / ((double)dirs * (double)n));
+    ct_loss__normalize(p.ui, p.ni, a, n, d);
+    ct_loss__normalize(p.ut, p.nt, pos, n, d);
+    if (grad) {
+        memset(p.dui, 0, (size_t)n * (size_t)d * sizeof(float));
+        memset(p.dut, 0, (size_t)n * (size_t)d * sizeof(float));
+    }
+    clip_pass(p.ui, p.ut, p.dui, p.dut, p.blk, p.rows, n, d, c, wrow, grad);
+    if (symmetric) clip_pass(p.ut, p.ui, p.dut, p.dui, p.blk, p.rows + n, n, d, c, wrow, grad);
+    ct_loss_stats local;
+    if (!st) st = &local;
+    ct_loss__reduce(st, p.rows, dirs * n, 1.0 / ((double)dirs * (double)n), 0.0);
+    st->count = n;
+    if (da) ct_loss__normalize_backward(da, p.dui, p.ui, p.ni, n, d);
+    if (dp) ct_loss__normalize_backward(dp, p.dut, p.ut, p.nt, n, d);
     ct_free(owned);
     return ct_loss__check_finite(st, fn);
 }

@@ -8,7 +8,9 @@
 
 #include <string.h>
 
-ct_status ct_model_forward_begin(ct_model *m, const float *x, int64_t N, int training, int through_head) {
+/* The checks and state common to both inputs; x or ids is the input (the other NULL). */
+static ct_status begin(ct_model *m, const float *x, const int32_t *ids, const uint8_t *valid, int64_t N,
+                       int training, int through_head) {
     if (m->batch == 0 || !m->plan) return ct_error(CT_ERR_STATE, "model: forward before ct_model_prepare");
     if (N < 1 || N > m->batch) return ct_error(CT_ERR_ARG, "model: batch %lld exceeds the prepared %lld", (long long)N, (long long)m->batch);
     if (training && N == 1) {
@@ -21,11 +23,44 @@ ct_status ct_model_forward_begin(ct_model *m, const float *x, int64_t N, int tra
     if (training && pl->planned_sync != (m->bn_reduce != NULL))
         return ct_error(CT_ERR_STATE, "model: SyncBatchNorm switched %s after ct_model_prepare (call it again)",
                         m->bn_reduce ? "on" : "off");
+    if (ids) { /* the embedding's gather trusts them */
+        const int64_t T = m->nodes[0].h;
+        for (int i = 1; i < m->nnodes; i++) {
+            if (m->nodes[i].kind != CT_NODE_TOKEN_EMBED) continue;
+            const int64_t V = m->params[m->nodes[i].weight].shape[0];
+            for (int64_t j = 0; j < N * T; j++)
+                if (ids[j] < 0 || ids[j] >= V)
+                    return ct_error(CT_ERR_ARG, "model: sequence %lld, token %lld has id %d, outside the vocabulary "
+                                                "[0, %lld)", (long long)(j / T), (long long)(j % T), (int)ids[j],
+                                    (long long)V);
+        }
+    }
     pl->nodes[0].out = (float *)x;
+    pl->ids = ids;
+    pl->valid = valid;
+    pl->dropout_step = m->dropout_step;
     pl->cur_n = N;
     pl->training = training;
     pl->last_top = through_head ? m->z_node : m->h_node;
     return CT_OK;
+}
+
+int ct_model_takes_tokens(const ct_model *m) { return m->nnodes > 0 && m->nodes[0].seq; }
+
+ct_status ct_model_forward_begin(ct_model *m, const float *x, int64_t N, int training, int through_head) {
+    if (ct_model_takes_tokens(m))
+        return ct_error(CT_ERR_ARG, "model: the %s encoder reads token ids (ct_model_forward_tokens), not images",
+                        ct_encoder_name(m->cfg.encoder));
+    return begin(m, x, NULL, NULL, N, training, through_head);
+}
+
+ct_status ct_model_forward_tokens_begin(ct_model *m, const int32_t *ids, const uint8_t *valid, int64_t N,
+                                        int training, int through_head) {
+    if (!ct_model_takes_tokens(m))
+        return ct_error(CT_ERR_ARG, "model: the %s encoder reads images (ct_model_forward), not token ids",
+                        ct_encoder_name(m->cfg.encoder));
+    if (!ids) return ct_error(CT_ERR_ARG, "model: forward over tokens without token ids");
+    return begin(m, NULL, ids, valid, N, training, through_head);
 }
 
 void ct_model_node_forward(ct_model *m, int i) {
@@ -37,6 +72,14 @@ void ct_model_node_forward(ct_model *m, int i) {
 
 ct_status ct_model_forward(ct_model *m, const float *x, int64_t N, int training, int through_head) {
     ct_status st = ct_model_forward_begin(m, x, N, training, through_head);
+    if (st) return st;
+    for (int i = 1; i <= m->plan->last_top; i++) ct_model_node_forward(m, i);
+    return CT_OK;
+}
+
+ct_status ct_model_forward_tokens(ct_model *m, const int32_t *ids, const uint8_t *valid, int64_t N, int training,
+                                  int through_head) {
+    ct_status st = ct_model_forward_tokens_begin(m, ids, valid, N, training, through_head);
     if (st) return st;
     for (int i = 1; i <= m->plan->last_top; i++) ct_model_node_forward(m, i);
     return CT_OK;

@@ -42,6 +42,9 @@ struct ct_model_plan {
     int planned_sync;        /* bn_reduce was set when prepare planned (SyncBN: no BN+pool fusion) */
     /* the last forward, for the backward */
     int64_t cur_n;           /* samples (0 before the first forward) */
+    const int32_t *ids;      /* token models: (cur_n, T) token ids, else NULL */
+    const uint8_t *valid;    /* token models: (cur_n, T) padding flags or NULL (all real) */
+    uint64_t dropout_step;   /* m->dropout_step at its start (the attention's dropout key) */
     int training;            /* its mode */
     int last_top;            /* node it stopped at (z_node or h_node) */
 };
@@ -60,7 +63,8 @@ enum {
     CT_KIND_ALIAS = 1 << 6,             /* output and gradient are its input's buffers (flatten) */
     CT_KIND_RECOMPUTE_ALWAYS = 1 << 7,  /* output rebuilt by `recompute` before the backward that
                                          * needs it, instead of kept, whenever nothing aliases it (BN) */
-    CT_KIND_RECOMPUTE_MARKED = 1 << 8,  /* the same for nodes marked by ct_model_recompute (conv) */
+    CT_KIND_RECOMPUTE_MARKED = 1 << 8,  /* the same for nodes marked by ct_model_recompute (conv,
+                                         * linear, LayerNorm, attention, GELU) */
 };
 
 /* What a node saves for its backward, in elements: each block lives from the node's

@@ -1,8 +1,10 @@
 /* layernorm.c: LayerNorm over the last dimension of (N, C) rows (PyTorch's
  * nn.LayerNorm(C): biased variance, eps inside the square root).
  *
- * Each row's statistics take two passes (mean, then squared deviations) in
- * double, one row per loop iteration. dgamma and dbeta are sums over all rows:
+ * Each row's statistics take two passes (mean, then squared deviations), one row
+ * per loop iteration; a row's sums run in LANES float partial sums (a vectorised
+ * loop: a plain double accumulator is a serial chain the compiler may not reorder)
+ * combined in double, so each partial sum adds only C / LANES terms. dgamma and dbeta are sums over all rows:
  * they are computed by blocks of columns, each block summing its rows in row
  * order, so no sum is split between threads and the bits do not depend on the
  * thread count. */
@@ -12,6 +14,38 @@
 
 /* columns per block of the dgamma / dbeta sums: one 64-byte line of a row */
 #define COLS 16
+/* partial sums of a row's reductions */
+#define LANES 16
+
+/* sum of x[c] over a row */
+static double row_sum(const float *x, int64_t C) {
+    float acc[LANES] = {0};
+    int64_t c = 0;
+    for (; c + LANES <= C; c += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += x[c + j];
+    double s = 0.0;
+    for (; c < C; c++) s += x[c];
+    for (int j = 0; j < LANES; j++) s += acc[j];
+    return s;
+}
+
+/* sum of (x[c] - m)^2 over a row */
+static double row_sqdev(const float *x, float m, int64_t C) {
+    float acc[LANES] = {0};
+    int64_t c = 0;
+    for (; c + LANES <= C; c += LANES)
+        for (int j = 0; j < LANES; j++) {
+            const float d = x[c + j] - m;
+            acc[j] += d * d;
+        }
+    double s = 0.0;
+    for (; c < C; c++) {
+        const double d = (double)x[c] - m;
+        s += d * d;
+    }
+    for (int j = 0; j < LANES; j++) s += acc[j];
+    return s;
+}
 
 void ct_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
                           const float *beta, int64_t N, int64_t C, float eps) {
@@ -19,18 +53,16 @@ void ct_layernorm_forward(float *y, float *mean, float *rstd, const float *x, co
     for (int64_t n = 0; n < N; n++) {
         const float *xr = x + n * C;
         float *yr = y + n * C;
-        double s = 0.0;
-        for (int64_t c = 0; c < C; c++) s += xr[c];
-        float m = (float)(s / (double)C);
-        double ss = 0.0;
-        for (int64_t c = 0; c < C; c++) {
-            double d = (double)xr[c] - m;
-            ss += d * d;
-        }
-        float r = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
-        for (int64_t c = 0; c < C; c++) {
-            float v = (xr[c] - m) * r;
-            yr[c] = v * (gamma ? gamma[c] : 1.0f) + (beta ? beta[c] : 0.0f);
+        const float m = (float)(row_sum(xr, C) / (double)C);
+        const float r = (float)(1.0 / sqrt(row_sqdev(xr, m, C) / (double)C + (double)eps));
+        if (gamma && beta) { /* the affine case apart, so that its loop vectorises */
+#pragma omp simd
+            for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - m) * r * gamma[c] + beta[c];
+        } else {
+            for (int64_t c = 0; c < C; c++) {
+                float v = (xr[c] - m) * r;
+                yr[c] = v * (gamma ? gamma[c] : 1.0f) + (beta ? beta[c] : 0.0f);
+            }
         }
         if (mean) mean[n] = m;
         if (rstd) rstd[n] = r;
@@ -45,17 +77,39 @@ void ct_layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *
         for (int64_t n = 0; n < N; n++) {
             const float *xr = x + n * C, *dyr = dy + n * C;
             const float m = mean[n], r = rstd[n];
-            double sg = 0.0, sgx = 0.0;
-            for (int64_t c = 0; c < C; c++) {
-                float g = dyr[c] * (gamma ? gamma[c] : 1.0f), xh = (xr[c] - m) * r;
-                sg += g;
-                sgx += (double)g * xh;
+            float sg[LANES] = {0}, sgx[LANES] = {0};
+            double tg = 0.0, tgx = 0.0;
+            int64_t c = 0;
+            for (; c + LANES <= C; c += LANES)
+                if (gamma) {
+                    for (int j = 0; j < LANES; j++) {
+                        const float g = dyr[c + j] * gamma[c + j];
+                        sg[j] += g;
+                        sgx[j] += g * ((xr[c + j] - m) * r);
+                    }
+                } else {
+                    for (int j = 0; j < LANES; j++) {
+                        sg[j] += dyr[c + j];
+                        sgx[j] += dyr[c + j] * ((xr[c + j] - m) * r);
+                    }
+                }
+            for (; c < C; c++) {
+                const float g = dyr[c] * (gamma ? gamma[c] : 1.0f), xh = (xr[c] - m) * r;
+                tg += g;
+                tgx += (double)g * xh;
             }
-            float a = (float)(sg / (double)C), b = (float)(sgx / (double)C);
+            for (int j = 0; j < LANES; j++) {
+                tg += sg[j];
+                tgx += sgx[j];
+            }
+            float a = (float)(tg / (double)C), b = (float)(tgx / (double)C);
             float *dxr = dx + n * C;
-            for (int64_t c = 0; c < C; c++) {
-                float g = dyr[c] * (gamma ? gamma[c] : 1.0f), xh = (xr[c] - m) * r;
-                dxr[c] += r * (g - a - xh * b);
+            if (gamma) {
+#pragma omp simd
+                for (c = 0; c < C; c++) dxr[c] += r * (dyr[c] * gamma[c] - a - (xr[c] - m) * r * b);
+            } else {
+#pragma omp simd
+                for (c = 0; c < C; c++) dxr[c] += r * (dyr[c] - a - (xr[c] - m) * r * b);
             }
         }
     }

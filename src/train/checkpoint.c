@@ -58,7 +58,7 @@ static ct_status ckpt_tensors(const ckpt_state *s, ct_st_tensor **t, char **name
     return CT_OK;
 }
 
-#define META_MAX 52
+#define META_MAX 72
 
 /* The metadata of s into meta (values in v); returns the count. */
 static int ckpt_meta_kv(const ckpt_state *s, ct_st_kv *meta, char (*v)[64]) {
@@ -84,6 +84,16 @@ static int ckpt_meta_kv(const ckpt_state *s, ct_st_kv *meta, char (*v)[64]) {
     META("model.head_out", "%d", mc->head_out);
     META("model.head_bn", "%d", mc->head_bn);
     META("model.whiten", "%.9g", mc->whiten);
+    if (mc->encoder == CT_ENC_TRANSFORMER || mc->encoder == CT_ENC_VIT) { /* only theirs: older files keep their bits */
+        META("model.depth", "%d", mc->depth);
+        META("model.heads", "%d", mc->heads);
+        META("model.patch", "%d", mc->patch);
+        META("model.vocab", "%d", mc->vocab);
+        META("model.context", "%d", mc->context);
+        META("model.causal", "%d", mc->causal);
+        META("model.dropout", "%.9g", mc->dropout);
+        META("model.pool", "%s", ct_pool_name(mc->pool));
+    }
     META("whiten.epoch", "%d", s->whiten_epoch);
     META("model.seed", "%llu", (unsigned long long)mc->seed);
     META("train.method", "%s", ct_method_name(c->method));
@@ -101,6 +111,10 @@ static int ckpt_meta_kv(const ckpt_state *s, ct_st_kv *meta, char (*v)[64]) {
     META("train.recompute", "%d", c->recompute);
     META("train.seed", "%llu", (unsigned long long)c->seed);
     META("train.limit", "%lld", (long long)c->limit);
+    if (s->tokenizer) { /* text methods */
+        META("train.vocab", "%d", c->model.vocab);
+        META("train.symmetric", "%d", c->symmetric);
+    }
     META("train.optim_step", "%lld", (long long)s->opt->step);
     if (s->queue) {
         META("moco.ptr", "%lld", (long long)s->queue->ptr);
@@ -126,6 +140,10 @@ static int ckpt_meta_kv(const ckpt_state *s, ct_st_kv *meta, char (*v)[64]) {
     meta[nm++].value = c->augment;
     meta[nm].key = "train.local_augment";
     meta[nm++].value = c->local_augment;
+    if (s->tokenizer) {
+        meta[nm].key = "tokenizer";
+        meta[nm++].value = s->tokenizer;
+    }
     return nm;
 }
 
@@ -188,6 +206,28 @@ static ct_status model_config_from(const ct_st_file *f, ct_model_config *mc) {
         long long v; /* model.last_width is absent in older checkpoints: 0 */
         if ((st = meta_int(f, keys[i], 0, i == 7 ? 65536 : 1 << 20, i == 7 ? 0 : -1, &v))) return st;
         *dst[i] = (int)v;
+    }
+    if (mc->encoder == CT_ENC_TRANSFORMER || mc->encoder == CT_ENC_VIT) {
+        /* the transformer keys, each range-checked here (ct_model_count checks the rest) */
+        static const char *tkeys[] = {"model.depth", "model.heads", "model.patch", "model.vocab", "model.context",
+                                      "model.causal"};
+        int *tdst[] = {&mc->depth, &mc->heads, &mc->patch, &mc->vocab, &mc->context, &mc->causal};
+        const long long lo[] = {1, 1, 1, 1, 1, 0}, hi[] = {1024, 4096, 4096, 1 << 30, 65536, 1};
+        for (int i = 0; i < 6; i++) {
+            long long v;
+            if ((st = meta_int(f, tkeys[i], lo[i], hi[i], -1, &v))) return st;
+            *tdst[i] = (int)v;
+        }
+        const char *dv = ct_st_meta(f, "model.dropout"), *pv = ct_st_meta(f, "model.pool");
+        char *end = NULL;
+        double d = dv ? strtod(dv, &end) : -1;
+        if (!dv || end == dv || *end || !(d >= 0 && d < 1))
+            return ct_error(CT_ERR_FORMAT, "%s: metadata 'model.dropout' = '%s' is not a probability in [0, 1)",
+                            ct_st_path(f), dv ? dv : "missing");
+        mc->dropout = (float)d;
+        if (!pv || ct_pool_parse(pv, &mc->pool))
+            return ct_error(CT_ERR_FORMAT, "%s: metadata 'model.pool' = '%s' is not a pooling (mean, cls, eot)",
+                            ct_st_path(f), pv ? pv : "missing");
     }
     const char *wv = ct_st_meta(f, "model.whiten"); /* absent in checkpoints before whitening */
     if (wv) {
@@ -280,6 +320,13 @@ ct_status ct_checkpoint_load_model(ct_model *m, const char *path) {
 
 /* ---- resuming ----------------------------------------------------------------------- */
 
+/* The transformer settings of two configurations agree (always, for other encoders). */
+static int same_transformer(const ct_model_config *a, const ct_model_config *b) {
+    if (a->encoder != CT_ENC_TRANSFORMER && a->encoder != CT_ENC_VIT) return 1;
+    return a->depth == b->depth && a->heads == b->heads && a->patch == b->patch && a->vocab == b->vocab &&
+           a->context == b->context && a->causal == b->causal && a->dropout == b->dropout && a->pool == b->pool;
+}
+
 static ct_status same_model(const ct_st_file *f, const ct_train_config *c, const ct_model_config *want) {
     ct_model_config mc;
     ct_status st = model_config_from(f, &mc);
@@ -287,7 +334,7 @@ static ct_status same_model(const ct_st_file *f, const ct_train_config *c, const
     if (mc.encoder != want->encoder || mc.width != want->width || mc.last_width != want->last_width ||
         mc.in_c != want->in_c || mc.in_h != want->in_h || mc.in_w != want->in_w ||
         mc.head_hidden != want->head_hidden || mc.head_out != want->head_out || mc.head_bn != want->head_bn ||
-        (mc.whiten > 0) != (want->whiten > 0))
+        (mc.whiten > 0) != (want->whiten > 0) || !same_transformer(&mc, want))
         return ct_error(CT_ERR_ARG,
                         "%s: checkpoint holds a different model (%s width %d, last width %d, input %dx%dx%d, head "
                         "%d/%d, whitening %g) than requested (%s width %d, last width %d, input %dx%dx%d, head %d/%d, "
@@ -323,6 +370,10 @@ static void config_changes(const ct_st_file *f, const ct_train_config *c, char *
     NOW("train.local_crops", "%d", c->local_crops);
     NOW("train.local_size", "%d", c->local_size);
     if (c->method == CT_METHOD_MOCO) NOW("moco.m", "%.9g", c->moco_m);
+    if (ct_method_is_text(c->method)) {
+        NOW("train.vocab", "%d", c->model.vocab);
+        NOW("train.symmetric", "%d", c->symmetric);
+    }
 #undef NOW
     key[n] = "train.data", now[n++] = c->data;
     key[n] = "train.augment", now[n++] = c->augment;

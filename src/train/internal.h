@@ -3,12 +3,14 @@
  *   checkpoint.c  the checkpoint format: save, validate for a resume, resume, load a model
  *   features.c    feature extraction, the whitening fit, evaluation
  *   rundir.c      the run folder: unique default names, the lock, refusing to mix runs
+ *   text.c        the text methods' data, tokenizer and batches; text embeddings, evaluation, index
  *   train.c       the loop: setup, train_step, log_epoch, final_eval */
 #ifndef CONTRAST_TRAIN_INTERNAL_H
 #define CONTRAST_TRAIN_INTERNAL_H
 #include "contrast/eval.h"
 #include "contrast/io.h"
 #include "contrast/loss.h"
+#include "contrast/text.h"
 #include "contrast/train.h"
 
 /* ---- checkpoint.c --------------------------------------------------------------- */
@@ -24,6 +26,7 @@ typedef struct {
     int whiten_epoch;         /* epochs completed when the whitening was fit (0: never) */
     const ct_dataset *data;   /* the training split: its normalisation goes into the metadata
                                * (data.mean, data.std); NULL: not recorded */
+    const char *tokenizer;    /* text methods: ct_tokenizer_serialize's text, else NULL */
 } ckpt_state;
 
 /* A resumable checkpoint's counters, each validated against its range. */
@@ -83,4 +86,32 @@ ct_status run_dir_claim(run_dir *d, const ct_train_config *c, int resume_epoch);
 
 /* Unlocks; after a failed run removes the folder if this run made it and left it empty. */
 void run_dir_release(run_dir *d, int failed);
+
+/* ---- text.c ---------------------------------------------------------------------- */
+
+typedef struct {
+    ct_text_dataset train, test;  /* test: the held-out split (debian-descriptions), else empty */
+    int have_test;
+    ct_text_dataset texts_view;   /* SimCSE: train's texts without its pairs (shallow) */
+    ct_tokenizer *tok;
+    char *tok_text;               /* its serialisation, stored in the checkpoint */
+    int64_t T;                    /* tokens per text */
+    int32_t *ids;                 /* (train.ntexts, T) every training text, tokenized once */
+    uint8_t *valid;               /* (train.ntexts, T) */
+    int32_t *bids;                /* (2 b, T) the step's batch: rows [0, b) then [b, 2b) */
+    uint8_t *bvalid;              /* (2 b, T) */
+    ct_text_epoch plan;           /* the batches of epoch `epoch` (-1: none) */
+    int epoch;
+} text_state;
+
+/* Loads c->data's training split (and the held-out one, if any), trains the
+ * tokenizer on the training texts (vocabulary c->model.vocab) or reads it from
+ * c->resume, and tokenizes every training text into T ids (BOS, text, EOS). */
+ct_status text_setup(text_state *t, const ct_train_config *c, int64_t T);
+/* The batches of `epoch` (no text twice in a batch), planned once per epoch. */
+ct_status text_plan(text_state *t, const ct_train_config *c, int epoch);
+/* Fills bids/bvalid with this rank's b items of planned batch `batch`: anchors
+ * then positives (pairs), or the texts twice (SimCSE). */
+void text_batch(text_state *t, ct_method method, int64_t batch, int64_t b, int rank);
+void text_free(text_state *t);
 #endif

@@ -1,7 +1,9 @@
-/* train.c: the training loop for SimCLR, MoCo and SupCon.
+/* train.c: the training loop for SimCLR, MoCo and SupCon on images, SimCSE and
+ * pairs on text.
  *
  * One step (train_step): the loader hands two augmented views of B samples (x: 2B
- * images); the encoder + head maps them to z; the objective gives the loss and
+ * images), or text.c two rows of B token sequences (the texts twice for SimCSE,
+ * anchors and positives for pairs); the encoder + head maps them to z; the objective gives the loss and
  * dL/dz; the backward pass fills the flat gradient buffer; the optimizer updates
  * the flat parameter buffer. Everything is allocated before the first step
  * (setup), and ct_train_run reads as setup, then per epoch train_epoch and
@@ -27,6 +29,8 @@ const char *ct_method_name(ct_method m) {
     case CT_METHOD_SIMCLR: return "simclr";
     case CT_METHOD_MOCO: return "moco";
     case CT_METHOD_SUPCON: return "supcon";
+    case CT_METHOD_SIMCSE: return "simcse";
+    case CT_METHOD_PAIRS: return "pairs";
     }
     return "?";
 }
@@ -35,6 +39,8 @@ int ct_method_parse(const char *s) {
     if (!strcmp(s, "simclr")) return CT_METHOD_SIMCLR;
     if (!strcmp(s, "moco")) return CT_METHOD_MOCO;
     if (!strcmp(s, "supcon")) return CT_METHOD_SUPCON;
+    if (!strcmp(s, "simcse")) return CT_METHOD_SIMCSE;
+    if (!strcmp(s, "pairs")) return CT_METHOD_PAIRS;
     return -1;
 }
 
@@ -78,6 +84,8 @@ typedef struct {
     const ct_train_config *c;
     int P, rank;              /* processes, this one's rank */
     int nloc, V, moco;        /* local crops per sample, views per sample, MoCo */
+    int text;                 /* a text method: tx holds the data, tokenizer and batches */
+    text_state tx;
     int64_t B, b, D;          /* global batch, this process's share, embedding size */
     size_t img;               /* floats per training view */
     ct_dataset train, test;
@@ -129,6 +137,7 @@ static void run_free(run_state *r, int failed) {
     ct_free(r->idx);
     ct_dataset_free(&r->train);
     ct_dataset_free(&r->test);
+    if (r->text) text_free(&r->tx);
     run_dir_release(&r->rd, failed);
 }
 
@@ -238,14 +247,25 @@ static ct_status load_data(run_state *r) {
     return CT_OK;
 }
 
-/* The model's configuration: the images' shape, the seed, the recipe's widths. */
+/* The model's configuration: the images' shape (text: the tokenizer's vocabulary
+ * and the context), the seed, the recipe's widths. */
 static void model_config(const run_state *r, ct_model_config *mc) {
     *mc = r->c->model;
+    if (r->text) {
+        mc->vocab = ct_tokenizer_vocab_size(r->tx.tok);
+        mc->in_c = 1;
+        mc->in_h = mc->context;
+        mc->in_w = 1;
+        mc->seed = r->c->seed;
+        if (mc->width <= 0) mc->width = 256;
+        if (mc->last_width < 0) mc->last_width = 0;
+        return;
+    }
     mc->in_c = r->train.c;
     mc->in_h = r->train.h;
     mc->in_w = r->train.w;
     mc->seed = r->c->seed;
-    if (mc->width <= 0) mc->width = mc->encoder == CT_ENC_RESNET18 ? 64 : 32;
+    if (mc->width <= 0) mc->width = mc->encoder == CT_ENC_RESNET18 ? 64 : mc->encoder == CT_ENC_VIT ? 128 : 32;
     if (mc->last_width < 0) mc->last_width = mc->encoder == CT_ENC_CNN ? 16 * mc->width : 0;
 }
 
@@ -261,7 +281,9 @@ static ct_status check_memory(const run_state *r, const ct_model_config *mc) {
     const double gib = 1024.0 * 1024.0 * 1024.0;
     double copies = 2 + (r->c->optim.type == CT_OPTIM_ADAMW ? 2 : 1) + (r->moco ? 2 : 0);
     double params = 4.0 * (double)nparam * copies;
-    double pixels = 2.0 * r->aug.out_h * r->aug.out_w + (double)r->nloc * r->laug.out_h * r->laug.out_w;
+    /* activations per sample: pixels of its views, or its two sequences' tokens */
+    double pixels = r->text ? 2.0 * mc->context
+                            : 2.0 * r->aug.out_h * r->aug.out_w + (double)r->nloc * r->laug.out_h * r->laug.out_w;
     double acts = 4.0 * (double)mc->width * (double)r->b * pixels;
     double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGE_SIZE);
     struct rlimit rl;
@@ -288,17 +310,23 @@ static ct_status build_models(run_state *r, const ct_model_config *mc, ct_train_
     /* Views of another size than the images (--view-size, augment size=) train a twin of the
      * model over the same parameters; evaluation uses the images' size. */
     r->tm = &r->m;
-    if (r->aug.out_h != r->train.h || r->aug.out_w != r->train.w) {
+    if (!r->text && (r->aug.out_h != r->train.h || r->aug.out_w != r->train.w)) {
         if ((st = ct_model_init_resized(&r->t, &r->m, r->aug.out_h, r->aug.out_w))) return st;
         r->have_t = 1;
         r->tm = &r->t;
     }
-    if (c->recompute) ct_model_recompute_convs(r->tm); /* activation checkpointing (bits unchanged) */
+    if (c->recompute) { /* activation checkpointing (bits unchanged) */
+        ct_model_recompute_convs(r->tm);
+        ct_model_recompute_blocks(r->tm);
+    }
     if ((st = ct_model_prepare(r->tm, r->moco ? r->b : 2 * r->b))) return st;
     if (r->nloc) { /* local crops train their own twin (always smaller views, or the images') */
         if ((st = ct_model_init_resized(&r->tl, &r->m, r->laug.out_h, r->laug.out_w))) return st;
         r->have_tl = 1;
-        if (c->recompute) ct_model_recompute_convs(&r->tl);
+        if (c->recompute) {
+            ct_model_recompute_convs(&r->tl);
+            ct_model_recompute_blocks(&r->tl);
+        }
         if ((st = ct_model_prepare(&r->tl, r->nloc * r->b))) return st;
     }
     res->arena_bytes = r->tm->arena.cap;
@@ -325,6 +353,7 @@ static ct_status build_models(run_state *r, const ct_model_config *mc, ct_train_
 static ct_status alloc_buffers(run_state *r) {
     const int64_t B = r->B, b = r->b, D = r->D, V = r->V;
     if (r->moco) r->ws_bytes = ct_moco_workspace_size(B, r->queue.k, D);
+    else if (r->c->method == CT_METHOD_PAIRS) r->ws_bytes = ct_clip_workspace_size(B, D);
     else if (r->c->method == CT_METHOD_SUPCON || r->nloc) r->ws_bytes = ct_supcon_workspace_size(B, V, D);
     else r->ws_bytes = ct_ntxent_workspace_size(B, D);
     r->ws = ct_alloc(r->ws_bytes ? r->ws_bytes : 1);
@@ -372,6 +401,27 @@ static ct_status check_resume(run_state *r, const ct_model_config *mc, ckpt_meta
     return CT_OK;
 }
 
+/* The pairings of method, encoder and data that make sense. */
+static ct_status check_text_config(const ct_train_config *c) {
+    const int text = ct_method_is_text(c->method), tokens = c->model.encoder == CT_ENC_TRANSFORMER;
+    if (!text && (tokens || ct_data_is_text(c->data)))
+        return ct_error(CT_ERR_ARG, "train: %s is an image method; text (%s, encoder %s) trains with simcse or pairs",
+                        ct_method_name(c->method), c->data, ct_encoder_name(c->model.encoder));
+    if (!text) return CT_OK;
+    if (!tokens)
+        return ct_error(CT_ERR_ARG, "train: %s trains the text transformer (encoder transformer), not %s",
+                        ct_method_name(c->method), ct_encoder_name(c->model.encoder));
+    if (!ct_data_is_text(c->data))
+        return ct_error(CT_ERR_ARG, "train: %s needs text data (text:FILE, pairs:FILE, debian-descriptions), not '%s'",
+                        ct_method_name(c->method), c->data);
+    if (c->local_crops || c->model.whiten > 0 || c->eval_every > 0 || c->augment[0] || c->sync_bn)
+        return ct_error(CT_ERR_ARG, "train: local crops, whitening, the kNN monitor (eval_every), augmentations and "
+                                    "sync BN are for images; a text run evaluates at its end");
+    if (c->symmetric && c->method != CT_METHOD_PAIRS)
+        return ct_error(CT_ERR_ARG, "train: symmetric applies to the pairs method only");
+    return CT_OK;
+}
+
 /* Everything before the first step, in the order that finds a mistake cheapest:
  * the configuration, the data, the memory it needs, the checkpoint to resume, the
  * run folder; then the models, buffers, resumed state and the loader. */
@@ -398,7 +448,9 @@ static ct_status setup(run_state *r, const ct_train_config *c, ct_train_result *
     r->last_epoch = c->stop_after > 0 && c->stop_after < c->epochs ? c->stop_after : c->epochs;
     ct_model_config mc;
     ckpt_meta meta = {0};
-    if ((st = load_data(r))) return st;
+    r->text = ct_method_is_text(c->method);
+    if ((st = check_text_config(c))) return st;
+    if ((st = r->text ? text_setup(&r->tx, c, c->model.context) : load_data(r))) return st;
     model_config(r, &mc);
     if ((st = check_memory(r, &mc))) return st;
     if (c->resume[0] && (st = check_resume(r, &mc, &meta))) return st;
@@ -408,18 +460,23 @@ static ct_status setup(run_state *r, const ct_train_config *c, ct_train_result *
     snprintf(r->metrics, sizeof r->metrics, "%s/metrics.jsonl", res->out);
     if ((st = build_models(r, &mc, res)) || (st = alloc_buffers(r))) return st;
     r->cs = (ckpt_state){c, &r->m, r->moco ? &r->key : NULL, &r->opt, r->moco ? &r->queue : NULL, 0, 0, 0,
-                          &r->train};
+                         r->text ? NULL : &r->train, r->text ? r->tx.tok_text : NULL};
     if (c->resume[0]) {
         if ((st = ckpt_resume(c->resume, &r->cs))) return st;
         r->last_good = c->resume;
         ct_train_event e = {.kind = CT_TRAIN_EVENT_RESUMED, .epoch = r->cs.epoch, .path = c->resume};
         emit(r, &e);
     }
-    if ((st = ct_loader_init(&r->loader, &r->train, &r->aug, r->B, 2, 1, c->seed, c->loader_threads))) return st;
-    r->have_loader = 1;
-    if (r->nloc && (st = ct_loader_set_local(&r->loader, &r->laug, r->nloc))) return st;
-    if (r->P > 1 && (st = ct_loader_shard(&r->loader, r->rank, r->P))) return st;
-    r->steps_per_epoch = r->loader.n_batches;
+    if (r->text) { /* the schedule's length from epoch 0's plan; each epoch runs at most that many */
+        if ((st = text_plan(&r->tx, c, 0))) return st;
+        r->steps_per_epoch = r->tx.plan.nbatches;
+    } else {
+        if ((st = ct_loader_init(&r->loader, &r->train, &r->aug, r->B, 2, 1, c->seed, c->loader_threads))) return st;
+        r->have_loader = 1;
+        if (r->nloc && (st = ct_loader_set_local(&r->loader, &r->laug, r->nloc))) return st;
+        if (r->P > 1 && (st = ct_loader_shard(&r->loader, r->rank, r->P))) return st;
+        r->steps_per_epoch = r->loader.n_batches;
+    }
     r->total = r->steps_per_epoch * c->epochs;
     r->warmup = (int64_t)(c->warmup_epochs * r->steps_per_epoch);
     return CT_OK;
@@ -449,6 +506,18 @@ static ct_status step_objective(run_state *r, const ct_batch *bt, ct_loss_stats 
         }
         *keys = k;
         return ct_moco_loss(ls, dz, q, k, &r->queue, ng, c->temperature, r->ws, r->ws_bytes);
+    }
+    if (r->text) { /* rows [0, nb): texts or anchors; [nb, 2nb): the same texts or the positives */
+        if ((st = ct_model_forward_tokens(r->tm, r->tx.bids, r->tx.bvalid, 2 * nb, 1, 1))) return st;
+        const float *zt = ct_model_embedding(r->tm);
+        if (r->P > 1) {
+            if ((st = gather_rows(r->zg, r->zt, zt, 2, nb, D, r->P))) return st;
+            zt = r->zg;
+        }
+        if (c->method == CT_METHOD_PAIRS)
+            return ct_mnrl_loss(ls, dz, dz + ng * D, zt, zt + ng * D, c->temperature, c->symmetric, ng, D, r->ws,
+                                r->ws_bytes);
+        return ct_ntxent_loss(ls, dz, zt, ng, D, c->temperature, r->ws, r->ws_bytes);
     }
     if ((st = ct_model_forward(r->tm, bt->x, 2 * nb, 1, 1))) return st;
     const float *z = ct_model_embedding(r->tm);
@@ -486,6 +555,7 @@ static ct_status train_step(run_state *r, const ct_batch *bt, float lr, int epoc
     const float *keys = NULL;
     r->tm->dropout_step = (uint64_t)r->cs.step;
     r->tl.dropout_step = (uint64_t)r->cs.step;
+    r->key.dropout_step = (uint64_t)r->cs.step;
     ct_status st = step_objective(r, bt, ls, &keys);
     if (st && st != CT_ERR_NUMERIC) return st;
     if (st == CT_ERR_NUMERIC || !isfinite(ls->loss)) {
@@ -520,13 +590,26 @@ static ct_status train_step(run_state *r, const ct_batch *bt, float lr, int epoc
 
 /* ---- epochs ----------------------------------------------------------------------------- */
 
+/* The next batch of the epoch: the loader's, or text.c's into a batch that carries
+ * only its size and number (NULL at the end of the epoch). */
+static ct_status next_batch(run_state *r, ct_batch *tb, ct_batch **bt) {
+    if (!r->text) return ct_loader_next(&r->loader, bt);
+    *bt = NULL;
+    if (tb->batch_no + 1 >= r->tx.plan.nbatches || tb->batch_no + 1 >= r->steps_per_epoch) return CT_OK;
+    tb->batch_no++;
+    text_batch(&r->tx, r->c->method, tb->batch_no, r->b, r->rank);
+    *bt = tb;
+    return CT_OK;
+}
+
 static ct_status train_epoch(run_state *r, int epoch, epoch_stats *es) {
     const ct_train_config *c = r->c;
     memset(es, 0, sizeof *es);
     es->t0 = now_s();
-    ct_status st = ct_loader_start_epoch(&r->loader, epoch);
+    ct_batch tb = {.n = r->b, .views = 2, .batch_no = -1};
+    ct_status st = r->text ? text_plan(&r->tx, c, epoch) : ct_loader_start_epoch(&r->loader, epoch);
     for (ct_batch *bt; !st;) {
-        if ((st = ct_loader_next(&r->loader, &bt)) || !bt) break;
+        if ((st = next_batch(r, &tb, &bt)) || !bt) break;
         float lr = ct_lr_schedule(c->lr, r->cs.step, r->warmup, r->total, c->final_lr_frac);
         ct_loss_stats ls;
         if ((st = train_step(r, bt, lr, epoch, &ls))) break;
@@ -600,11 +683,44 @@ static ct_status write_eval_json(const run_state *r, const ct_eval_result *er) {
     return st;
 }
 
+/* The end of a text run with a held-out split (debian-descriptions): retrieval,
+ * kNN and probe (ct_evaluate_text) into eval.json and the final metrics line. */
+static ct_status final_eval_text(run_state *r, ct_train_result *res) {
+    const ct_train_config *c = r->c;
+    if (!r->tx.have_test) return CT_OK; /* pairs:FILE, text:FILE: contrast eval --data on held-out pairs */
+    ct_text_eval_result er;
+    ct_status st = ct_evaluate_text(&er, &r->m, r->tx.tok, &r->tx.train, &r->tx.test, c->knn_k, c->knn_t,
+                                    c->final_probe);
+    if (st) return st;
+    res->knn_top1 = er.knn_top1;
+    res->probe_top1 = er.probe_top1;
+    res->r1 = er.r1;
+    res->r10 = er.r10;
+    res->mrr10 = er.mrr10;
+    char path[600], json[512];
+    snprintf(path, sizeof path, "%s/eval.json", r->rd.dir);
+    int n = snprintf(json, sizeof json,
+                     "{\"r1\": %.4f, \"r10\": %.4f, \"mrr10\": %.4f, \"knn_top1\": %.4f, \"probe_top1\": %.4f, "
+                     "\"n_pairs\": %lld, \"n_gallery\": %lld, \"n_train\": %lld, \"epochs\": %d}\n",
+                     er.r1, er.r10, er.mrr10, er.knn_top1, er.probe_top1, (long long)er.n_pairs,
+                     (long long)er.n_gallery, (long long)er.n_train, r->cs.epoch);
+    ct_atomic_file af;
+    if (!(st = ct_atomic_open(&af, path)) && !(st = ct_atomic_write(&af, json, (size_t)n))) st = ct_atomic_commit(&af);
+    if (st) return st;
+    char line[512];
+    snprintf(line, sizeof line,
+             "{\"final\": true, \"epoch\": %d, \"r1\": %.4f, \"r10\": %.4f, \"mrr10\": %.4f, \"knn_top1\": %.4f, "
+             "\"probe_top1\": %.4f}\n",
+             r->cs.epoch, er.r1, er.r10, er.mrr10, er.knn_top1, er.probe_top1);
+    return append_line(r->metrics, line);
+}
+
 /* At the end of the last epoch (rank 0): kNN (before and after whitening) and the
  * linear probe on the final encoder, the checkpoint again with the whitening fit
  * on it, eval.json and the final metrics line. */
 static ct_status final_eval(run_state *r, ct_train_result *res) {
     if (r->rank != 0 || r->cs.epoch != r->c->epochs) return CT_OK;
+    if (r->text) return final_eval_text(r, res);
     ct_eval_result er;
     ct_status st = monitor(r, 1, &er);
     if (st) return st;
@@ -627,7 +743,7 @@ static ct_status final_eval(run_state *r, ct_train_result *res) {
 ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     double t0 = now_s();
     memset(res, 0, sizeof *res);
-    res->knn_top1 = res->knn_top1_raw = res->probe_top1 = -1;
+    res->knn_top1 = res->knn_top1_raw = res->probe_top1 = res->r1 = res->r10 = res->mrr10 = -1;
     run_state r;
     memset(&r, 0, sizeof r);
     ct_status st = setup(&r, c, res);
