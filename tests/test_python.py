@@ -176,7 +176,7 @@ def test_train_config():
     check(abs(c.optim.weight_decay - 1e-6) < 1e-12 and abs(c.optim.beta2 - 0.999) < 1e-7,
           "optim.type resets the optimizer's defaults, keeping weight_decay (as --optimizer)")
     check(abs(c.temperature - 0.1) < 1e-7 and c.epochs == 16, "the rest stays at ct_train_config_default")
-    for bad in ({"learning_rate": 1}, {"model.depth": 3}, {"on_event": 1}, {"method": "byol"},
+    for bad in ({"learning_rate": 1}, {"model.colour": 3}, {"on_event": 1}, {"method": "byol"},
                 {"data": "x" * 600}, {"epochs": 1.5}, {"epochs": 2 ** 31}, {"seed": -1}):
         check(raises(ValueError, contrast.training.make_config, bad) is not None, "refused: %r" % bad)
     e = raises(contrast.ContrastError, contrast.training.make_config, {"model.encoder": "vgg"})

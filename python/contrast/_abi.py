@@ -16,7 +16,8 @@ class ModelConfig(ctypes.Structure):  # ct_model_config, include/contrast/model.
     c_name = "ct_model_config"
     _fields_ = [("encoder", _i32), ("width", _i32), ("last_width", _i32), ("in_c", _i32), ("in_h", _i32),
                 ("in_w", _i32), ("head_hidden", _i32), ("head_out", _i32), ("head_bn", _i32), ("whiten", _f32),
-                ("seed", _u64)]
+                ("seed", _u64), ("depth", _i32), ("heads", _i32), ("patch", _i32), ("vocab", _i32),
+                ("context", _i32), ("causal", _i32), ("dropout", _f32), ("pool", _i32)]
 
 
 class OptimConfig(ctypes.Structure):  # ct_optim_config, include/contrast/optim.h
@@ -44,7 +45,7 @@ class TrainConfig(ctypes.Structure):  # ct_train_config, include/contrast/train.
                 ("temperature", _f32), ("seed", _u64), ("threads", _i32), ("loader_threads", _i32),
                 ("limit", _i64), ("eval_every", _i32), ("knn_k", _i32), ("knn_t", _f32), ("final_probe", _i32),
                 ("moco_m", _f32), ("moco_k", _i64), ("stop_after", _i32), ("sync_bn", _i32), ("recompute", _i32),
-                ("dist_check", _i32), ("out", ctypes.c_char * 512), ("overwrite", _i32),
+                ("dist_check", _i32), ("symmetric", _i32), ("out", ctypes.c_char * 512), ("overwrite", _i32),
                 ("resume", ctypes.c_char * 512), ("resume_allow_changes", _i32), ("on_event", EVENT_FN),
                 ("event_ctx", ctypes.c_void_p)]
 
@@ -52,7 +53,8 @@ class TrainConfig(ctypes.Structure):  # ct_train_config, include/contrast/train.
 class TrainResult(ctypes.Structure):  # ct_train_result, include/contrast/train.h
     c_name = "ct_train_result"
     _fields_ = [("epochs_done", _i32), ("steps", _i64), ("final_loss", _f64), ("final_top1", _f64),
-                ("knn_top1", _f64), ("probe_top1", _f64), ("knn_top1_raw", _f64), ("seconds", _f64),
+                ("knn_top1", _f64), ("probe_top1", _f64), ("knn_top1_raw", _f64), ("r1", _f64), ("r10", _f64),
+                ("mrr10", _f64), ("seconds", _f64),
                 ("arena_bytes", ctypes.c_size_t), ("local_arena_bytes", ctypes.c_size_t),
                 ("out", ctypes.c_char * 512)]
 

@@ -22,6 +22,9 @@ static const abi_row abi_rows[] = {
     FIELD(ct_model_config, in_c), FIELD(ct_model_config, in_h), FIELD(ct_model_config, in_w),
     FIELD(ct_model_config, head_hidden), FIELD(ct_model_config, head_out), FIELD(ct_model_config, head_bn),
     FIELD(ct_model_config, whiten), FIELD(ct_model_config, seed),
+    FIELD(ct_model_config, depth), FIELD(ct_model_config, heads), FIELD(ct_model_config, patch),
+    FIELD(ct_model_config, vocab), FIELD(ct_model_config, context), FIELD(ct_model_config, causal),
+    FIELD(ct_model_config, dropout), FIELD(ct_model_config, pool),
 
     SIZE(ct_optim_config),
     FIELD(ct_optim_config, type), FIELD(ct_optim_config, momentum), FIELD(ct_optim_config, nesterov),
@@ -39,6 +42,7 @@ static const abi_row abi_rows[] = {
     FIELD(ct_train_config, knn_k), FIELD(ct_train_config, knn_t), FIELD(ct_train_config, final_probe),
     FIELD(ct_train_config, moco_m), FIELD(ct_train_config, moco_k), FIELD(ct_train_config, stop_after),
     FIELD(ct_train_config, sync_bn), FIELD(ct_train_config, recompute), FIELD(ct_train_config, dist_check),
+    FIELD(ct_train_config, symmetric),
     FIELD(ct_train_config, out), FIELD(ct_train_config, overwrite), FIELD(ct_train_config, resume),
     FIELD(ct_train_config, resume_allow_changes), FIELD(ct_train_config, on_event),
     FIELD(ct_train_config, event_ctx),
@@ -53,7 +57,8 @@ static const abi_row abi_rows[] = {
     SIZE(ct_train_result),
     FIELD(ct_train_result, epochs_done), FIELD(ct_train_result, steps), FIELD(ct_train_result, final_loss),
     FIELD(ct_train_result, final_top1), FIELD(ct_train_result, knn_top1), FIELD(ct_train_result, probe_top1),
-    FIELD(ct_train_result, knn_top1_raw), FIELD(ct_train_result, seconds), FIELD(ct_train_result, arena_bytes),
+    FIELD(ct_train_result, knn_top1_raw), FIELD(ct_train_result, r1),
+    FIELD(ct_train_result, r10), FIELD(ct_train_result, mrr10), FIELD(ct_train_result, seconds), FIELD(ct_train_result, arena_bytes),
     FIELD(ct_train_result, local_arena_bytes), FIELD(ct_train_result, out),
 
     SIZE(ct_loss_stats),
