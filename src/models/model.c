@@ -652,8 +652,10 @@ ct_status ct_model_init_resized(ct_model *t, const ct_model *m, int in_h, int in
                                         : build_model(t, &cfg, &h, &z);
     if (!st) st = set_outputs(t, h, z);
     if (!st && (t->nparam_floats != m->nparam_floats || t->nbuf_floats != m->nbuf_floats))
-        st = ct_error(CT_ERR_ARG, "model: input %dx%d does not give the same tensors as %dx%d", in_h, in_w,
-                      m->cfg.in_h, m->cfg.in_w);
+        st = ct_error(CT_ERR_ARG, "model: input %dx%d does not give the same tensors as %dx%d%s", in_h, in_w,
+                      m->cfg.in_h, m->cfg.in_w,
+                      cfg.encoder == CT_ENC_VIT ? " (a ViT learns one position per patch: train it on views of the "
+                                                  "images' size, --view-size 0, and without local crops)" : "");
     if (st) {
         ct_model_free(t);
         return st;
