@@ -21,38 +21,13 @@
  * order, in parallel over points; Z and the centring add over points serially,
  * so the result does not depend on the thread count. */
 #include "contrast/plot.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define LAYOUT_ROWS 512 /* rows per covariance / distance block (fixed: results must not depend on threads) */
-
-extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
-                    double *work, const int *lwork, int *iwork, const int *liwork, int *info, size_t ljobz,
-                    size_t luplo);
-
-/* Eigen-decomposition of the symmetric a (n x n, overwritten): eigenvalues l
- * ascending, row k of a the k-th eigenvector. */
-static ct_status sym_eigen(double *a, double *l, int n) {
-    int info = 0, lwork = -1, liwork = -1, iw = 0;
-    double wq = 0;
-    dsyevd_("V", "U", &n, a, &n, l, &wq, &lwork, &iw, &liwork, &info, 1, 1);
-    if (info) return ct_error(CT_ERR_NUMERIC, "pca: dsyevd workspace query failed (info %d)", info);
-    lwork = (int)wq;
-    liwork = iw;
-    double *work = ct_alloc((size_t)lwork * sizeof(double));
-    int *iwork = ct_alloc((size_t)liwork * sizeof(int));
-    ct_status st = CT_OK;
-    if (!work || !iwork) st = CT_ERR_NOMEM;
-    else {
-        dsyevd_("V", "U", &n, a, &n, l, work, &lwork, iwork, &liwork, &info, 1, 1);
-        if (info) st = ct_error(CT_ERR_NUMERIC, "pca: the covariance's eigendecomposition failed (info %d)", info);
-    }
-    ct_free(work);
-    ct_free(iwork);
-    return st;
-}
 
 /* C = op(A) B in fixed chunks of CHUNK rows of C, on the threads: each chunk is
  * one single-threaded ct_gemm of a shape that does not depend on the thread count,
@@ -101,7 +76,7 @@ ct_status ct_layout_pca(float *Y, double *explained, const float *X, int64_t n, 
     }
     for (int64_t i = 0; i < d; i++)
         for (int64_t j = 0; j <= i; j++) S[i * d + j] = S[j * d + i] = 0.5 * (S[i * d + j] + S[j * d + i]) / (double)n;
-    if ((st = sym_eigen(S, l, (int)d))) goto out;
+    if ((st = ct_eval__sym_eigen(S, l, (int)d, "pca"))) goto out;
     double total = 0;
     for (int64_t j = 0; j < d; j++) total += l[j] > 0 ? l[j] : 0;
     for (int c = 0; c < k; c++) {

@@ -19,6 +19,7 @@
  * depend on the thread count: the covariance is summed over fixed blocks of rows,
  * each block one ct_gemm, in double. */
 #include "contrast/eval.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -34,14 +35,12 @@ extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a,
                     double *work, const int *lwork, int *iwork, const int *liwork, int *info, size_t ljobz,
                     size_t luplo);
 
-/* Eigenvalues l (n, ascending) and eigenvectors of the symmetric a (n x n): on
- * return row k of a holds eigenvector k (LAPACK writes them as columns of a
- * column-major matrix). */
-static ct_status sym_eigen(double *a, double *l, int n) {
+/* Declared in internal.h; the whitening and the PCA layout (layout.c) share it. */
+ct_status ct_eval__sym_eigen(double *a, double *l, int n, const char *who) {
     int info = 0, lwork = -1, liwork = -1, iw = 0;
     double wq = 0;
     dsyevd_("V", "U", &n, a, &n, l, &wq, &lwork, &iw, &liwork, &info, 1, 1);
-    if (info) return ct_error(CT_ERR_NUMERIC, "whiten: dsyevd workspace query failed (info %d)", info);
+    if (info) return ct_error(CT_ERR_NUMERIC, "%s: dsyevd workspace query failed (info %d)", who, info);
     lwork = (int)wq;
     liwork = iw;
     double *work = ct_alloc((size_t)lwork * sizeof(double));
@@ -50,7 +49,7 @@ static ct_status sym_eigen(double *a, double *l, int n) {
     if (!work || !iwork) st = CT_ERR_NOMEM;
     else {
         dsyevd_("V", "U", &n, a, &n, l, work, &lwork, iwork, &liwork, &info, 1, 1);
-        if (info) st = ct_error(CT_ERR_NUMERIC, "whiten: the covariance's eigendecomposition failed (info %d)", info);
+        if (info) st = ct_error(CT_ERR_NUMERIC, "%s: the covariance's eigendecomposition failed (info %d)", who, info);
     }
     ct_free(work);
     ct_free(iwork);
@@ -93,7 +92,7 @@ ct_status ct_whiten_fit(const float *X, int64_t N, int64_t D, float eps, float *
     for (int64_t i = 0; i < D; i++) /* exactly symmetric */
         for (int64_t j = 0; j < i; j++) S[i * D + j] = S[j * D + i] = 0.5 * (S[i * D + j] + S[j * D + i]) / (double)N;
     for (int64_t i = 0; i < D; i++) S[i * D + i] /= (double)N;
-    if ((st = sym_eigen(S, l, (int)D))) goto out;
+    if ((st = ct_eval__sym_eigen(S, l, (int)D, "whiten"))) goto out;
     double lmax = 0.0;
     for (int64_t i = 0; i < D; i++) lmax = l[i] > lmax ? l[i] : lmax;
     if (!(lmax > 0)) {

@@ -1,0 +1,11 @@
+/* internal.h: what the evaluation files share (not part of the public API). */
+#ifndef CONTRAST_EVAL_INTERNAL_H
+#define CONTRAST_EVAL_INTERNAL_H
+#include "contrast/core.h"
+
+/* Eigenvalues l (n, ascending) and eigenvectors of the symmetric a (n x n, in
+ * double, overwritten) by LAPACK's dsyevd from OpenBLAS: on return row k of a holds
+ * eigenvector k. `who` prefixes the error message ("whiten", "pca"). */
+ct_status ct_eval__sym_eigen(double *a, double *l, int n, const char *who);
+
+#endif
