@@ -55,7 +55,7 @@ int cmd_train(int argc, char **argv) {
     snprintf(method, sizeof method, "%s", ct_method_name(c.method));
     snprintf(pool, sizeof pool, "%s", ct_pool_name(c.model.pool));
     /* options whose default depends on the encoder (image or text): 0 / -1 / -2 here stand for it */
-    int no_probe = !c.final_probe, quiet = 0, view_size = -2, head_hidden = -1, eval_every = -1;
+    int no_probe = !c.final_probe, quiet = 0, view_size = -1, head_hidden = -1, eval_every = -1;
     float lr = 0.0f, weight_decay = -1.0f, dropout = -1.0f, temperature = 0.0f, whiten = -1.0f;
     cli_opt opts[] = {
         {"--method", OPT_STR, method, sizeof method, 0, 0, "images: simclr | moco | supcon (supcon uses labels); text: simcse | pairs"},
@@ -82,7 +82,7 @@ int cmd_train(int argc, char **argv) {
         {"--warmup-epochs", OPT_FLOAT, &c.warmup_epochs, 0, 0, 1e5, "linear warm-up, then cosine decay"},
         {"--temperature", OPT_FLOAT, &temperature, 0, 0, 100, "softmax temperature of the objective (0: 0.1; 0.05 for text)"},
         {"--augment", OPT_STR, c.augment, sizeof c.augment, 0, 0, "augmentation overrides, e.g. crop=0.2:1,flip=0.5 (docs/data.md)"},
-        {"--view-size", OPT_INT, &view_size, 0, -2, 1024, "side of the training views (-2: -1, or 0 for vit; -1: 5/7 of the images', 20 for 28x28; 0: the images')"},
+        {"--view-size", OPT_INT, &view_size, 0, -1, 1024, "side of the training views (-1: 5/7 of the images', 20 for 28x28, and the images' for vit, whose positions fix its input; 0: the images')"},
         {"--local-crops", OPT_INT, &c.local_crops, 0, 0, 64, "multi-crop: small views per sample besides the two (simclr, supcon)"},
         {"--local-size", OPT_INT, &c.local_size, 0, -1, 1024, "side of the local crops (-1: 3/7 of the images', 12 for 28x28; 0: the images')"},
         {"--local-augment", OPT_STR, c.local_augment, sizeof c.local_augment, 0, 0, "overrides for the local crops (default: the views' pipeline with crop=0.05:0.4)"},
@@ -161,7 +161,7 @@ int cmd_train(int argc, char **argv) {
     if (weight_decay >= 0) c.optim.weight_decay = weight_decay;
     else if (vit) c.optim.weight_decay = 0.05f;
     else if (text) c.optim.weight_decay = 0.01f;
-    c.view_size = view_size >= -1 ? view_size : vit ? 0 : -1; /* a ViT's positions fix its input size */
+    c.view_size = view_size == -1 && vit ? 0 : view_size; /* a ViT's positions fix its input size */
     c.model.dropout = dropout >= 0 ? dropout : text ? 0.1f : 0.0f;
     /* text: SimCSE's temperature, the embeddings trained without a head, no whitening or kNN monitor */
     c.temperature = temperature > 0 ? temperature : text ? 0.05f : c.temperature;
