@@ -47,10 +47,11 @@ echo "== built for (-march=native): ${built:-unknown}"
 echo "== settings: batch $BATCH, $PAIRS pairs per model, each run $STEPS timed steps after $WARM warm-up"
 "$B/bench_step" --gemm --steps 1 --warmup 0 --batch 8 | grep '^gemm' | tee "$OUT/gemm"
 
-# run_model LABEL TORCH_SPEC C_ARGS: the pairs, then C on 1 thread and PyTorch's default.
+# run_model LABEL TORCH_SPEC C_ARGS [TORCH_SCRIPT]: the pairs, then C on 1 thread and
+# PyTorch's default. TORCH_SCRIPT: bench/torch_step.py (default) or bench/torch_transformer.py.
 # $OUT/pairs gets "pair LABEL i c_img_s t_img_s c_eval t_eval c_rss t_rss" per pair.
 run_model() {
-    label=$1; spec=$2; cargs="$3 --batch $BATCH --steps $STEPS --warmup $WARM"
+    label=$1; spec=$2; cargs="$3 --batch $BATCH --steps $STEPS --warmup $WARM"; tscript=${4:-bench/torch_step.py}
     echo "== $label ($PAIRS pairs: C default threads, then PyTorch best)"
     i=1
     while [ "$i" -le "$PAIRS" ]; do
@@ -58,22 +59,22 @@ run_model() {
         [ "$i" = 1 ] && prof="--profile" # one extra step after the timed ones, per layer type
         "$B/bench_step" $cargs $prof > "$OUT/cl" || { echo "run.sh: bench_step $cargs failed" >&2; exit 1; }
         cat "$OUT/cl"
-        cline=$(awk '$1 == "c"' "$OUT/cl")
+        cline=$(awk '$1 == "c" && $5 == "train_img_s"' "$OUT/cl")
         tline="torch $spec best - - - - - - - -"
         if [ $have_torch = 1 ]; then
-            tline=$(OPENBLAS_NUM_THREADS=1 $PY bench/torch_step.py --threads "$NCPU" --setting best --models "$spec" \
-                --steps "$STEPS" --warmup "$WARM" --batch "$BATCH") || { echo "run.sh: torch_step.py failed" >&2; exit 1; }
+            tline=$(OPENBLAS_NUM_THREADS=1 $PY "$tscript" --threads "$NCPU" --setting best --models "$spec" \
+                --steps "$STEPS" --warmup "$WARM" --batch "$BATCH") || { echo "run.sh: $tscript failed" >&2; exit 1; }
             echo "$tline"
         fi
         echo "$cline $tline" | awk -v l="$label" -v i="$i" \
             '{ print "pair", l, i, $6, $21, $12, $23, $14, $25 }' >> "$OUT/pairs"
         i=$((i + 1))
     done
-    line=$("$B/bench_step" $cargs --threads 1 | awk '$1 == "c"')
+    line=$("$B/bench_step" $cargs --threads 1 | awk '$1 == "c" && $5 == "train_img_s"')
     echo "$line"
     echo "$line" | awk -v l="$label" '{ print "c1", l, $6 }' >> "$OUT/c1"
     if [ $have_torch = 1 ]; then
-        line=$($PY bench/torch_step.py --setting default --models "$spec" --steps "$STEPS" --warmup "$WARM" --batch "$BATCH")
+        line=$($PY "$tscript" --setting default --models "$spec" --steps "$STEPS" --warmup "$WARM" --batch "$BATCH")
         echo "$line"
         echo "$line" | awk -v l="$label" '$1 == "torch" { print "tdefault", l, $5 }' >> "$OUT/tdef"
     fi
@@ -82,6 +83,9 @@ run_model cnn-32 cnn "--model cnn"
 run_model resnet18-32 resnet18-32 "--model resnet18 --width 32"
 # width 64 with --recompute (ct_model_recompute_convs): the setting for its memory target
 [ "${BENCH_QUICK:-0}" = 1 ] || run_model resnet18-64 resnet18-64 "--model resnet18 --width 64 --recompute"
+# the transformer issue's shapes: (a) text V 8192, T 32, C 256, L 4, H 4; (b) ViT p 4, C 192, L 6, H 3
+run_model transformer transformer "--model transformer" bench/torch_transformer.py
+run_model vit vit "--model vit" bench/torch_transformer.py
 
 echo "== augmentation"
 "$B/bench_augment" fashion-mnist "" 20000 2>&1 | grep -E 'threads=' | tee "$OUT/aug"
