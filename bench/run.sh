@@ -18,6 +18,7 @@
 #   BENCH_PAIRS=N   pairs per model (default 3, at least 1)
 #   BENCH_STEPS=N   timed steps per run (default 5); BENCH_WARMUP=N warm-ups (default 2)
 #   BENCH_QUICK=1   skips ResNet-18 width 64 (the longest part)
+#   BENCH_MODELS="cnn-32 resnet18-32"   only these rows (default: all)
 #   BENCH_BATCH=N   batch in pairs (default 256), e.g. 16 for a smoke test
 # The header prints the machine, its ISA extensions, the compiler flags' target and
 # the settings; numbers from other steps/warm-ups than 5/2 are not the README's.
@@ -51,6 +52,7 @@ echo "== settings: batch $BATCH, $PAIRS pairs per model, each run $STEPS timed s
 # PyTorch's default. TORCH_SCRIPT: bench/torch_step.py (default) or bench/torch_transformer.py.
 # $OUT/pairs gets "pair LABEL i c_img_s t_img_s c_eval t_eval c_rss t_rss" per pair.
 run_model() {
+    case " ${BENCH_MODELS:-$1} " in *" $1 "*) ;; *) return 0 ;; esac
     label=$1; spec=$2; cargs="$3 --batch $BATCH --steps $STEPS --warmup $WARM"; tscript=${4:-bench/torch_step.py}
     echo "== $label ($PAIRS pairs: C default threads, then PyTorch best)"
     i=1
