@@ -8,4 +8,10 @@
  * eigenvector k. `who` prefixes the error message ("whiten", "pca"). */
 ct_status ct_eval__sym_eigen(double *a, double *l, int n, const char *who);
 
+/* The mean (D, float) and the covariance S (D x D, double, exactly symmetric,
+ * divided by N) of the rows of X (N, D), summed over fixed blocks of rows, so the
+ * bits do not depend on the thread count; `who` prefixes the error for a feature
+ * that is not finite. */
+ct_status ct_eval__covariance(double *S, float *mean, const float *X, int64_t N, int64_t D, const char *who);
+
 #endif

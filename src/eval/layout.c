@@ -48,34 +48,15 @@ ct_status ct_layout_pca(float *Y, double *explained, const float *X, int64_t n, 
         return ct_error(CT_ERR_ARG, "pca: need n >= 2 rows and 1 <= k <= d <= 16384 (got n %lld, d %lld, k %d)",
                         (long long)n, (long long)d, k);
     const size_t dd = (size_t)d * (size_t)d;
-    double *mu = ct_alloc((size_t)d * sizeof(double)), *S = ct_alloc(dd * sizeof(double));
-    double *l = ct_alloc((size_t)d * sizeof(double));
-    float *blk = ct_alloc((size_t)LAYOUT_ROWS * (size_t)d * sizeof(float)), *P = ct_alloc(dd * sizeof(float));
+    double *S = ct_alloc(dd * sizeof(double)), *l = ct_alloc((size_t)d * sizeof(double));
+    float *blk = ct_alloc((size_t)LAYOUT_ROWS * (size_t)d * sizeof(float));
     float *V = ct_alloc((size_t)d * (size_t)k * sizeof(float)), *meanf = ct_alloc((size_t)d * sizeof(float));
     ct_status st = CT_OK;
-    if (!mu || !S || !l || !blk || !P || !V || !meanf) {
+    if (!S || !l || !blk || !V || !meanf) {
         st = CT_ERR_NOMEM;
         goto out;
     }
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < d; j++) mu[j] += X[i * d + j];
-    for (int64_t j = 0; j < d; j++) {
-        mu[j] /= (double)n;
-        if (!isfinite(mu[j])) {
-            st = ct_error(CT_ERR_NUMERIC, "pca: feature %lld is not finite", (long long)j);
-            goto out;
-        }
-        meanf[j] = (float)mu[j];
-    }
-    for (int64_t r0 = 0; r0 < n; r0 += LAYOUT_ROWS) {
-        const int64_t nb = n - r0 < LAYOUT_ROWS ? n - r0 : LAYOUT_ROWS;
-        for (int64_t i = 0; i < nb; i++)
-            for (int64_t j = 0; j < d; j++) blk[i * d + j] = X[(r0 + i) * d + j] - meanf[j];
-        gemm_fixed(1, d, d, nb, blk, d, blk, d, P, d);
-        for (size_t i = 0; i < dd; i++) S[i] += P[i];
-    }
-    for (int64_t i = 0; i < d; i++)
-        for (int64_t j = 0; j <= i; j++) S[i * d + j] = S[j * d + i] = 0.5 * (S[i * d + j] + S[j * d + i]) / (double)n;
+    if ((st = ct_eval__covariance(S, meanf, X, n, d, "pca"))) goto out;
     if ((st = ct_eval__sym_eigen(S, l, (int)d, "pca"))) goto out;
     double total = 0;
     for (int64_t j = 0; j < d; j++) total += l[j] > 0 ? l[j] : 0;
@@ -95,11 +76,9 @@ ct_status ct_layout_pca(float *Y, double *explained, const float *X, int64_t n, 
         gemm_fixed(0, nb, k, d, blk, d, V, k, Y + r0 * k, k);
     }
 out:
-    ct_free(mu);
     ct_free(S);
     ct_free(l);
     ct_free(blk);
-    ct_free(P);
     ct_free(V);
     ct_free(meanf);
     return st;

@@ -56,16 +56,13 @@ ct_status ct_eval__sym_eigen(double *a, double *l, int n, const char *who) {
     return st;
 }
 
-ct_status ct_whiten_fit(const float *X, int64_t N, int64_t D, float eps, float *mean, float *W) {
-    if (N < 2 || D < 1 || D > 16384 || !(eps > 0) || !isfinite(eps))
-        return ct_error(CT_ERR_ARG, "whiten: need N >= 2 rows, 1 <= D <= 16384 and eps > 0 (got %lld, %lld, %g)",
-                        (long long)N, (long long)D, eps);
+/* Declared in internal.h: the mean and covariance behind the whitening and the PCA layout. */
+ct_status ct_eval__covariance(double *S, float *mean, const float *X, int64_t N, int64_t D, const char *who) {
     const size_t dd = (size_t)D * (size_t)D;
-    double *mu = ct_alloc((size_t)D * sizeof(double)), *S = ct_alloc(dd * sizeof(double));
-    double *l = ct_alloc((size_t)D * sizeof(double));
+    double *mu = ct_alloc((size_t)D * sizeof(double));
     float *blk = ct_alloc((size_t)WHITEN_ROWS * (size_t)D * sizeof(float)), *P = ct_alloc(dd * sizeof(float));
     ct_status st = CT_OK;
-    if (!mu || !S || !l || !blk || !P) {
+    if (!mu || !blk || !P) {
         st = CT_ERR_NOMEM;
         goto out;
     }
@@ -75,7 +72,7 @@ ct_status ct_whiten_fit(const float *X, int64_t N, int64_t D, float eps, float *
     for (int64_t j = 0; j < D; j++) {
         mu[j] /= (double)N;
         if (!isfinite(mu[j])) {
-            st = ct_error(CT_ERR_NUMERIC, "whiten: feature %lld is not finite", (long long)j);
+            st = ct_error(CT_ERR_NUMERIC, "%s: feature %lld is not finite", who, (long long)j);
             goto out;
         }
         mean[j] = (float)mu[j];
@@ -92,6 +89,25 @@ ct_status ct_whiten_fit(const float *X, int64_t N, int64_t D, float eps, float *
     for (int64_t i = 0; i < D; i++) /* exactly symmetric */
         for (int64_t j = 0; j < i; j++) S[i * D + j] = S[j * D + i] = 0.5 * (S[i * D + j] + S[j * D + i]) / (double)N;
     for (int64_t i = 0; i < D; i++) S[i * D + i] /= (double)N;
+out:
+    ct_free(mu);
+    ct_free(blk);
+    ct_free(P);
+    return st;
+}
+
+ct_status ct_whiten_fit(const float *X, int64_t N, int64_t D, float eps, float *mean, float *W) {
+    if (N < 2 || D < 1 || D > 16384 || !(eps > 0) || !isfinite(eps))
+        return ct_error(CT_ERR_ARG, "whiten: need N >= 2 rows, 1 <= D <= 16384 and eps > 0 (got %lld, %lld, %g)",
+                        (long long)N, (long long)D, eps);
+    const size_t dd = (size_t)D * (size_t)D;
+    double *S = ct_alloc(dd * sizeof(double)), *l = ct_alloc((size_t)D * sizeof(double));
+    ct_status st = CT_OK;
+    if (!S || !l) {
+        st = CT_ERR_NOMEM;
+        goto out;
+    }
+    if ((st = ct_eval__covariance(S, mean, X, N, D, "whiten"))) goto out;
     if ((st = ct_eval__sym_eigen(S, l, (int)D, "whiten"))) goto out;
     double lmax = 0.0;
     for (int64_t i = 0; i < D; i++) lmax = l[i] > lmax ? l[i] : lmax;
@@ -109,11 +125,8 @@ ct_status ct_whiten_fit(const float *X, int64_t N, int64_t D, float eps, float *
             W[i * D + j] = W[j * D + i] = (float)acc;
         }
 out:
-    ct_free(mu);
     ct_free(S);
     ct_free(l);
-    ct_free(blk);
-    ct_free(P);
     return st;
 }
 
