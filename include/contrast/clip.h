@@ -27,6 +27,10 @@ CT_BEGIN_API
 #define CT_CLIP_SCALE_MIN 0.0f
 #define CT_CLIP_SCALE_MAX 4.6051702f /* ln 100 */
 
+/* s clamped to [CT_CLIP_SCALE_MIN, CT_CLIP_SCALE_MAX] (NaN stays NaN: the trainer stops on
+ * a non-finite loss); what the trainer applies after every optimizer step. */
+float ct_clip_clamp_scale(float s);
+
 typedef struct {
     ct_model image;        /* image tower: cnn|resnet18|vit encoder + linear projection to dim (its z) */
     ct_model text;         /* text tower: transformer (EOT or mean pooling) + linear projection (its z) */

@@ -56,6 +56,10 @@ void ct_clip_free(ct_clip *c) {
     memset(c, 0, sizeof *c);
 }
 
+float ct_clip_clamp_scale(float s) {
+    return s < CT_CLIP_SCALE_MIN ? CT_CLIP_SCALE_MIN : s > CT_CLIP_SCALE_MAX ? CT_CLIP_SCALE_MAX : s;
+}
+
 static const ct_tensor_info scale_info = {"logit_scale", 0, {0}, 0, 1, CT_TENSOR_NO_DECAY};
 
 /* ---- the towers' configurations --------------------------------------------------- */
@@ -707,9 +711,7 @@ static ct_status optim_step(clip_run *r, float lr) {
         if (st) return st;
     }
     r->opt.step++;
-    /* open_clip: logit_scale.clamp_(0, ln 100) after every step */
-    if (r->m.logit_scale < CT_CLIP_SCALE_MIN) r->m.logit_scale = CT_CLIP_SCALE_MIN;
-    if (r->m.logit_scale > CT_CLIP_SCALE_MAX) r->m.logit_scale = CT_CLIP_SCALE_MAX;
+    r->m.logit_scale = ct_clip_clamp_scale(r->m.logit_scale); /* open_clip: clamp_(0, ln 100) every step */
     return CT_OK;
 }
 
