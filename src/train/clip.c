@@ -473,7 +473,7 @@ static ct_status resume_check(clip_run *r, const ct_model_config *ic, const ct_m
                                   "(--allow-changes)",
                       c->resume, changes);
     else if (changes[0]) {
-        char msg[1200];
+        char msg[2200];
         snprintf(msg, sizeof msg, "resuming %s with changed options (%s): it does not continue that run bit for bit",
                  c->resume, changes);
         ct_train_event e = {.kind = CT_TRAIN_EVENT_WARNING, .message = msg};
