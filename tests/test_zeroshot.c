@@ -275,6 +275,43 @@ static void test_files(void) {
     CHECK(ct_zeroshot_read_classes(&v, &n, tmpdir) == CT_ERR_IO, "a folder refused");
 }
 
+/* ---- an image folder as a caption set ---------------------------------------------- */
+
+static void test_folder(void) {
+    char path[512];
+    const char *cls[2] = {"red", "blue"}; /* listed in byte order: blue, red */
+    const uint8_t rgb[2][3] = {{250, 10, 10}, {10, 10, 250}};
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/folder/%s", tmpdir, cls[k]);
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s'", path);
+        if (system(cmd)) return;
+        for (int f = 0; f < 2; f++) {
+            uint8_t px[6 * 6 * 3];
+            for (int i = 0; i < 36; i++) memcpy(px + 3 * i, rgb[k], 3);
+            snprintf(path, sizeof path, "%s/folder/%s/%c.png", tmpdir, cls[k], "ba"[f]);
+            CHECK_OK(ct_png_write(path, px, 6, 6, 3));
+        }
+    }
+    ct_caption_dataset ds;
+    snprintf(path, sizeof path, "%s/folder", tmpdir);
+    CHECK_OK(ct_caption_folder_load(&ds, path, 0, 4));
+    CHECK(ds.img.n == 4 && ds.img.num_classes == 2 && !strcmp(ds.class_names[0], "blue") &&
+              !strcmp(ds.class_names[1], "red"),
+          "4 images, classes blue, red");
+    CHECK(ds.img.n == 4 && !strcmp(ds.files[0], "blue/a.png") && !strcmp(ds.files[3], "red/b.png") &&
+              ds.img.labels[0] == 0 && ds.img.labels[3] == 1,
+          "files in folder order with their labels");
+    CHECK(ds.img.n == 4 && ds.caption_start[4] == 4 && !strcmp(ds.captions[2], "red"), "each captioned by its class");
+    CHECK(ds.img.n == 4 && ds.img.c == 3 && ds.img.h == 4 && ds.img.images[0] == 10 &&
+              ds.img.images[2 * 16] == 250,
+          "blue image, RGB planes resized to 4 x 4");
+    ct_caption_dataset_free(&ds);
+    snprintf(path, sizeof path, "%s/folder/red", tmpdir);
+    CHECK(ct_caption_folder_load(&ds, path, 0, 4) == CT_ERR_FORMAT && strstr(ct_errmsg(), "no class subfolders"),
+          "a folder of images without class folders: %s", ct_errmsg());
+}
+
 /* ---- contact sheet ------------------------------------------------------------------ */
 
 static void test_sheet(void) {
@@ -326,6 +363,7 @@ int main(void) {
     test_topk();
     test_files();
     test_sheet();
+    test_folder();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmpdir);
