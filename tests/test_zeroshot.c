@@ -116,7 +116,13 @@ static void test_image_text(void) {
     int64_t start[4] = {0, 2, 3, 4}, rel[4] = {0, 2, 1, 1};
     int ks[2] = {1, 2};
     double i2t[2], t2i[2];
-    CHECK_OK(ct_eval_image_text(img, 3, txt, 3, 2, start, rel, ks, 2, i2t, t2i));
+    double i2c[2], t2c[2];
+    CHECK_OK(ct_eval_image_text(img, 3, txt, 3, 2, start, rel, ks, 2, i2t, t2i, i2c, t2c));
+    /* chance, text -> image over 3 images: t0 (2 related) 2/3 at k=1, 1 at k=2; t1, t2
+     * (1 related) 1/3, 2/3: means 4/9, 7/9. image -> text over 3 texts: image 0 (1
+     * text) 1/3, 2/3; image 1 (2 texts) 2/3, 1; image 2 (1 text) 1/3, 2/3 */
+    CHECK(fabs(t2c[0] - 4.0 / 9) < 1e-12 && fabs(t2c[1] - 7.0 / 9) < 1e-12, "t2i chance %g %g", t2c[0], t2c[1]);
+    CHECK(fabs(i2c[0] - 4.0 / 9) < 1e-12 && fabs(i2c[1] - 7.0 / 9) < 1e-12, "i2t chance %g %g", i2c[0], i2c[1]);
     /* image 0: nearest text t0 (its own): hit@1. image 1: nearest t2 (its own): hit@1.
      * image 2 (-1, 0): texts' cosines: t0 -0.99, t1 -0.10, t2 0 -> t2, t1, t0: t0 third: miss@2.
      * t0: nearest image 0 (its): hit. t1 (0.1, -1): cosines 0.1, -1, -0.1 -> image 0 first,
@@ -124,9 +130,9 @@ static void test_image_text(void) {
     CHECK(fabs(i2t[0] - 2.0 / 3) < 1e-12 && fabs(i2t[1] - 2.0 / 3) < 1e-12, "hand i2t %g %g (2/3, 2/3)", i2t[0], i2t[1]);
     CHECK(fabs(t2i[0] - 2.0 / 3) < 1e-12 && fabs(t2i[1] - 2.0 / 3) < 1e-12, "hand t2i %g %g (2/3, 2/3)", t2i[0], t2i[1]);
     int64_t bad_start[4] = {0, 2, 2, 3};
-    CHECK(ct_eval_image_text(img, 3, txt, 3, 2, bad_start, rel, ks, 2, i2t, t2i) == CT_ERR_ARG, "a text without image refused");
+    CHECK(ct_eval_image_text(img, 3, txt, 3, 2, bad_start, rel, ks, 2, i2t, t2i, NULL, NULL) == CT_ERR_ARG, "a text without image refused");
     int64_t bad_rel[4] = {0, 3, 1, 1};
-    CHECK(ct_eval_image_text(img, 3, txt, 3, 2, start, bad_rel, ks, 2, i2t, t2i) == CT_ERR_ARG, "image out of range refused");
+    CHECK(ct_eval_image_text(img, 3, txt, 3, 2, start, bad_rel, ks, 2, i2t, t2i, NULL, NULL) == CT_ERR_ARG, "image out of range refused");
 
     /* random relation (270 images, 300 texts; continuous values, see above) against the reference */
     const int64_t ni = 270, nt = 300, D = 5;
@@ -148,7 +154,7 @@ static void test_image_text(void) {
     }
     int kk[3] = {1, 5, 10};
     double a[3], b[3];
-    CHECK_OK(ct_eval_image_text(I, ni, T, nt, D, rs, ri, kk, 3, a, b));
+    CHECK_OK(ct_eval_image_text(I, ni, T, nt, D, rs, ri, kk, 3, a, b, NULL, NULL));
     /* reference: full orders */
     int64_t hi[3] = {0}, ht[3] = {0}, counted = 0, *ord = malloc((size_t)(ni > nt ? ni : nt) * 8);
     for (int64_t i = 0; i < ni; i++) {
@@ -307,6 +313,11 @@ static void test_folder(void) {
               ds.img.images[2 * 16] == 250,
           "blue image, RGB planes resized to 4 x 4");
     ct_caption_dataset_free(&ds);
+    uint8_t one[3 * 16];
+    snprintf(path, sizeof path, "%s/folder/red/a.png", tmpdir);
+    CHECK_OK(ct_image_load_rgb(one, path, 4));
+    CHECK(one[0] == 250 && one[16] == 10 && one[47] == 10, "one image file, planar RGB");
+    CHECK(ct_image_load_rgb(one, tmpdir, 4) == CT_ERR_IO, "a folder is no image");
     snprintf(path, sizeof path, "%s/folder/red", tmpdir);
     CHECK(ct_caption_folder_load(&ds, path, 0, 4) == CT_ERR_FORMAT && strstr(ct_errmsg(), "no class subfolders"),
           "a folder of images without class folders: %s", ct_errmsg());

@@ -159,11 +159,13 @@ ct_status ct_zeroshot_eval(const float *img, const int32_t *labels, int64_t n, c
  *   text -> image: each text ranks all ni images; t2i[j] = fraction of the nt texts
  *       with one of their images among the first ks[j]
  * This is the COCO/Flickr R@K of CLIP papers where "its caption" / "its image" is
- * widened to any related one. i2t, t2i: (nks), either may be NULL.
+ * widened to any related one. i2t_chance, t2i_chance: the same means for a uniformly
+ * random ranking, 1 - C(N - m, k) / C(N, k) for a query with m related items among N.
+ * i2t, t2i, i2t_chance, t2i_chance: (nks), each may be NULL.
  * Cost O(ni * nt * D), memory O((ni + nt) D + 256 max(ni, nt)). */
 ct_status ct_eval_image_text(const float *img, int64_t ni, const float *txt, int64_t nt, int64_t D,
                              const int64_t *rel_start, const int64_t *rel_img, const int *ks, int nks, double *i2t,
-                             double *t2i);
+                             double *t2i, double *i2t_chance, double *t2i_chance);
 /* The relation above for a caption dataset: its distinct caption strings in
  * first-seen order (*texts, nt of them, pointing into ds: valid while ds is), and for
  * each the images carrying it (ascending, each once). Free *texts, *rel_start and

@@ -90,3 +90,13 @@ ct_status ct_caption_folder_load(ct_caption_dataset *ds, const char *dir, int tr
     }
     return ct__capb_finish(ds, &b, train, size, "folder");
 }
+
+ct_status ct_image_load_rgb(uint8_t *out, const char *path, int size) {
+    if (size < 1 || size > 1024) return ct_error(CT_ERR_ARG, "%s: size %d, expected 1..1024", path, size);
+    ct__image im;
+    ct_status st = ct__image_decode(&im, path, size, 1);
+    if (st) return st;
+    st = ct__image_resize(out, &im, size);
+    free(im.px);
+    return st;
+}

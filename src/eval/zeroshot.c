@@ -318,15 +318,25 @@ ct_status ct_zeroshot_eval(const float *img, const int32_t *labels, int64_t n, c
 
 /* ---- image <-> text retrieval ------------------------------------------------------ */
 
+/* P(one of m relevant items among the first k of a uniformly random order of n) =
+ * 1 - C(n - m, k) / C(n, k). */
+static double chance_hit(int64_t n, int64_t m, int64_t k) {
+    double miss = 1;
+    for (int64_t j = 0; j < k && j < n; j++) miss *= (double)(n - m - j > 0 ? n - m - j : 0) / (double)(n - j);
+    return 1 - miss;
+}
+
 /* For each query row of Q (nq, D) against the gallery G (ng, D) (both unit length):
  * the rank of its first relevant gallery item, relevant ones rel[start[q] ..
- * start[q + 1]) (-1 when none); hits[k] counts queries whose rank < ks[k]. */
+ * start[q + 1]) (queries without any are skipped); hits[k] counts queries whose
+ * rank < ks[k], chance[k] sums their chance_hit. */
 static ct_status recall_pass(const float *Q, int64_t nq, const float *G, int64_t ng, int64_t D,
                              const int64_t *start, const int64_t *rel, const int *ks, int nks, int64_t *hits,
-                             int64_t *counted, const char *who) {
+                             double *chance, int64_t *counted, const char *who) {
     float *S = ct_alloc((size_t)ROW_BLOCK * (size_t)ng * sizeof(float));
     if (!S) return ct_error(CT_ERR_NOMEM, "%s: out of memory for %d x %lld scores", who, ROW_BLOCK, (long long)ng);
     memset(hits, 0, (size_t)nks * sizeof *hits);
+    for (int k = 0; k < nks; k++) chance[k] = 0;
     *counted = 0;
     for (int64_t q0 = 0; q0 < nq; q0 += ROW_BLOCK) {
         int64_t b = nq - q0 < ROW_BLOCK ? nq - q0 : ROW_BLOCK;
@@ -342,7 +352,10 @@ static ct_status recall_pass(const float *Q, int64_t nq, const float *G, int64_t
             }
             int64_t rk = rank_of(s, ng, best);
             (*counted)++;
-            for (int k = 0; k < nks; k++) hits[k] += rk < ks[k];
+            for (int k = 0; k < nks; k++) {
+                hits[k] += rk < ks[k];
+                chance[k] += chance_hit(ng, start[q + 1] - start[q], ks[k]);
+            }
         }
     }
     ct_free(S);
@@ -351,7 +364,7 @@ static ct_status recall_pass(const float *Q, int64_t nq, const float *G, int64_t
 
 ct_status ct_eval_image_text(const float *img, int64_t ni, const float *txt, int64_t nt, int64_t D,
                              const int64_t *rel_start, const int64_t *rel_img, const int *ks, int nks, double *i2t,
-                             double *t2i) {
+                             double *t2i, double *i2t_chance, double *t2i_chance) {
     if (ni < 1 || nt < 1 || D < 1 || nks < 1)
         return ct_error(CT_ERR_ARG, "image-text retrieval: %lld images, %lld texts, D=%lld, %d ks", (long long)ni,
                         (long long)nt, (long long)D, nks);
@@ -387,12 +400,20 @@ ct_status ct_eval_image_text(const float *img, int64_t ni, const float *txt, int
     if (!st) st = unit_copy(&I, img, ni, D, "image-text retrieval (images)");
     if (!st) st = unit_copy(&Tx, txt, nt, D, "image-text retrieval (texts)");
     int64_t *hits = malloc((size_t)nks * sizeof *hits), counted;
-    if (!st && !hits) st = ct_error(CT_ERR_NOMEM, "image-text retrieval: out of memory");
-    if (!st) st = recall_pass(I, ni, Tx, nt, D, istart, itxt, ks, nks, hits, &counted, "image-text retrieval");
-    for (int k = 0; !st && i2t && k < nks; k++) i2t[k] = counted ? (double)hits[k] / (double)counted : NAN;
-    if (!st) st = recall_pass(Tx, nt, I, ni, D, rel_start, rel_img, ks, nks, hits, &counted, "image-text retrieval");
-    for (int k = 0; !st && t2i && k < nks; k++) t2i[k] = (double)hits[k] / (double)counted;
+    double *ch = malloc((size_t)nks * sizeof *ch);
+    if (!st && (!hits || !ch)) st = ct_error(CT_ERR_NOMEM, "image-text retrieval: out of memory");
+    if (!st) st = recall_pass(I, ni, Tx, nt, D, istart, itxt, ks, nks, hits, ch, &counted, "image-text retrieval");
+    for (int k = 0; !st && k < nks; k++) {
+        if (i2t) i2t[k] = counted ? (double)hits[k] / (double)counted : NAN;
+        if (i2t_chance) i2t_chance[k] = counted ? ch[k] / (double)counted : NAN;
+    }
+    if (!st) st = recall_pass(Tx, nt, I, ni, D, rel_start, rel_img, ks, nks, hits, ch, &counted, "image-text retrieval");
+    for (int k = 0; !st && k < nks; k++) {
+        if (t2i) t2i[k] = (double)hits[k] / (double)counted;
+        if (t2i_chance) t2i_chance[k] = ch[k] / (double)counted;
+    }
     free(hits);
+    free(ch);
     free(istart);
     free(itxt);
     ct_free(I);
