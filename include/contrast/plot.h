@@ -147,8 +147,8 @@ ct_status ct_plot_scatter(ct_canvas *c, const char *title, const char *xlabel, c
  * enlarged by nearest neighbour to tile x tile pixels (8..1024) in a hairline frame;
  * beneath it "#<j+1> <scores[j]>" (3 decimals; the rank alone when scores is NULL)
  * and, when names is not NULL, names[j] (the result's, not the image's index), both
- * in the 5x7 font at scale 1, non-ASCII characters as '?', cut with ".." to the
- * tile's width. White background. CT_ERR_ARG for an idx outside [0, n) or a sheet
+ * in the 5x7 font at scale 1, non-ASCII characters as '?', cut to the tile's width
+ * (a name keeps its end after "..", the title and score line their start). White background. CT_ERR_ARG for an idx outside [0, n) or a sheet
  * over 16384 pixels on a side. */
 ct_status ct_plot_contact_sheet(ct_canvas *c, const char *title, const uint8_t *images, int64_t n, int ch, int size,
                                 const int64_t *idx, const float *scores, const char *const *names, int64_t k,

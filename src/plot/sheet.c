@@ -11,8 +11,9 @@
 #define LINE_H 10 /* one text line at scale 1 (8 px) and 2 px of leading */
 
 /* s as ASCII for the font: each UTF-8 sequence (or stray byte >= 0x80) becomes one
- * '?'; then cut to `max` characters, the last two replaced by ".." when cut. */
-static void label_ascii(char *out, size_t cap, const char *s, int max) {
+ * '?'; then cut to `max` characters: the first ones when keep_end is 0, else ".."
+ * and the last ones (a file name's end tells files apart, its folder rarely does). */
+static void label_ascii(char *out, size_t cap, const char *s, int max, int keep_end) {
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p && n + 1 < cap;) {
         if (*p < 0x80) {
@@ -24,12 +25,12 @@ static void label_ascii(char *out, size_t cap, const char *s, int max) {
         }
     }
     out[n] = '\0';
-    if (max < 1) max = 1;
-    if ((int)n > max) {
-        if (max >= 3) {
-            out[max - 2] = '.';
-            out[max - 1] = '.';
-        }
+    if (max < 3) max = 3;
+    if ((int)n <= max) return;
+    if (keep_end) {
+        memmove(out + 2, out + n - (size_t)(max - 2), (size_t)(max - 2) + 1);
+        out[0] = out[1] = '.';
+    } else {
         out[max] = '\0';
     }
 }
@@ -59,7 +60,7 @@ ct_status ct_plot_contact_sheet(ct_canvas *c, const char *title, const uint8_t *
     if (st) return st;
     if (title_h) {
         char t[512];
-        label_ascii(t, sizeof t, title, (int)((W - 2 * MARGIN + 2) / (2 * CT_FONT_CELL_W)));
+        label_ascii(t, sizeof t, title, (int)((W - 2 * MARGIN + 2) / (2 * CT_FONT_CELL_W)), 0);
         ct_text_draw(c, MARGIN, MARGIN, t, 2, 0x202020);
     }
     const size_t plane = (size_t)size * (size_t)size;
@@ -84,10 +85,10 @@ ct_status ct_plot_contact_sheet(ct_canvas *c, const char *title, const uint8_t *
         char line[256], cut[256];
         if (scores) snprintf(line, sizeof line, "#%lld %.3f", (long long)(j + 1), (double)scores[j]);
         else snprintf(line, sizeof line, "#%lld", (long long)(j + 1));
-        label_ascii(cut, sizeof cut, line, maxch);
+        label_ascii(cut, sizeof cut, line, maxch, 0);
         ct_text_draw(c, x0, y0 + tile + 4, cut, 1, 0x202020);
         if (names) {
-            label_ascii(cut, sizeof cut, names[j] ? names[j] : "", maxch);
+            label_ascii(cut, sizeof cut, names[j] ? names[j] : "", maxch, 1);
             ct_text_draw(c, x0, y0 + tile + 4 + LINE_H, cut, 1, 0x505050);
         }
     }
