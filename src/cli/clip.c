@@ -201,8 +201,10 @@ int cmd_zeroshot(int argc, char **argv) {
     else if (!st) memcpy(labels, ds.img.labels, (size_t)ds.img.n * sizeof *labels);
     if (!st) st = embed_images(&img, &m, &ds, batch);
     if (!st) st = zeroshot_run(&r, &m, img, labels, ds.img.n, (const char *const *)names, K, tp, T, batch);
-    FILE *jf = NULL;
-    if (!st && json[0] && !(jf = fopen(json, "w"))) st = ct_error(CT_ERR_IO, "%s: cannot open for writing", json);
+    ct_atomic_file af; /* --json: written to a temporary, renamed into place at the end */
+    memset(&af, 0, sizeof af);
+    if (!st && json[0]) st = ct_atomic_open(&af, json);
+    FILE *jf = json[0] && !st ? af.fp : NULL;
     if (!st) {
         const double c1 = 1.0 / (double)K, c5 = (K < 5 ? (double)K : 5.0) / (double)K;
         printf("zeroshot_top1 %.4f (chance %.4f)\nzeroshot_top5 %.4f (chance %.4f)\n", r.top1, c1, r.top5, c5);
@@ -230,9 +232,10 @@ int cmd_zeroshot(int argc, char **argv) {
                 first = 0;
             }
             fprintf(jf, "]}\n");
-            if (fclose(jf)) st = ct_error(CT_ERR_IO, "%s: write failed", json);
+            st = ct_atomic_commit(&af);
         }
     }
+    if (st) ct_atomic_abort(&af);
     zs_free(&r);
     ct_free(img);
     free(labels);
