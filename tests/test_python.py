@@ -478,6 +478,111 @@ def test_caption_dataset(tmp):
 
 # ---- the PyTorch loader -----------------------------------------------------------------
 
+def has_torch():
+    """Whether the PyTorch tests run: torch importable, and not left out on purpose
+    (CONTRAST_NO_TORCH=1); test_torch reports a missing torch as a failure."""
+    if os.environ.get("CONTRAST_NO_TORCH") == "1":
+        return False
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def rel_err(a, ref):
+    return float(np.abs(np.asarray(a) - ref).max() / np.abs(ref).max())
+
+
+def sharpened(ckpt, out, seed=1):
+    """A copy of a checkpoint whose encoder weights are redrawn large (normal, std 0.3;
+    LayerNorm gains around 1): a few training steps leave a transformer near its
+    initialisation, where attention is nearly uniform and GELU nearly linear, so
+    a wrong mask or an approximate GELU would stay under 1e-4. Same header, same
+    offsets: the bytes are overwritten in place."""
+    import shutil
+    shutil.copyfile(ckpt, out)
+    head, _, start = contrast.safetensors.read_header(out)
+    rng = np.random.default_rng(seed)
+    with open(out, "r+b") as f:
+        for name, e in head.items():
+            if not name.startswith("encoder.") or e["dtype"] != "F32":
+                continue
+            shape = tuple(e["shape"])
+            v = rng.normal(0, 0.3, shape)
+            if ".ln" in name and name.endswith(".weight"):
+                v += 1
+            f.seek(start + e["data_offsets"][0])
+            f.write(v.astype("<f4").tobytes())
+    return out
+
+
+def test_torch_transformers(tmp, text_ckpt, text_ref, texts, pairs):
+    """The transformer encoders in PyTorch: the text transformer (mean pooling from
+    the CLI; causal, EOT pooling and a projection head from contrast.train) and the
+    ViT (CLS and mean pooling) against contrast embed / the binding, to 1e-4."""
+    import torch
+    import contrast.torch as ctorch
+    net = ctorch.load(text_ckpt)
+    check(net.takes_tokens and not net.training and net.encoder.pool == "mean", "text: a token model in eval mode")
+    with torch.no_grad():
+        h = net.embed_texts(texts).numpy()
+        ids, valid = net.tokenize(texts)
+        h2 = net(ids, valid).numpy()
+    check(h.shape == text_ref.shape and rel_err(h, text_ref) <= 1e-4,
+          "text transformer: torch vs contrast embed --text, max |diff| / max |ref| = %.3g" % rel_err(h, text_ref))
+    check(np.array_equal(h, h2) and ids.dtype == torch.int64 and ids.shape == (len(texts), 16),
+          "text: forward(ids, valid) == embed_texts")
+    sharp = sharpened(text_ckpt, os.path.join(tmp, "text-sharp.safetensors"))
+    with contrast.load(sharp) as m:
+        ref = m.embed_texts(texts)
+    with torch.no_grad():
+        got = ctorch.load(sharp).embed_texts(texts).numpy()
+    check(rel_err(got, ref) <= 1e-4, "text transformer, large weights: max |diff| / max |ref| = %.3g" %
+          rel_err(got, ref))
+    check(raises(ValueError, net.preprocess, np.zeros((1, 28, 28), np.uint8)) is not None, "text: no preprocess")
+    out = os.path.join(tmp, "text-eot")
+    contrast.train({"method": "pairs", "data": "pairs:" + pairs, "batch": 32, "epochs": 1, "threads": 2,
+                    "eval_every": 0, "final_probe": 0, "out": out,
+                    "model": {"encoder": "transformer", "width": 32, "depth": 2, "heads": 4, "context": 12,
+                              "vocab": 290, "causal": 1, "pool": 3, "head_hidden": 48, "head_out": 16,
+                              "whiten": 0}})
+    ck = sharpened(os.path.join(out, "checkpoint.safetensors"), os.path.join(tmp, "text-eot-sharp.safetensors"))
+    long_texts = texts + [" ".join(["green bird"] * 20)]  # cut to the context: EOT is then the last token
+    with contrast.load(ck) as m:
+        ref = {w: m.embed_texts(long_texts, which=w) for w in ("h", "z")}
+    for w in ("h", "z"):
+        n = ctorch.load(ck, output=w)
+        with torch.no_grad():
+            got = n.embed_texts(long_texts).numpy()
+        check(n.encoder.pool == "eot" and n.encoder.blocks[0].attn.causal and rel_err(got, ref[w]) <= 1e-4,
+              "causal text transformer, EOT pooling, %s: max |diff| / max |ref| = %.3g" % (w, rel_err(got, ref[w])))
+    x, _ = test_images()
+    vit = os.path.join(tmp, "vit")
+    run_cli("train", "--encoder", "vit", "--width", 32, "--depth", 2, "--heads", 2, "--patch", 7, "--limit", 256,
+            "--batch", 64, "--epochs", 1, "--eval-every", 0, "--no-probe", "--quiet", "--threads", 2, "--out", vit)
+    vit = os.path.join(vit, "checkpoint.safetensors")
+    for which, flags in (("h", ()), ("h_raw", ("--no-whiten",)), ("z", ("--head",))):
+        r = cli_embed(vit, os.path.join(tmp, "vit-%s.npy" % which), *flags)
+        n = ctorch.load(vit, output=which)
+        with torch.no_grad():
+            got = n(n.preprocess(x)).numpy()
+        check(n.encoder.pool == "cls" and got.shape == r.shape and rel_err(got, r) <= 1e-4,
+              "ViT %s: torch vs contrast embed, max |diff| / max |ref| = %.3g" % (which, rel_err(got, r)))
+    vm = os.path.join(tmp, "vit-mean")
+    run_cli("train", "--encoder", "vit", "--width", 16, "--depth", 1, "--heads", 2, "--patch", 4, "--pool", "mean",
+            "--limit", 128, "--batch", 64, "--epochs", 1, "--eval-every", 0, "--no-probe", "--quiet", "--threads", 2,
+            "--out", vm)
+    vm = sharpened(os.path.join(vm, "checkpoint.safetensors"), os.path.join(tmp, "vit-mean-sharp.safetensors"))
+    with contrast.load(vm) as m:
+        r = m.embed(x[:200], which="h_raw")
+    n = ctorch.load(vm, output="h_raw")
+    with torch.no_grad():
+        got = n(n.preprocess(x[:200])).numpy()
+    check(n.encoder.pool == "mean" and rel_err(got, r) <= 1e-4,
+          "ViT mean pooling: max |diff| / max |ref| = %.3g" % rel_err(got, r))
+
+
 def test_torch(ckpts, refs, stale):
     if os.environ.get("CONTRAST_NO_TORCH") == "1":
         print("test_python: CONTRAST_NO_TORCH=1: the PyTorch loader is not tested", file=sys.stderr)
@@ -505,9 +610,10 @@ def test_torch(ckpts, refs, stale):
             same = net.features(net.preprocess(x[:, :, :, None]), "z").numpy()
         check(np.abs(same - refs[label]["z"]).max() <= 1e-4 * np.abs(refs[label]["z"]).max(),
               "%s: features(which=) and NHWC preprocess" % label)
-    meta = dict(contrast.safetensors.read_metadata(ckpts["cnn"]), **{"model.encoder": "vit"})
+    meta = dict(contrast.safetensors.read_metadata(ckpts["cnn"]), **{"model.encoder": "vgg"})
     e = raises(ValueError, ctorch.ContrastModel, meta)
-    check(e is not None and "'vit'" in str(e) and "cnn" in str(e), "an unknown encoder is named: %r" % e)
+    check(e is not None and "'vgg'" in str(e) and "vit" in str(e), "an unknown encoder is named: %r" % e)
+    check({"cnn", "resnet18", "transformer", "vit"} <= set(ctorch.encoders()), "registry: %s" % ctorch.encoders())
     e = raises(ValueError, ctorch.load, stale)
     check(e is not None and "whitening" in str(e), "a stale whitening is refused for output h: %r" % e)
     check(ctorch.load(stale, output="h_raw") is not None, "... and loads for h_raw")
@@ -543,6 +649,8 @@ def main():
             step(test_tokenizer, tmp, d, text_ckpt)
         text_ref = step(test_embed_texts, tmp, text_ckpt, rn) if text_ckpt else None
         step(test_caption_dataset, tmp)
+        if text_ref is not None and has_torch():
+            step(test_torch_transformers, tmp, text_ckpt, text_ref[0], text_ref[1], pairs)
         if all(refs.values()) and stale:
             step(test_torch, {"cnn": cnn, "resnet18": rn}, refs, stale)
         else:

@@ -132,6 +132,7 @@ def _prototypes(L):
                                             c_int32_p, ctypes.POINTER(ctypes.c_uint8), ctypes.POINTER(i64)]),
         "ct_tokenizer_decode": (i32, [vp, c_int32_p, i64, ctypes.c_char_p, ctypes.c_size_t,
                                       ctypes.POINTER(ctypes.c_size_t)]),
+        "ct_tokenizer_deserialize": (i32, [ctypes.POINTER(vp), ctypes.c_char_p, ctypes.c_size_t, cp]),
         "ct_tokenizer_save": (i32, [vp, cp]),
         "ct_tokenizer_load": (i32, [ctypes.POINTER(vp), cp]),
         "ct_checkpoint_load_tokenizer": (i32, [ctypes.POINTER(vp), cp]),

@@ -123,6 +123,15 @@ class Tokenizer:
         return cls(h)
 
     @classmethod
+    def from_string(cls, text, what="tokenizer"):
+        """A tokenizer from its serialised text (a checkpoint's "tokenizer" metadata,
+        or what save() writes), validated as untrusted input."""
+        b = _bytes(text)
+        h = ctypes.c_void_p()
+        check(lib().ct_tokenizer_deserialize(ctypes.byref(h), b, len(b), str(what).encode()))
+        return cls(h)
+
+    @classmethod
     def load(cls, path):
         """A tokenizer saved with save() (ct_tokenizer_load)."""
         h = ctypes.c_void_p()
