@@ -94,6 +94,11 @@ def test_abi():
     check(_lib.lib().ct_abi_layout(b"ct_no_such_struct", None) == -1, "unknown type: -1")
 
 
+def test_abi_clip():
+    bad = _abi.layout_problems(_abi.clip_mirror())
+    check(not bad, "mirror of ct_clip: %s" % bad)
+
+
 def test_library_lookup():
     env = dict(os.environ, CONTRAST_LIB="/nonexistent/libcontrast.so")
     r = subprocess.run([sys.executable, "-c", "import contrast; contrast.library_path()"], env=env,
@@ -476,6 +481,62 @@ def test_caption_dataset(tmp):
     check(e is not None and "captions.tsv:6" in e.message, "a missing image: ContrastError naming the line (%r)" % e)
 
 
+def test_clip(tmp, text_ckpt):
+    """contrast.load_clip on a tiny `--method clip` run (16 coloured squares, each with
+    its caption), and contrast.torch.load_clip against it within 1e-4."""
+    d = os.path.join(tmp, "clipdata")
+    os.makedirs(d)
+    colours = {"red": (255, 0, 0), "green": (0, 200, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
+               "purple": (128, 0, 128), "black": (0, 0, 0), "gray": (128, 128, 128), "cyan": (0, 255, 255)}
+    rows = []
+    for name, rgb in colours.items():
+        for side, word in ((16, "big"), (8, "small")):
+            a = np.zeros((16, 16, 4), np.uint8)
+            a[...] = (255, 255, 255, 0)
+            o = (16 - side) // 2
+            a[o:o + side, o:o + side] = rgb + (255,)
+            write_png(os.path.join(d, "%s_%s.png" % (name, word)), a)
+            rows.append("%s_%s.png\ta %s %s square\n" % (name, word, word, name))
+    with open(os.path.join(d, "captions.tsv"), "w") as f:
+        f.write("".join(rows))
+    out = os.path.join(tmp, "clip")
+    run_cli("train", "--method", "clip", "--batch", 16, "--image-size", 16, "--width", 8, "--text-width", 32,
+            "--text-depth", 1, "--text-heads", 2, "--embed-dim", 16, "--vocab", 300, "--context", 12, "--threads", 2,
+            "--quiet", "--epochs", 3, "--data", "captions:" + d, "--out", out)
+    ck = os.path.join(out, "checkpoint.safetensors")
+    c = contrast.load_clip(ck)
+    data = contrast.caption_dataset("captions:" + d, size=16)
+    caps = [x[0] for x in data.captions]
+    img, txt = c.embed_images(data.images), c.embed_texts(caps)
+    check(c.dim == 16 and c.size == 16 and img.shape == (16, 16) and txt.shape == (16, 16) and
+          np.allclose(np.linalg.norm(img, axis=1), 1, atol=1e-5) and
+          np.allclose(np.linalg.norm(txt, axis=1), 1, atol=1e-5), "load_clip: unit rows of dim 16 (%r)" % c)
+    meta = contrast.safetensors.read_metadata(ck)
+    check(np.float32(c.mean[0]) == np.float32(meta["data.mean"].split(",")[0]) and 0 <= c.logit_scale <= 4.6052,
+          "load_clip: mean, std and the scale from the checkpoint")
+    check(np.array_equal(c.embed_images(np.ascontiguousarray(data.images.transpose(0, 2, 3, 1))), img),
+          "load_clip: NHWC == NCHW")
+    check(np.abs(c.embed_texts(caps[:3]) - txt[:3]).max() <= 1e-5, "load_clip: 3 texts alone embed the same (to "
+          "1e-5: another batch rounds the GEMMs differently)")
+    check(raises(ValueError, c.embed_images, data.images.astype(np.float32)) is not None, "float images refused")
+    c.close()
+    check(raises(ValueError, c.embed_texts, caps) is not None, "a closed Clip refuses")
+    e = raises(contrast.ContrastError, contrast.load_clip, text_ckpt)
+    check(e is not None and "checkpoint.safetensors" in e.message, "a text checkpoint is refused: %r" % e)
+    if not has_torch():
+        return
+    import torch
+    import contrast.torch as ctorch
+    net = ctorch.load_clip(ck)
+    with torch.no_grad():
+        ti, tt = net.embed_images(data.images).numpy(), net.embed_texts(caps).numpy()
+        logits, _ = net(net.preprocess(data.images), *net.tokenize(caps))
+    check(not net.training and rel_err(ti, img) <= 1e-4 and rel_err(tt, txt) <= 1e-4,
+          "torch CLIP towers vs ct_clip: images %.3g, texts %.3g" % (rel_err(ti, img), rel_err(tt, txt)))
+    check(rel_err(logits.numpy(), np.exp(np.float32(c.logit_scale)) * img @ txt.T) <= 1e-4, "torch CLIP logits")
+    check(raises(ValueError, ctorch.load_clip, text_ckpt) is not None, "torch: a text checkpoint is not CLIP")
+
+
 # ---- the PyTorch loader -----------------------------------------------------------------
 
 def has_torch():
@@ -629,6 +690,7 @@ def main():
                 check(False, "%s raised:\n%s" % (fn.__name__, traceback.format_exc()))
                 return None
         step(test_abi)
+        step(test_abi_clip)
         step(test_library_lookup)
         step(test_losses)
         step(test_train_config)
@@ -649,6 +711,8 @@ def main():
             step(test_tokenizer, tmp, d, text_ckpt)
         text_ref = step(test_embed_texts, tmp, text_ckpt, rn) if text_ckpt else None
         step(test_caption_dataset, tmp)
+        if text_ckpt:
+            step(test_clip, tmp, text_ckpt)
         if text_ref is not None and has_torch():
             step(test_torch_transformers, tmp, text_ckpt, text_ref[0], text_ref[1], pairs)
         if all(refs.values()) and stale:

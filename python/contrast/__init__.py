@@ -17,6 +17,7 @@ torch.nn.Modules. The API is in docs/python.md.
 from ._lib import ContrastError
 from . import images, losses, safetensors
 from .model import Model, load
+from .clip import Clip, load_clip
 from .text import Tokenizer, TextDataset, CaptionDataset, text_dataset, caption_dataset
 from .training import read_metrics, train
 
@@ -24,7 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = ["ContrastError", "Model", "load", "train", "read_metrics", "losses", "images", "safetensors",
            "set_threads", "library_path", "Tokenizer", "TextDataset", "CaptionDataset", "text_dataset",
-           "caption_dataset"]
+           "caption_dataset", "Clip", "load_clip"]
 
 
 def set_threads(n):

@@ -104,6 +104,24 @@ class CaptionDataset(ctypes.Structure):  # ct_caption_dataset, include/contrast/
 MIRRORS = (ModelConfig, OptimConfig, TrainEvent, TrainConfig, TrainResult, LossStats, Pair, TokenizerOpts,
            TextDataset, Dataset, CaptionDataset)
 _verified = set()
+_clip = []
+
+
+def clip_mirror():
+    """The mirror of ct_clip (include/contrast/clip.h). Its two ct_model members are
+    opaque to the binding: byte arrays of the library's sizeof(ct_model), so the class
+    is made on first use."""
+    if not _clip:
+        from ._lib import lib
+        model = lib().ct_abi_layout(b"ct_model", None)
+
+        class Clip(ctypes.Structure):
+            c_name = "ct_clip"
+            _fields_ = [("image", ctypes.c_char * model), ("text", ctypes.c_char * model),
+                        ("tok", ctypes.c_void_p), ("logit_scale", _f32), ("mean", _f32 * 3), ("std", _f32 * 3),
+                        ("size", _i32), ("dim", _i64)]
+        _clip.append(Clip)
+    return _clip[0]
 
 
 def layout_problems(cls):

@@ -137,6 +137,10 @@ def _prototypes(L):
         "ct_tokenizer_load": (i32, [ctypes.POINTER(vp), cp]),
         "ct_checkpoint_load_tokenizer": (i32, [ctypes.POINTER(vp), cp]),
         "ct_model_takes_tokens": (i32, [vp]),
+        "ct_clip_load": (i32, [vp, cp]),
+        "ct_clip_free": (None, [vp]),
+        "ct_clip_embed_images": (i32, [vp, ctypes.POINTER(ctypes.c_uint8), i64, c_float_p]),
+        "ct_clip_embed_texts": (i32, [vp, ctypes.POINTER(vp), ctypes.POINTER(ctypes.c_size_t), i64, c_float_p]),
         "ct_embed_texts": (i32, [c_float_p, vp, vp, ctypes.POINTER(vp), ctypes.POINTER(ctypes.c_size_t), i64, i32,
                                  i64]),
     }

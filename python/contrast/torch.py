@@ -433,3 +433,95 @@ def load(path, output="h", map_location="cpu"):
             state[k] = torch.zeros((), dtype=torch.long)
     net.load_state_dict(state, strict=True)
     return net.to(map_location).eval()
+
+
+# ---- CLIP (contrast train --method clip; docs/clip.md) ---------------------------------------
+
+def _tower_config(meta, prefix):
+    mc = {k[len(prefix):]: v for k, v in meta.items() if k.startswith(prefix)}
+    for k in list(mc):
+        if k not in ("encoder", "pool"):
+            mc[k] = float(mc[k]) if k in ("whiten", "dropout") else int(mc[k])
+    if mc.get("encoder") not in _ENCODERS:
+        raise ValueError("contrast.torch: the CLIP tower's encoder %r is not one this loader builds (%s)" %
+                         (mc.get("encoder"), ", ".join(encoders())))
+    return mc
+
+
+class ClipTower(nn.Module):
+    """One CLIP tower: an encoder of the registry, then `head`, a linear projection to the
+    shared dimension without bias (head_hidden -1), unit-length output."""
+
+    def __init__(self, mc, dim):
+        super().__init__()
+        self.encoder, fdim = _ENCODERS[mc["encoder"]](mc)
+        self.head = nn.Linear(fdim, dim, bias=False)
+
+    def forward(self, *inputs):
+        return nn.functional.normalize(self.head(self.encoder(*inputs)), dim=-1)
+
+
+class ClipModel(nn.Module):
+    """A `--method clip` checkpoint: visual (image tower), text (text tower) and
+    logit_scale (ln of the similarity scale), under the checkpoint's names.
+    embed_images / embed_texts give ct_clip_embed_images / _texts's unit rows."""
+
+    def __init__(self, meta):
+        super().__init__()
+        dim = int(meta["clip.embed_dim"])
+        vc, tc = _tower_config(meta, "visual.model."), _tower_config(meta, "text.model.")
+        if vc["head_hidden"] != -1 or tc["head_hidden"] != -1:
+            raise ValueError("contrast.torch: CLIP towers with a hidden head layer are not built by this loader")
+        self.visual, self.text = ClipTower(vc, dim), ClipTower(tc, dim)
+        self.logit_scale = nn.Parameter(torch.zeros(()))
+        self.config = {"visual": vc, "text": tc, "dim": dim}
+        self._tokenizer = meta.get("tokenizer")
+        mean, std = _images.normalisation(dict(meta, **{"model.in_c": str(vc["in_c"])}))
+        self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32), persistent=False)
+
+    def preprocess(self, images, layout=None):
+        """uint8 RGB (or [0, 1] float) images at the tower's size -> normalised NCHW input."""
+        if isinstance(images, torch.Tensor):
+            images = images.detach().cpu().numpy()
+        vc = self.config["visual"]
+        x = _images.prepare(images, self.input_mean.tolist(), self.input_std.tolist(), vc["in_c"], vc["in_h"],
+                            vc["in_w"], layout)
+        return torch.from_numpy(x).to(self.input_mean.device)
+
+    def tokenize(self, texts):
+        from .text import Tokenizer
+        tok = getattr(self, "_tok", None)
+        if tok is None:
+            tok = self._tok = Tokenizer.from_string(self._tokenizer)
+        ids, valid = tok.encode(texts, context=self.config["text"]["context"])
+        dev = self.input_mean.device
+        return torch.from_numpy(ids.astype("int64")).to(dev), torch.from_numpy(valid).to(dev)
+
+    def embed_images(self, images, layout=None):
+        return self.visual(self.preprocess(images, layout))
+
+    def embed_texts(self, texts):
+        return self.text(*self.tokenize(texts))
+
+    def forward(self, images, ids, valid=None):
+        """(logits_per_image, logits_per_text) = exp(logit_scale) * cosine, as CLIP."""
+        img, txt = self.visual(images), self.text(ids, valid)
+        logits = self.logit_scale.exp() * img @ txt.t()
+        return logits, logits.t()
+
+
+def load_clip(path, map_location="cpu"):
+    """A `contrast train --method clip` checkpoint as a ClipModel (torch.nn.Module, eval
+    mode), loaded with load_state_dict(strict=True)."""
+    head, meta, _ = read_header(path)
+    if meta.get("format") != "contrast-checkpoint" or meta.get("train.method") != "clip":
+        raise ValueError("%s: not a contrast CLIP checkpoint (train.method %r)" % (path, meta.get("train.method")))
+    net = ClipModel(meta)
+    names = [n for n in head if not n.startswith(_NOT_MODEL)]
+    state = {k: torch.from_numpy(v) for k, v in read_tensors(path, set(names)).items()}
+    for k in net.state_dict():
+        if k.endswith(".num_batches_tracked") and k not in state:
+            state[k] = torch.zeros((), dtype=torch.long)
+    net.load_state_dict(state, strict=True)
+    return net.to(map_location).eval()

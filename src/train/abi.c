@@ -3,6 +3,7 @@
  * with these before it passes a struct across, so a header change that moves a
  * field fails loudly instead of writing into the wrong one. */
 #include "contrast/captions.h"
+#include "contrast/clip.h"
 #include "contrast/loss.h"
 #include "contrast/text.h"
 #include "contrast/train.h"
@@ -89,6 +90,10 @@ static const abi_row abi_rows[] = {
     SIZE(ct_caption_dataset),
     FIELD(ct_caption_dataset, img), FIELD(ct_caption_dataset, caption_start), FIELD(ct_caption_dataset, captions),
     FIELD(ct_caption_dataset, class_names), FIELD(ct_caption_dataset, files), FIELD(ct_caption_dataset, train),
+
+    SIZE(ct_clip),
+    FIELD(ct_clip, image), FIELD(ct_clip, text), FIELD(ct_clip, tok), FIELD(ct_clip, logit_scale),
+    FIELD(ct_clip, mean), FIELD(ct_clip, std), FIELD(ct_clip, size), FIELD(ct_clip, dim),
 
     SIZE(ct_model), /* opaque to bindings: only its size, to allocate one */
 };
