@@ -94,6 +94,11 @@ def test_abi():
     check(_lib.lib().ct_abi_layout(b"ct_no_such_struct", None) == -1, "unknown type: -1")
 
 
+def test_abi_clip():
+    bad = _abi.layout_problems(_abi.clip_mirror())
+    check(not bad, "mirror of ct_clip: %s" % bad)
+
+
 def test_library_lookup():
     env = dict(os.environ, CONTRAST_LIB="/nonexistent/libcontrast.so")
     r = subprocess.run([sys.executable, "-c", "import contrast; contrast.library_path()"], env=env,
@@ -268,7 +273,376 @@ def test_stale_whitening(tmp):
     return ckpt
 
 
+# ---- text and image-caption data, the tokenizer, text embeddings ------------------------
+
+WORDS = ["red", "blue", "green", "cat", "dog", "bird", "runs", "jumps", "sleeps", "fast", "slow", "big", "small",
+         "42", "7"]
+
+
+def write_pairs(path, n=200, seed=0):
+    """A tiny pairs file: anchor TAB anchor-plus-a-word TAB label; one anchor holds a
+    byte that is not UTF-8 (0xff), which the binding must give back unchanged."""
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as f:
+        for i in range(n):
+            a = " ".join(WORDS[j] for j in rng.integers(0, len(WORDS), 4))
+            b = a + " " + WORDS[rng.integers(0, len(WORDS))]
+            a = a.encode() + (b"\xff" if i == 3 else b"")
+            f.write(a + b"\t" + b.encode() + b"\t" + (b"odd" if i % 2 else b"even") + b"\n")
+
+
+def ref_encode(merges_text, text, context):
+    """Our BPE encoding written again in plain Python from docs/text.md, for texts of
+    words and single spaces: chunks are letter, digit or other runs each with the
+    space before it; the merges apply by rank, every occurrence left to right; BOS,
+    the tokens cut to fit, EOS, PAD."""
+    import re
+    lines = merges_text.strip("\n").split("\n")
+    assert lines[0].startswith("contrast-bpe 1 merges ")
+    tok = {i: bytes([i]) for i in range(256)}
+    by_bytes = {v: k for k, v in tok.items()}
+    merges, nxt = [], 259
+    for ln in lines[1:]:
+        a, b = map(int, ln.split())
+        t = tok[a] + tok[b]
+        if t not in by_bytes:
+            by_bytes[t], tok[nxt] = nxt, t
+            nxt += 1
+        merges.append((a, b, by_bytes[t]))
+    ids = []
+    for chunk in re.findall(rb" ?[A-Za-z\x80-\xff]+| ?[0-9]+| ?[!-/:-@\[-`{-~]+", _bytes(text)):
+        seq = list(chunk)
+        for a, b, r in merges:
+            i, out = 0, []
+            while i < len(seq):
+                if i + 1 < len(seq) and seq[i] == a and seq[i + 1] == b:
+                    out.append(r)
+                    i += 2
+                else:
+                    out.append(seq[i])
+                    i += 1
+            seq = out
+        ids += seq
+    row = [257] + ids[:context - 2] + [258]
+    return row + [256] * (context - len(row))
+
+
+def _bytes(t):
+    return t.encode("utf-8", "surrogateescape") if isinstance(t, str) else t
+
+
+def train_text(tmp):
+    pairs = os.path.join(tmp, "pairs.tsv")
+    write_pairs(pairs)
+    out = os.path.join(tmp, "text")
+    run_cli("train", "--method", "pairs", "--data", "pairs:" + pairs, "--width", 32, "--depth", 2, "--heads", 2,
+            "--context", 16, "--vocab", 300, "--batch", 32, "--epochs", 1, "--threads", 2, "--quiet", "--out", out)
+    return pairs, os.path.join(out, "checkpoint.safetensors")
+
+
+def test_text_dataset(tmp, pairs):
+    d = contrast.text_dataset("pairs:" + pairs)
+    check(d.name == "pairs" and len(d.anchors) == 200 and d.anchors.dtype == np.int64 and
+          d.positives.dtype == np.int64 and d.labels.dtype == np.int32 and d.label_names == ["even", "odd"],
+          "text_dataset: 200 pairs, labels even/odd: %r" % d)
+    with open(pairs, "rb") as f:
+        rows = [ln.rstrip(b"\n").split(b"\t") for ln in f]
+    ok = all(_bytes(d.texts[d.anchors[i]]) == r[0] and _bytes(d.texts[d.positives[i]]) == r[1] and
+             d.label_names[d.labels[i]] == r[2].decode() for i, r in enumerate(rows))
+    check(ok, "text_dataset: every pair's texts and label as in the file")
+    check(len(set(d.texts)) == len(d.texts), "text_dataset: texts are distinct")
+    check(d.texts[d.anchors[3]].endswith("\udcff"), "a byte that is not UTF-8 arrives surrogate-escaped: %r" %
+          d.texts[d.anchors[3]][-3:])
+    lines = os.path.join(tmp, "lines.txt")
+    with open(lines, "w") as f:
+        f.write("one\n\ntwo\none\n")
+    t = contrast.text_dataset("text:" + lines, train=False)
+    check(t.texts == ["one", "two"] and len(t.anchors) == 0 and t.labels is None and t.label_names is None,
+          "text:FILE: distinct non-empty lines, no pairs: %r" % t.texts)
+    bad = os.path.join(tmp, "bad.tsv")
+    with open(bad, "w") as f:
+        f.write("a\tb\nonly one column\n")
+    e = raises(contrast.ContrastError, contrast.text_dataset, "pairs:" + bad)
+    check(e is not None and bad + ":2" in e.message, "a bad pairs file: ContrastError naming FILE:2 (%r)" % e)
+    return d
+
+
+def test_tokenizer(tmp, d, ckpt):
+    tok = contrast.Tokenizer.train(d.texts, vocab=300)
+    check(tok.vocab_size == 300, "Tokenizer.train: %d ids" % tok.vocab_size)
+    # the CLI trained its tokenizer on the same texts: the same merges, byte for byte
+    saved = os.path.join(tmp, "tok.txt")
+    tok.save(saved)
+    with open(saved) as f:
+        merges = f.read()
+    meta = contrast.safetensors.read_metadata(ckpt)
+    check(merges == meta["tokenizer"], "Tokenizer.train == the tokenizer contrast train stored")
+    ck = contrast.Tokenizer.from_checkpoint(ckpt)
+    back = contrast.Tokenizer.load(saved)
+    ids, valid = tok.encode(d.texts, context=40)
+    check(ids.dtype == np.int32 and valid.dtype == np.uint8 and ids.shape == (len(d.texts), 40),
+          "encode: (n, T) int32 and uint8")
+    check(all(tok.decode(r) == t for r, t in zip(ids, d.texts)), "decode(encode(t)) == t for every text")
+    check(np.array_equal(ck.encode(d.texts, 40)[0], ids) and np.array_equal(back.encode(d.texts, 40)[0], ids),
+          "from_checkpoint and load encode the same")
+    check(np.array_equal(valid, (ids != 256).astype(np.uint8)), "valid marks the non-PAD ids")
+    ref = np.array([ref_encode(merges, t, 40) for t in d.texts], np.int32)
+    check(np.array_equal(ids, ref), "encode == a plain-Python BPE of the merges (%d rows differ)" %
+          int((ids != ref).any(1).sum()))
+    short, _ = tok.encode(d.texts[:5], context=4)
+    check(np.array_equal(short, np.array([ref_encode(merges, t, 4) for t in d.texts[:5]], np.int32)) and
+          (short[:, -1] == 258).all(), "a short context cuts the tokens, keeps EOS")
+    check(tok.decode_bytes(ids[d.anchors[3]]).endswith(b"\xff"), "decode_bytes gives the raw byte back")
+    check(raises(ValueError, contrast.Tokenizer.train, d.texts, vocab=100) is not None, "vocab <= 259 refused")
+    check(raises(TypeError, tok.encode, "one string") is not None, "a bare string refused (a list is needed)")
+    e = raises(contrast.ContrastError, tok.decode, [5, 300])
+    check(e is not None and e.status_name == "CT_ERR_ARG", "decode of an id outside the vocabulary: %r" % e)
+
+
+def test_embed_texts(tmp, ckpt, image_ckpt):
+    texts = ["red cat runs", "blue dog", "42 small birds jump fast and far away over the green hills again",
+             "red cat runs"]
+    args = []
+    for t in texts:
+        args += ["--text", t]
+    r = os.path.join(tmp, "texts.npy")
+    run_cli("embed", "--checkpoint", ckpt, "--out", r, *args)
+    ref = np.load(r)
+    m = contrast.load(ckpt)
+    check(m.takes_tokens and m.encoder == "transformer", "a text checkpoint: takes_tokens")
+    h = m.embed_texts(texts)
+    err = float(np.abs(h - ref).max())
+    check(h.dtype == np.float32 and h.shape == ref.shape and err <= 1e-5,
+          "embed_texts == contrast embed --text (max |diff| %g)" % err)
+    check(np.array_equal(h, ref), "... bit for bit")
+    # another batch changes the GEMM's row blocking, so only rounding may differ
+    check(np.abs(m.embed_texts(texts, batch=2) - h).max() <= 1e-5, "batch 2 gives the same to 1e-5")
+    run_cli("embed", "--checkpoint", ckpt, "--out", r, "--head", *args)
+    check(np.array_equal(m.embed_texts(texts, which="z"), np.load(r)), "which='z' == contrast embed --head")
+    check(m.embed_texts([]).shape == (0, m.feature_dim), "no texts: (0, D)")
+    check(np.isfinite(m.embed_texts([""])).all(), "an empty text embeds (BOS EOS)")
+    check(raises(ValueError, m.embed, np.zeros((1, 1, 16, 1), np.uint8)) is not None, "embed on a text model: "
+          "ValueError")
+    check(raises(ValueError, m.embed_texts, texts, which="h_raw") is not None, "h_raw: not for text")
+    m.close()
+    check(raises(ValueError, m.embed_texts, texts) is not None, "a closed model refuses")
+    with contrast.load(image_ckpt) as im:
+        check(raises(ValueError, im.embed_texts, texts) is not None, "embed_texts on an image model: ValueError")
+    return ref, texts
+
+
+def write_png(path, rgba):
+    """An 8-bit RGBA PNG of the (h, w, 4) uint8 array, with the standard library."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+    h, w = rgba.shape[:2]
+    raw = b"".join(b"\0" + rgba[y].tobytes() for y in range(h))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)) +
+                chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_caption_dataset(tmp):
+    d = os.path.join(tmp, "caps")
+    os.makedirs(d)
+    red = np.zeros((8, 8, 4), np.uint8)
+    red[..., 0], red[..., 3] = 255, 255
+    clear = np.zeros((8, 8, 4), np.uint8)  # fully transparent: white on the library's side
+    half = np.zeros((8, 8, 4), np.uint8)
+    half[:, :, 2], half[:, :, 3] = 200, 255
+    for name, img in (("red.png", red), ("clear.png", clear), ("blue.png", half)):
+        write_png(os.path.join(d, name), img)
+    with open(os.path.join(d, "captions.tsv"), "w") as f:
+        f.write("# file, caption, class\nred.png\ta red square\tcolour\nclear.png\tnothing at all\tempty\n"
+                "red.png\tall red\tcolour\nblue.png\ta blue square\tcolour\n")
+    c = contrast.caption_dataset("captions:" + d, train=True, size=4)
+    check(c.images.shape == (3, 3, 4, 4) and c.images.dtype == np.uint8, "caption_dataset images (3, 3, 4, 4): %s"
+          % (c.images.shape,))
+    byfile = {f: i for i, f in enumerate(c.files)}
+    check(sorted(c.files) == ["blue.png", "clear.png", "red.png"], "files: %r" % c.files)
+    i_red, i_clear, i_blue = byfile["red.png"], byfile["clear.png"], byfile["blue.png"]
+    check(c.captions[i_red] == ["a red square", "all red"] and c.captions[i_clear] == ["nothing at all"],
+          "every caption of an image, in file order: %r" % c.captions)
+    check((c.images[i_red, 0] == 255).all() and (c.images[i_red, 1:] == 0).all() and
+          (c.images[i_clear] == 255).all() and (c.images[i_blue, 2] == 200).all(),
+          "pixels: red, transparent -> white, blue 200")
+    check(c.class_names == ["colour", "empty"] and c.labels.dtype == np.int32 and
+          [c.class_names[c.labels[i]] for i in (i_red, i_clear, i_blue)] == ["colour", "empty", "colour"],
+          "classes: %r %r" % (c.class_names, c.labels))
+    want = (c.images.astype(np.float64) / 255).mean(axis=(0, 2, 3))
+    check(len(c.mean) == 3 and np.allclose(c.mean, want, atol=1e-5) and len(c.std) == 3 and all(s > 0 for s in c.std),
+          "mean per channel measured on the split: %r vs %r" % (c.mean, want))
+    with open(os.path.join(d, "captions.tsv"), "a") as f:
+        f.write("missing.png\tgone\tcolour\n")
+    e = raises(contrast.ContrastError, contrast.caption_dataset, "captions:" + d)
+    check(e is not None and "captions.tsv:6" in e.message, "a missing image: ContrastError naming the line (%r)" % e)
+
+
+def test_clip(tmp, text_ckpt):
+    """contrast.load_clip on a tiny `--method clip` run (16 coloured squares, each with
+    its caption), and contrast.torch.load_clip against it within 1e-4."""
+    d = os.path.join(tmp, "clipdata")
+    os.makedirs(d)
+    colours = {"red": (255, 0, 0), "green": (0, 200, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
+               "purple": (128, 0, 128), "black": (0, 0, 0), "gray": (128, 128, 128), "cyan": (0, 255, 255)}
+    rows = []
+    for name, rgb in colours.items():
+        for side, word in ((16, "big"), (8, "small")):
+            a = np.zeros((16, 16, 4), np.uint8)
+            a[...] = (255, 255, 255, 0)
+            o = (16 - side) // 2
+            a[o:o + side, o:o + side] = rgb + (255,)
+            write_png(os.path.join(d, "%s_%s.png" % (name, word)), a)
+            rows.append("%s_%s.png\ta %s %s square\n" % (name, word, word, name))
+    with open(os.path.join(d, "captions.tsv"), "w") as f:
+        f.write("".join(rows))
+    out = os.path.join(tmp, "clip")
+    run_cli("train", "--method", "clip", "--batch", 16, "--image-size", 16, "--width", 8, "--text-width", 32,
+            "--text-depth", 1, "--text-heads", 2, "--embed-dim", 16, "--vocab", 300, "--context", 12, "--threads", 2,
+            "--quiet", "--epochs", 3, "--data", "captions:" + d, "--out", out)
+    ck = os.path.join(out, "checkpoint.safetensors")
+    c = contrast.load_clip(ck)
+    data = contrast.caption_dataset("captions:" + d, size=16)
+    caps = [x[0] for x in data.captions]
+    img, txt = c.embed_images(data.images), c.embed_texts(caps)
+    check(c.dim == 16 and c.size == 16 and img.shape == (16, 16) and txt.shape == (16, 16) and
+          np.allclose(np.linalg.norm(img, axis=1), 1, atol=1e-5) and
+          np.allclose(np.linalg.norm(txt, axis=1), 1, atol=1e-5), "load_clip: unit rows of dim 16 (%r)" % c)
+    meta = contrast.safetensors.read_metadata(ck)
+    check(np.float32(c.mean[0]) == np.float32(meta["data.mean"].split(",")[0]) and 0 <= c.logit_scale <= 4.6052,
+          "load_clip: mean, std and the scale from the checkpoint")
+    check(np.array_equal(c.embed_images(np.ascontiguousarray(data.images.transpose(0, 2, 3, 1))), img),
+          "load_clip: NHWC == NCHW")
+    check(np.abs(c.embed_texts(caps[:3]) - txt[:3]).max() <= 1e-5, "load_clip: 3 texts alone embed the same (to "
+          "1e-5: another batch rounds the GEMMs differently)")
+    check(raises(ValueError, c.embed_images, data.images.astype(np.float32)) is not None, "float images refused")
+    c.close()
+    check(raises(ValueError, c.embed_texts, caps) is not None, "a closed Clip refuses")
+    e = raises(contrast.ContrastError, contrast.load_clip, text_ckpt)
+    check(e is not None and "checkpoint.safetensors" in e.message, "a text checkpoint is refused: %r" % e)
+    if not has_torch():
+        return
+    import torch
+    import contrast.torch as ctorch
+    net = ctorch.load_clip(ck)
+    with torch.no_grad():
+        ti, tt = net.embed_images(data.images).numpy(), net.embed_texts(caps).numpy()
+        logits, _ = net(net.preprocess(data.images), *net.tokenize(caps))
+    check(not net.training and rel_err(ti, img) <= 1e-4 and rel_err(tt, txt) <= 1e-4,
+          "torch CLIP towers vs ct_clip: images %.3g, texts %.3g" % (rel_err(ti, img), rel_err(tt, txt)))
+    check(rel_err(logits.numpy(), np.exp(np.float32(c.logit_scale)) * img @ txt.T) <= 1e-4, "torch CLIP logits")
+    check(raises(ValueError, ctorch.load_clip, text_ckpt) is not None, "torch: a text checkpoint is not CLIP")
+
+
 # ---- the PyTorch loader -----------------------------------------------------------------
+
+def has_torch():
+    """Whether the PyTorch tests run: torch importable, and not left out on purpose
+    (CONTRAST_NO_TORCH=1); test_torch reports a missing torch as a failure."""
+    if os.environ.get("CONTRAST_NO_TORCH") == "1":
+        return False
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def rel_err(a, ref):
+    return float(np.abs(np.asarray(a) - ref).max() / np.abs(ref).max())
+
+
+def sharpened(ckpt, out, seed=1):
+    """A copy of a checkpoint whose encoder weights are redrawn large (normal, std 0.3;
+    LayerNorm gains around 1): a few training steps leave a transformer near its
+    initialisation, where attention is nearly uniform and GELU nearly linear, so
+    a wrong mask or an approximate GELU would stay under 1e-4. Same header, same
+    offsets: the bytes are overwritten in place."""
+    import shutil
+    shutil.copyfile(ckpt, out)
+    head, _, start = contrast.safetensors.read_header(out)
+    rng = np.random.default_rng(seed)
+    with open(out, "r+b") as f:
+        for name, e in head.items():
+            if not name.startswith("encoder.") or e["dtype"] != "F32":
+                continue
+            shape = tuple(e["shape"])
+            v = rng.normal(0, 0.3, shape)
+            if ".ln" in name and name.endswith(".weight"):
+                v += 1
+            f.seek(start + e["data_offsets"][0])
+            f.write(v.astype("<f4").tobytes())
+    return out
+
+
+def test_torch_transformers(tmp, text_ckpt, text_ref, texts, pairs):
+    """The transformer encoders in PyTorch: the text transformer (mean pooling from
+    the CLI; causal, EOT pooling and a projection head from contrast.train) and the
+    ViT (CLS and mean pooling) against contrast embed / the binding, to 1e-4."""
+    import torch
+    import contrast.torch as ctorch
+    net = ctorch.load(text_ckpt)
+    check(net.takes_tokens and not net.training and net.encoder.pool == "mean", "text: a token model in eval mode")
+    with torch.no_grad():
+        h = net.embed_texts(texts).numpy()
+        ids, valid = net.tokenize(texts)
+        h2 = net(ids, valid).numpy()
+    check(h.shape == text_ref.shape and rel_err(h, text_ref) <= 1e-4,
+          "text transformer: torch vs contrast embed --text, max |diff| / max |ref| = %.3g" % rel_err(h, text_ref))
+    check(np.array_equal(h, h2) and ids.dtype == torch.int64 and ids.shape == (len(texts), 16),
+          "text: forward(ids, valid) == embed_texts")
+    sharp = sharpened(text_ckpt, os.path.join(tmp, "text-sharp.safetensors"))
+    with contrast.load(sharp) as m:
+        ref = m.embed_texts(texts)
+    with torch.no_grad():
+        got = ctorch.load(sharp).embed_texts(texts).numpy()
+    check(rel_err(got, ref) <= 1e-4, "text transformer, large weights: max |diff| / max |ref| = %.3g" %
+          rel_err(got, ref))
+    check(raises(ValueError, net.preprocess, np.zeros((1, 28, 28), np.uint8)) is not None, "text: no preprocess")
+    out = os.path.join(tmp, "text-eot")
+    contrast.train({"method": "pairs", "data": "pairs:" + pairs, "batch": 32, "epochs": 1, "threads": 2,
+                    "eval_every": 0, "final_probe": 0, "out": out,
+                    "model": {"encoder": "transformer", "width": 32, "depth": 2, "heads": 4, "context": 12,
+                              "vocab": 290, "causal": 1, "pool": 3, "head_hidden": 48, "head_out": 16,
+                              "whiten": 0}})
+    ck = sharpened(os.path.join(out, "checkpoint.safetensors"), os.path.join(tmp, "text-eot-sharp.safetensors"))
+    long_texts = texts + [" ".join(["green bird"] * 20)]  # cut to the context: EOT is then the last token
+    with contrast.load(ck) as m:
+        ref = {w: m.embed_texts(long_texts, which=w) for w in ("h", "z")}
+    for w in ("h", "z"):
+        n = ctorch.load(ck, output=w)
+        with torch.no_grad():
+            got = n.embed_texts(long_texts).numpy()
+        check(n.encoder.pool == "eot" and n.encoder.blocks[0].attn.causal and rel_err(got, ref[w]) <= 1e-4,
+              "causal text transformer, EOT pooling, %s: max |diff| / max |ref| = %.3g" % (w, rel_err(got, ref[w])))
+    x, _ = test_images()
+    vit = os.path.join(tmp, "vit")
+    run_cli("train", "--encoder", "vit", "--width", 32, "--depth", 2, "--heads", 2, "--patch", 7, "--limit", 256,
+            "--batch", 64, "--epochs", 1, "--eval-every", 0, "--no-probe", "--quiet", "--threads", 2, "--out", vit)
+    vit = os.path.join(vit, "checkpoint.safetensors")
+    for which, flags in (("h", ()), ("h_raw", ("--no-whiten",)), ("z", ("--head",))):
+        r = cli_embed(vit, os.path.join(tmp, "vit-%s.npy" % which), *flags)
+        n = ctorch.load(vit, output=which)
+        with torch.no_grad():
+            got = n(n.preprocess(x)).numpy()
+        check(n.encoder.pool == "cls" and got.shape == r.shape and rel_err(got, r) <= 1e-4,
+              "ViT %s: torch vs contrast embed, max |diff| / max |ref| = %.3g" % (which, rel_err(got, r)))
+    vm = os.path.join(tmp, "vit-mean")
+    run_cli("train", "--encoder", "vit", "--width", 16, "--depth", 1, "--heads", 2, "--patch", 4, "--pool", "mean",
+            "--limit", 128, "--batch", 64, "--epochs", 1, "--eval-every", 0, "--no-probe", "--quiet", "--threads", 2,
+            "--out", vm)
+    vm = sharpened(os.path.join(vm, "checkpoint.safetensors"), os.path.join(tmp, "vit-mean-sharp.safetensors"))
+    with contrast.load(vm) as m:
+        r = m.embed(x[:200], which="h_raw")
+    n = ctorch.load(vm, output="h_raw")
+    with torch.no_grad():
+        got = n(n.preprocess(x[:200])).numpy()
+    check(n.encoder.pool == "mean" and rel_err(got, r) <= 1e-4,
+          "ViT mean pooling: max |diff| / max |ref| = %.3g" % rel_err(got, r))
+
 
 def test_torch(ckpts, refs, stale):
     if os.environ.get("CONTRAST_NO_TORCH") == "1":
@@ -297,9 +671,10 @@ def test_torch(ckpts, refs, stale):
             same = net.features(net.preprocess(x[:, :, :, None]), "z").numpy()
         check(np.abs(same - refs[label]["z"]).max() <= 1e-4 * np.abs(refs[label]["z"]).max(),
               "%s: features(which=) and NHWC preprocess" % label)
-    meta = dict(contrast.safetensors.read_metadata(ckpts["cnn"]), **{"model.encoder": "vit"})
+    meta = dict(contrast.safetensors.read_metadata(ckpts["cnn"]), **{"model.encoder": "vgg"})
     e = raises(ValueError, ctorch.ContrastModel, meta)
-    check(e is not None and "'vit'" in str(e) and "cnn" in str(e), "an unknown encoder is named: %r" % e)
+    check(e is not None and "'vgg'" in str(e) and "vit" in str(e), "an unknown encoder is named: %r" % e)
+    check({"cnn", "resnet18", "transformer", "vit"} <= set(ctorch.encoders()), "registry: %s" % ctorch.encoders())
     e = raises(ValueError, ctorch.load, stale)
     check(e is not None and "whitening" in str(e), "a stale whitening is refused for output h: %r" % e)
     check(ctorch.load(stale, output="h_raw") is not None, "... and loads for h_raw")
@@ -315,6 +690,7 @@ def main():
                 check(False, "%s raised:\n%s" % (fn.__name__, traceback.format_exc()))
                 return None
         step(test_abi)
+        step(test_abi_clip)
         step(test_library_lookup)
         step(test_losses)
         step(test_train_config)
@@ -329,6 +705,16 @@ def main():
             refs["cnn"] = step(test_embed, tmp, cnn, "cnn")
         refs["resnet18"] = step(test_embed, tmp, rn, "resnet18")
         stale = step(test_stale_whitening, tmp)
+        pairs, text_ckpt = step(train_text, tmp) or (None, None)
+        d = step(test_text_dataset, tmp, pairs) if pairs else None
+        if d:
+            step(test_tokenizer, tmp, d, text_ckpt)
+        text_ref = step(test_embed_texts, tmp, text_ckpt, rn) if text_ckpt else None
+        step(test_caption_dataset, tmp)
+        if text_ckpt:
+            step(test_clip, tmp, text_ckpt)
+        if text_ref is not None and has_torch():
+            step(test_torch_transformers, tmp, text_ckpt, text_ref[0], text_ref[1], pairs)
         if all(refs.values()) and stale:
             step(test_torch, {"cnn": cnn, "resnet18": rn}, refs, stale)
         else:

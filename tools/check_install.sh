@@ -40,6 +40,30 @@ test "$(grep -c '^step' "$tmp/steps.txt")" -eq 3
     --out "$tmp/run" >/dev/null 2>&1
 "$tmp/ex/embed_images" "$tmp/run/checkpoint.safetensors" 200 "$tmp/f.npy"
 test -s "$tmp/f.npy"
+# a text checkpoint, trained in a second on a tiny generated pairs file, then the
+# text example: its similarity matrix is n x n with ones on the diagonal
+i=0
+while [ $i -lt 120 ]; do
+    printf 'item %d red cat\titem %d red cat runs\n' $i $i
+    printf 'thing %d blue dog\tthing %d blue dog sleeps\n' $i $i
+    i=$((i + 1))
+done >"$tmp/pairs.tsv"
+"$prefix/bin/contrast" train --method pairs --data "pairs:$tmp/pairs.tsv" --width 32 --depth 2 --heads 2 \
+    --context 16 --vocab 300 --batch 32 --epochs 1 --quiet --out "$tmp/text" >/dev/null 2>&1
+"$tmp/ex/embed_text" "$tmp/text/checkpoint.safetensors" "item 3 red cat" "thing 4 blue dog" "item 7 red cat" |
+    tee "$tmp/sim.txt"
+# ... the cosines of the features `contrast embed --text` prints, to the 3 decimals shown
+"$prefix/bin/contrast" embed --checkpoint "$tmp/text/checkpoint.safetensors" --text "item 3 red cat" \
+    --text "thing 4 blue dog" --text "item 7 red cat" >"$tmp/text.txt"
+/usr/bin/python3 -c '
+import sys, numpy as np
+h = np.loadtxt(sys.argv[1]); h /= np.linalg.norm(h, axis=1, keepdims=True)
+rows = [l.split()[:3] for l in open(sys.argv[2]).read().splitlines()[1:]]
+got = np.array(rows, float)
+assert got.shape == (3, 3) and np.abs(got - h @ h.T).max() <= 6e-4, (got, h @ h.T)
+' "$tmp/text.txt" "$tmp/sim.txt"
+"$tmp/ex/embed_text" "$tmp/run/checkpoint.safetensors" 2>/dev/null && {
+    echo "check_install: embed_text accepted an image checkpoint"; exit 1; }
 # the Python package, as installed: found with PYTHONPATH alone, it loads the library
 # from the prefix (the path make install recorded) and embeds as contrast embed does
 "$prefix/bin/contrast" embed --checkpoint "$tmp/run/checkpoint.safetensors" --limit 200 --out "$tmp/cli.npy" \
