@@ -201,7 +201,7 @@ def kaiming_fan_out_(module):
 
 def image_encoder(a):
     if a.image_encoder == "vit":
-        return ViTEncoder(3, a.size, a.patch, a.image_width, a.image_depth, a.image_heads, a.dropout)
+        return ViTEncoder(3, a.size, a.patch, a.image_width, a.image_depth, a.image_heads, a.image_dropout)
     import contrast.torch as ct  # the library's CNN and ResNet-18, with its tensor names
     enc = ct.CNNEncoder(3, a.size, a.image_width, 0) if a.image_encoder == "cnn" else \
         ct.ResNet18Encoder(3, a.image_width)
@@ -221,7 +221,7 @@ class CLIP(nn.Module):
         super().__init__()
         enc = image_encoder(a)
         self.visual = Tower(enc, enc.feature_dim, a.embed_dim, a.proj_bias)
-        txt = TextEncoder(a.vocab, a.context, a.text_width, a.text_depth, a.text_heads, a.dropout, a.pool, a.causal)
+        txt = TextEncoder(a.vocab, a.context, a.text_width, a.text_depth, a.text_heads, a.text_dropout, a.pool, a.causal)
         self.text = Tower(txt, a.text_width, a.embed_dim, a.proj_bias)
         self.logit_scale = nn.Parameter(torch.tensor(LN_INIT_SCALE))
 
@@ -439,7 +439,8 @@ def apply_like(a, path):
     take("vocab", ["text.model.vocab"], int)
     take("causal", ["text.model.causal"], lambda v: bool(int(v)))
     take("pool", ["text.model.pool"], lambda v: {"0": "eot", "1": "mean", "2": "cls", "3": "eot"}.get(v, v))
-    take("dropout", ["text.model.dropout", "model.dropout"], float)
+    take("image_dropout", ["visual.model.dropout", "image.model.dropout"], float)
+    take("text_dropout", ["text.model.dropout"], float)
     take("embed_dim", ["clip.dim", "clip.embed_dim"], int)
     take("batch", ["train.batch"], int)
     take("lr", ["train.lr"], float)
@@ -527,7 +528,7 @@ def train(a, t0):
 
 
 CONFIG_KEYS = ["data", "size", "image_encoder", "image_width", "image_depth", "image_heads", "patch", "text_width",
-               "text_depth", "text_heads", "context", "vocab", "pool", "causal", "dropout", "embed_dim",
+               "text_depth", "text_heads", "context", "vocab", "pool", "causal", "image_dropout", "text_dropout", "embed_dim",
                "proj_bias", "batch", "lr", "weight_decay", "warmup_epochs", "augment", "seed"]
 
 
@@ -576,9 +577,9 @@ def main():
     ap.add_argument("--like", default="", help="read shapes and settings from a C --method clip checkpoint")
     ap.add_argument("--size", type=int, default=32, help="image side")
     ap.add_argument("--image-encoder", default="vit", choices=["cnn", "resnet18", "vit"])
-    ap.add_argument("--image-width", type=int, default=192)
-    ap.add_argument("--image-depth", type=int, default=6, help="vit blocks")
-    ap.add_argument("--image-heads", type=int, default=3, help="vit heads")
+    ap.add_argument("--image-width", type=int, default=128, help="vit width C; cnn/resnet18 base width")
+    ap.add_argument("--image-depth", type=int, default=4, help="vit blocks")
+    ap.add_argument("--image-heads", type=int, default=4, help="vit heads")
     ap.add_argument("--patch", type=int, default=4, help="vit patch side")
     ap.add_argument("--text-width", type=int, default=256)
     ap.add_argument("--text-depth", type=int, default=4)
@@ -587,7 +588,8 @@ def main():
     ap.add_argument("--vocab", type=int, default=8192)
     ap.add_argument("--pool", default="eot", choices=["eot", "mean", "cls"], help="text pooling")
     ap.add_argument("--causal", action="store_true", help="causal text attention")
-    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--image-dropout", type=float, default=0.0, help="vit dropout")
+    ap.add_argument("--text-dropout", type=float, default=0.1)
     ap.add_argument("--embed-dim", type=int, default=256)
     ap.add_argument("--proj-bias", action="store_true", help="biases in the two projections")
     ap.add_argument("--batch", type=int, default=256)
