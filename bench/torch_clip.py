@@ -299,13 +299,12 @@ def augment(x, aug, g):
 
 
 def normalise(images, mean, std):
-    """uint8 (N, 3, S, S) -> float, (x/255 - mean) / std per channel (the trainer's)."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    """uint8 (N, 3, S, S) -> float32 (x * (1/255) - mean) * (1/std) per channel, as
+    contrast.images.prepare and the library normalise (mean, std on the 0..1 scale)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().mul_(np.float32(1.0) / np.float32(255.0))
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    if m.max() > 1.5:  # given on the 0..255 scale
-        m, s = m / 255.0, s / 255.0
-    return (x - m) / s
+    inv = 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (x - m) * inv
 
 
 def load_templates(path):
@@ -508,14 +507,14 @@ def train(a, t0):
             with torch.no_grad():
                 model.logit_scale.clamp_(0.0, LN_MAX_SCALE)
             step += 1
+            with torch.no_grad():  # metrics.jsonl's: loss, scale, in-batch top-1 both ways
+                tgt = torch.arange(len(idx))
+                last = {"step": step, "epoch": epoch, "loss": float(loss), "lr": lr,
+                        "logit_scale": float(model.logit_scale),
+                        "i2t_top1": float((logits.argmax(1) == tgt).float().mean()),
+                        "t2i_top1": float((logits.argmax(0) == tgt).float().mean()),
+                        "elapsed_s": round(time.time() - t0, 1)}
             if step % a.log_every == 0 or step == 1:
-                with torch.no_grad():
-                    tgt = torch.arange(len(idx))
-                    last = {"step": step, "epoch": epoch, "loss": float(loss), "lr": lr,
-                            "logit_scale": float(model.logit_scale),
-                            "i2t_top1": float((logits.argmax(1) == tgt).float().mean()),
-                            "t2i_top1": float((logits.argmax(0) == tgt).float().mean()),
-                            "elapsed_s": round(time.time() - t0, 1)}
                 print("torch_clip: " + json.dumps(last), file=sys.stderr, flush=True)
         epoch += 1
     train_s = time.time() - t0
