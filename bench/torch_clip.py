@@ -531,6 +531,88 @@ CONFIG_KEYS = ["data", "size", "image_encoder", "image_width", "image_depth", "i
                "proj_bias", "batch", "lr", "weight_decay", "warmup_epochs", "augment", "seed"]
 
 
+# ---- the parity check -----------------------------------------------------------------
+
+def check(a):
+    """The towers and the loss against the library: tiny ViT and text checkpoints
+    trained by `contrast train` (CONTRAST_BIN, default ./contrast) loaded into this
+    file's modules give the features `contrast.load(...).embed*` give, and the loss
+    and its gradients are contrast.losses.clip's. Exits 1 when a difference exceeds
+    1e-4 (float32 sums in another order differ by ~1e-6)."""
+    import subprocess
+    import tempfile
+    import contrast
+    from contrast import images as ci
+    from contrast.safetensors import read_metadata, read_tensors
+    binary = os.environ.get("CONTRAST_BIN", "./contrast")
+    worst = 0.0
+    tmp = tempfile.mkdtemp(prefix="torch_clip_check.")
+
+    def report(what, got, ref):
+        nonlocal worst
+        d = float(np.abs(np.asarray(got) - np.asarray(ref)).max())
+        worst = max(worst, d)
+        print("check %-40s max |diff| %.2e (max |ref| %.2f)" % (what, d, float(np.abs(np.asarray(ref)).max())))
+
+    def run(args):
+        subprocess.run([binary, "train", "--epochs", "1", "--quiet", "--threads", "1", "--overwrite"] + args,
+                       check=True, stdout=subprocess.DEVNULL)
+
+    def encoder_state(path):
+        return {k[len("encoder."):]: torch.from_numpy(v) for k, v in read_tensors(path).items()
+                if k.startswith("encoder.")}
+
+    rng = np.random.default_rng(0)
+    # the ViT, trained on Fashion-MNIST (1 channel: ViTEncoder with in_c 1), fed random images
+    out = os.path.join(tmp, "vit")
+    run(["--encoder", "vit", "--width", "32", "--depth", "2", "--heads", "2", "--limit", "256", "--batch", "64",
+         "--no-probe", "--eval-every", "0", "--out", out])
+    path = os.path.join(out, "checkpoint.safetensors")
+    meta = read_metadata(path)
+    enc = ViTEncoder(1, 28, int(meta["model.patch"]), 32, 2, 2, 0.0)
+    enc.load_state_dict(encoder_state(path), strict=True)
+    enc.eval()
+    imgs = rng.integers(0, 256, (8, 1, 28, 28), dtype=np.uint8)
+    mean, std = ci.normalisation(meta)
+    with torch.no_grad():
+        got = enc(torch.from_numpy(ci.prepare(imgs, mean, std, 1, 28, 28, None))).numpy()
+    report("vit features vs contrast embed", got, contrast.load(path).embed(imgs, which="h_raw"))
+    # the text transformer, EOT and mean pooling, on captions of the data
+    caps = [c for cl in contrast.caption_dataset(a.data, train=True, size=8).captions for c in cl]
+    txt = os.path.join(tmp, "caps.txt")
+    with open(txt, "w", encoding="utf-8") as f:
+        f.write("\n".join(c.replace("\n", " ") for c in caps) + "\n")
+    texts = ["an emoji of a red heart", "grinning face", "x", "thumbs up, hand, yes, approve, ok, like " * 4]
+    for pool in ("eot", "mean"):
+        out = os.path.join(tmp, "text-" + pool)
+        run(["--data", "text:" + txt, "--width", "32", "--depth", "2", "--heads", "2", "--vocab", "1024",
+             "--context", "16", "--pool", pool, "--batch", "64", "--out", out])
+        path = os.path.join(out, "checkpoint.safetensors")
+        tok = contrast.Tokenizer.from_checkpoint(path)
+        enc = TextEncoder(1024, 16, 32, 2, 2, 0.0, pool, False)
+        enc.load_state_dict(encoder_state(path), strict=True)
+        enc.eval()
+        ids, valid = tok.encode(texts, context=16)
+        with torch.no_grad():
+            got = enc(torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(valid.astype(bool))).numpy()
+        report("text (%s) features vs contrast embed --text" % pool, got, contrast.load(path).embed_texts(texts))
+    for s in (LN_INIT_SCALE, 4.9):  # 4.9 > ln 100: the clamp, no gradient to s
+        zi = rng.standard_normal((37, 24)).astype(np.float32)
+        zt = rng.standard_normal((37, 24)).astype(np.float32)
+        loss, (di, dt, ds), _ = contrast.losses.clip(zi, zt, s)
+        ti, tt = torch.tensor(zi, requires_grad=True), torch.tensor(zt, requires_grad=True)
+        ts = torch.tensor(s, dtype=torch.float32, requires_grad=True)
+        tl, _ = clip_loss(ti, tt, ts)
+        tl.backward()
+        report("clip loss (s=%.2f) vs contrast.losses.clip" % s, [float(tl)], [loss])
+        report("  its gradients", np.concatenate([ti.grad.numpy().ravel(), tt.grad.numpy().ravel(), [float(ts.grad)]]),
+               np.concatenate([di.ravel(), dt.ravel(), [ds]]))
+    import shutil
+    shutil.rmtree(tmp, ignore_errors=True)
+    print("check: %s (worst %.2e, limit 1e-4)" % ("ok" if worst <= 1e-4 else "FAILED", worst))
+    return 0 if worst <= 1e-4 else 1
+
+
 # ---- the bench mode ----------------------------------------------------------------
 
 def bench(a):
@@ -602,6 +684,7 @@ def main():
     ap.add_argument("--json", default="", help="write the results here ('-': stdout)")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave the default)")
+    ap.add_argument("--check", action="store_true", help="compare the towers and the loss with the library")
     ap.add_argument("--bench", action="store_true", help="time --steps training steps on random inputs")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps before the --bench ones")
@@ -613,6 +696,8 @@ def main():
     if a.like:
         got = apply_like(a, a.like)
         print("torch_clip: from %s: %s" % (a.like, ", ".join(got) or "nothing"), file=sys.stderr)
+    if a.check:
+        sys.exit(check(a))
     if a.bench:
         if a.models != "clip":
             raise SystemExit("torch_clip.py: --models %s: this script times 'clip' only" % a.models)
