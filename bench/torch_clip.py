@@ -66,10 +66,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 
 LN_MAX_SCALE = math.log(100.0)
-LN_INIT_SCALE = math.log(1.0 / 0.07)
+# the C trainer's image pipeline for clip before its --augment overrides (src/train/clip.c):
+# mild crops, no flips, no colour changes (captions name colours and sides)
+BASE_AUGMENT = "crop=0.6:1"
 
-# The zero-shot prompts when --templates is not given ({} is the class name).
-DEFAULT_TEMPLATES = ["an emoji of {}", "{}", "an emoji of a {}", "a {} emoji", "an icon of {}"]
+# The zero-shot prompts when --templates is not given ({} is the class name): the
+# library's built-in emoji templates (ct_zeroshot_default_templates).
+DEFAULT_TEMPLATES = ["an emoji of {}", "{}", "a {} emoji", "an icon of {}", "a picture of {}", "a drawing of {}"]
 
 
 # ---- the towers ------------------------------------------------------------------
@@ -201,35 +204,42 @@ def kaiming_fan_out_(module):
 
 def image_encoder(a):
     if a.image_encoder == "vit":
-        return ViTEncoder(3, a.size, a.patch, a.image_width, a.image_depth, a.image_heads, a.image_dropout)
+        return ViTEncoder(3, a.size, a.patch, a.image_width, a.image_depth, a.image_heads, a.dropout)
     import contrast.torch as ct  # the library's CNN and ResNet-18, with its tensor names
-    enc = ct.CNNEncoder(3, a.size, a.image_width, 0) if a.image_encoder == "cnn" else \
+    enc = ct.CNNEncoder(3, a.size, a.image_width, a.last_width) if a.image_encoder == "cnn" else \
         ct.ResNet18Encoder(3, a.image_width)
     kaiming_fan_out_(enc)
     return enc
 
 
 class Tower(nn.Module):
-    def __init__(self, encoder, feature_dim, embed_dim, bias):
+    """encoder + "head", one linear projection without bias (head_hidden -1 in the
+    library), PyTorch's default init (U(+-1/sqrt(fan_in)), the library's over vectors)."""
+
+    def __init__(self, encoder, feature_dim, embed_dim):
         super().__init__()
         self.encoder = encoder
-        self.proj = nn.Linear(feature_dim, embed_dim, bias=bias)  # PyTorch's default init, as the head's
+        self.head = nn.Linear(feature_dim, embed_dim, bias=False)
 
 
 class CLIP(nn.Module):
-    def __init__(self, a):
+    """State dict names are the C checkpoint's: visual.encoder.*, visual.head.weight,
+    text.encoder.*, text.head.weight, logit_scale (a C checkpoint loads as is)."""
+
+    def __init__(self, a, text_vocab):
         super().__init__()
         enc = image_encoder(a)
-        self.visual = Tower(enc, enc.feature_dim, a.embed_dim, a.proj_bias)
-        txt = TextEncoder(a.vocab, a.context, a.text_width, a.text_depth, a.text_heads, a.text_dropout, a.pool, a.causal)
-        self.text = Tower(txt, a.text_width, a.embed_dim, a.proj_bias)
-        self.logit_scale = nn.Parameter(torch.tensor(LN_INIT_SCALE))
+        self.visual = Tower(enc, enc.feature_dim, a.embed_dim)
+        txt = TextEncoder(text_vocab, a.context, a.text_width, a.text_depth, a.text_heads, a.dropout, a.pool,
+                          a.causal)
+        self.text = Tower(txt, a.text_width, a.embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / a.temperature), dtype=torch.float32))
 
     def encode_image(self, x):
-        return self.visual.proj(self.visual.encoder(x))
+        return self.visual.head(self.visual.encoder(x))
 
     def encode_text(self, ids, valid):
-        return self.text.proj(self.text.encoder(ids, valid))
+        return self.text.head(self.text.encoder(ids, valid))
 
 
 def clip_loss(zi, zt, s):
@@ -350,12 +360,19 @@ def chance_any(n, m, k):
     return 1.0 - p_none
 
 
+def ranks(sim):
+    """rank[q, g]: the position of gallery item g in query q's order, score
+    descending then index ascending (the library's one total order)."""
+    order = torch.sort(sim, dim=1, descending=True, stable=True).indices
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(sim.shape[1]).expand_as(order).contiguous())
+    return rank
+
+
 def recall_at(sim, relevant, ks):
     """sim (Q, G); relevant: list of index lists per query -> {k: fraction of
     queries with a relevant item among the top k}."""
-    order = sim.argsort(dim=1, descending=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(sim.shape[1]).expand_as(order))
+    rank = ranks(sim)
     best = torch.tensor([int(rank[q, rel].min()) for q, rel in enumerate(relevant)])
     return {k: float((best < k).float().mean()) for k in ks}
 
@@ -373,11 +390,10 @@ def evaluate(model, tok, test, mean, std, context, templates):
     for t in templates:
         cls += embed_texts(model, tok, [t.format(n) for n in names], context)
     cls = F.normalize(cls / len(templates), dim=1)
-    top = (img @ cls.t()).topk(min(5, ncls), dim=1).indices
-    hit = top == labels[:, None]
+    r = ranks(img @ cls.t()).gather(1, labels[:, None])[:, 0]
     res = {"images": int(img.shape[0]), "classes": ncls, "templates": templates,
-           "zeroshot_top1": float(hit[:, :1].any(1).float().mean()),
-           "zeroshot_top5": float(hit.any(1).float().mean()),
+           "zeroshot_top1": float((r < 1).float().mean()),
+           "zeroshot_top5": float((r < 5).float().mean()),
            "chance_top1": 1.0 / ncls, "chance_top5": min(5, ncls) / ncls}
     # retrieval over the distinct captions
     caps, index = [], {}
@@ -410,42 +426,41 @@ def evaluate(model, tok, test, mean, std, context, templates):
 # ---- configuration from a C checkpoint ---------------------------------------------
 
 def apply_like(a, path):
-    """Sets the shapes and training settings from a `contrast train --method clip`
-    checkpoint's metadata (contrast.safetensors.read_metadata)."""
+    """Sets the towers' shapes and the training settings from a `contrast train
+    --method clip` checkpoint's metadata (the keys clip_save writes); returns
+    "name=value" strings of what it set."""
     from contrast.safetensors import read_metadata
     meta = read_metadata(path)
-    if meta.get("train.method", "clip") != "clip":
-        raise SystemExit("torch_clip.py: %s is not a --method clip checkpoint" % path)
+    if meta.get("train.method") != "clip":
+        raise SystemExit("torch_clip.py: %s is not a --method clip checkpoint (train.method %r)" %
+                         (path, meta.get("train.method")))
     got = []
-
-    def take(dest, keys, conv):
-        for k in keys:
-            if k in meta:
-                setattr(a, dest, conv(meta[k]))
-                got.append("%s=%s" % (dest, getattr(a, dest)))
-                return
-
-    take("image_encoder", ["visual.model.encoder", "image.model.encoder", "clip.image_encoder"], str)
-    take("size", ["clip.size", "visual.model.in_h", "image.model.in_h"], int)
-    take("image_width", ["visual.model.width", "image.model.width"], int)
-    take("image_depth", ["visual.model.depth", "image.model.depth"], int)
-    take("image_heads", ["visual.model.heads", "image.model.heads"], int)
-    take("patch", ["visual.model.patch", "image.model.patch"], int)
-    take("text_width", ["text.model.width"], int)
-    take("text_depth", ["text.model.depth"], int)
-    take("text_heads", ["text.model.heads"], int)
-    take("context", ["text.model.context"], int)
-    take("vocab", ["text.model.vocab"], int)
-    take("causal", ["text.model.causal"], lambda v: bool(int(v)))
-    take("pool", ["text.model.pool"], lambda v: {"0": "eot", "1": "mean", "2": "cls", "3": "eot"}.get(v, v))
-    take("image_dropout", ["visual.model.dropout", "image.model.dropout"], float)
-    take("text_dropout", ["text.model.dropout"], float)
-    take("embed_dim", ["clip.dim", "clip.embed_dim"], int)
-    take("batch", ["train.batch"], int)
-    take("lr", ["train.lr"], float)
-    take("weight_decay", ["train.weight_decay", "optim.weight_decay"], float)
-    take("warmup_epochs", ["train.warmup_epochs"], float)
-    take("augment", ["train.augment", "data.augment"], str)
+    pools = {"eot": "eot", "mean": "mean", "cls": "cls", "default": "mean"}
+    for dest, key, conv in [
+            ("data", "train.data", str), ("size", "train.image_size", int),
+            ("image_encoder", "visual.model.encoder", str), ("image_width", "visual.model.width", int),
+            ("last_width", "visual.model.last_width", int), ("image_depth", "visual.model.depth", int),
+            ("image_heads", "visual.model.heads", int), ("patch", "visual.model.patch", int),
+            ("dropout", "visual.model.dropout", float), ("text_width", "text.model.width", int),
+            ("text_depth", "text.model.depth", int), ("text_heads", "text.model.heads", int),
+            ("context", "text.model.context", int), ("pool", "text.model.pool", lambda v: pools[v]),
+            ("causal", "text.model.causal", lambda v: bool(int(v))), ("vocab", "train.vocab", int),
+            ("embed_dim", "clip.embed_dim", int), ("batch", "train.batch", int), ("lr", "train.lr", float),
+            ("weight_decay", "train.weight_decay", float), ("temperature", "train.temperature", float),
+            ("warmup_epochs", "train.warmup_epochs", float), ("final_lr_frac", "train.final_lr_frac", float),
+            ("seed", "train.seed", int)]:
+        if key in meta:
+            setattr(a, dest, conv(meta[key]))
+            got.append("%s=%s" % (dest, getattr(a, dest)))
+    if meta.get("text.model.dropout", meta.get("visual.model.dropout")) != meta.get("visual.model.dropout"):
+        raise SystemExit("torch_clip.py: %s: the towers' dropouts differ; this script has one --dropout" % path)
+    if meta.get("train.optimizer", "adamw") != "adamw":
+        raise SystemExit("torch_clip.py: %s was trained with %s; this script has AdamW only" %
+                         (path, meta["train.optimizer"]))
+    if int(meta.get("train.limit", "0")) > 0:
+        raise SystemExit("torch_clip.py: %s was trained with --limit; this script trains on the whole split" % path)
+    a.augment = BASE_AUGMENT + ("," + meta["train.augment"] if meta.get("train.augment") else "")
+    got.append("augment=" + a.augment)
     return got
 
 
@@ -457,8 +472,6 @@ def train(a, t0):
     te = contrast.caption_dataset(a.data, train=False, size=a.size)
     flat = [c for cl in tr.captions for c in cl]
     tok = contrast.Tokenizer.train(flat, vocab=a.vocab)
-    if tok.vocab_size > a.vocab:
-        raise SystemExit("torch_clip.py: the tokenizer has %d tokens, more than --vocab %d" % (tok.vocab_size, a.vocab))
     # every caption tokenized once; caption j of image i is row start[i] + j
     ids, valid = tok.encode(flat, context=a.context)
     ids, valid = torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(valid.astype(bool))
@@ -469,7 +482,7 @@ def train(a, t0):
     if n < a.batch:
         raise SystemExit("torch_clip.py: %d training images, fewer than one batch of %d" % (n, a.batch))
     torch.manual_seed(a.seed)
-    model = CLIP(a)
+    model = CLIP(a, tok.vocab_size)  # the text tower's vocabulary is the tokenizer's, as in clip.c
     opt = make_optimizer(model, a.lr, a.weight_decay)
     aug = parse_augment(a.augment)
     g = torch.Generator().manual_seed(a.seed)
@@ -491,7 +504,8 @@ def train(a, t0):
             if frac >= 1.0:
                 done = True
                 break
-            lr = a.lr * (step + 1) / warm if step < warm else 0.5 * a.lr * (1 + math.cos(math.pi * frac))
+            fin = a.lr * a.final_lr_frac  # ct_lr_schedule, with the spent time as the cosine's progress
+            lr = a.lr * (step + 1) / warm if step < warm else fin + (a.lr - fin) * 0.5 * (1 + math.cos(math.pi * frac))
             for grp in opt.param_groups:
                 grp["lr"] = lr
             idx = perm[b * a.batch:(b + 1) * a.batch]
@@ -526,9 +540,36 @@ def train(a, t0):
     return res
 
 
-CONFIG_KEYS = ["data", "size", "image_encoder", "image_width", "image_depth", "image_heads", "patch", "text_width",
-               "text_depth", "text_heads", "context", "vocab", "pool", "causal", "image_dropout", "text_dropout", "embed_dim",
-               "proj_bias", "batch", "lr", "weight_decay", "warmup_epochs", "augment", "seed"]
+CONFIG_KEYS = ["data", "size", "image_encoder", "image_width", "last_width", "image_depth", "image_heads", "patch",
+               "text_width", "text_depth", "text_heads", "context", "vocab", "pool", "causal", "dropout", "embed_dim",
+               "batch", "lr", "weight_decay", "temperature", "warmup_epochs", "final_lr_frac", "augment", "seed"]
+
+
+def eval_checkpoint(a, path):
+    """A C checkpoint's towers, scale and tokenizer loaded into CLIP (strict: every
+    name and shape must match) and evaluated by evaluate(): the same numbers as
+    `contrast zeroshot` show that the two sides compute the same model and metrics."""
+    import contrast
+    from contrast.safetensors import read_header, read_metadata, read_tensors
+    if not a.like:
+        apply_like(a, path)
+    head = read_header(path)[0]
+    names = [n for n in head if n.startswith(("visual.", "text.")) or n == "logit_scale"]
+    state = {k: torch.from_numpy(np.array(v)) for k, v in read_tensors(path, set(names)).items()}
+    state["logit_scale"] = state["logit_scale"].reshape(())
+    tok = contrast.Tokenizer.from_checkpoint(path)
+    meta = read_metadata(path)
+    model = CLIP(a, int(meta["text.model.vocab"]))
+    for k, v in model.state_dict().items():  # torch's BatchNorm counter, which the library does not keep
+        if k.endswith(".num_batches_tracked") and k not in state:
+            state[k] = v
+    model.load_state_dict(state, strict=True)
+    mean = [float(x) for x in meta["data.mean"].split(",")]
+    std = [float(x) for x in meta["data.std"].split(",")]
+    te = contrast.caption_dataset(a.data, train=False, size=a.size)
+    res = evaluate(model, tok, te, mean, std, a.context, load_templates(a.templates))
+    res["checkpoint"] = path
+    return res
 
 
 # ---- the parity check -----------------------------------------------------------------
@@ -596,7 +637,7 @@ def check(a):
         with torch.no_grad():
             got = enc(torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(valid.astype(bool))).numpy()
         report("text (%s) features vs contrast embed --text" % pool, got, contrast.load(path).embed_texts(texts))
-    for s in (LN_INIT_SCALE, 4.9):  # 4.9 > ln 100: the clamp, no gradient to s
+    for s in (math.log(1.0 / 0.07), 4.9):  # 4.9 > ln 100: the clamp, no gradient to s
         zi = rng.standard_normal((37, 24)).astype(np.float32)
         zt = rng.standard_normal((37, 24)).astype(np.float32)
         loss, (di, dt, ds), _ = contrast.losses.clip(zi, zt, s)
@@ -617,7 +658,7 @@ def check(a):
 
 def bench(a):
     torch.manual_seed(0)
-    model = CLIP(a)
+    model = CLIP(a, a.vocab)
     opt = make_optimizer(model, a.lr, a.weight_decay)
     B = a.batch
     x = torch.randn(B, 3, a.size, a.size)
@@ -656,34 +697,39 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="emoji", help="caption data spec (contrast.caption_dataset)")
     ap.add_argument("--like", default="", help="read shapes and settings from a C --method clip checkpoint")
-    ap.add_argument("--size", type=int, default=32, help="image side")
-    ap.add_argument("--image-encoder", default="vit", choices=["cnn", "resnet18", "vit"])
-    ap.add_argument("--image-width", type=int, default=128, help="vit width C; cnn/resnet18 base width")
-    ap.add_argument("--image-depth", type=int, default=4, help="vit blocks")
-    ap.add_argument("--image-heads", type=int, default=4, help="vit heads")
+    # defaults: contrast train --method clip's (src/cli/train.c train_clip, src/train/clip.c)
+    ap.add_argument("--size", type=int, default=32, help="image side (--image-size)")
+    ap.add_argument("--image-encoder", default="cnn", choices=["cnn", "resnet18", "vit"])
+    ap.add_argument("--image-width", type=int, default=0, help="0: 32 cnn, 64 resnet18, 128 vit (--width)")
+    ap.add_argument("--last-width", type=int, default=-1, help="cnn: last stage's channels (-1: 16 x width)")
+    ap.add_argument("--image-depth", type=int, default=4, help="vit blocks (--depth)")
+    ap.add_argument("--image-heads", type=int, default=4, help="vit heads (--heads)")
     ap.add_argument("--patch", type=int, default=4, help="vit patch side")
-    ap.add_argument("--text-width", type=int, default=256)
-    ap.add_argument("--text-depth", type=int, default=4)
+    ap.add_argument("--text-width", type=int, default=128)
+    ap.add_argument("--text-depth", type=int, default=2)
     ap.add_argument("--text-heads", type=int, default=4)
-    ap.add_argument("--context", type=int, default=32)
-    ap.add_argument("--vocab", type=int, default=8192)
-    ap.add_argument("--pool", default="eot", choices=["eot", "mean", "cls"], help="text pooling")
-    ap.add_argument("--causal", action="store_true", help="causal text attention")
-    ap.add_argument("--image-dropout", type=float, default=0.0, help="vit dropout")
-    ap.add_argument("--text-dropout", type=float, default=0.1)
-    ap.add_argument("--embed-dim", type=int, default=256)
-    ap.add_argument("--proj-bias", action="store_true", help="biases in the two projections")
+    ap.add_argument("--context", type=int, default=32, help="tokens per caption (BOS, text, EOS)")
+    ap.add_argument("--vocab", type=int, default=8192, help="the tokenizer's vocabulary (trained on the captions)")
+    ap.add_argument("--pool", default="eot", choices=["eot", "mean"],
+                    help="text pooling (--text-pool; eot with a causal mask, as CLIP)")
+    ap.add_argument("--dropout", type=float, default=0.0, help="both towers' transformer dropout")
+    ap.add_argument("--embed-dim", type=int, default=128)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--weight-decay", type=float, default=0.1)
+    ap.add_argument("--temperature", type=float, default=0.07, help="the logit scale starts at ln(1/T)")
     ap.add_argument("--warmup-epochs", type=float, default=1.0)
-    ap.add_argument("--augment", default="crop=0.8:1,flip=0")
+    ap.add_argument("--final-lr-frac", type=float, default=0.0, help="the cosine ends at this fraction of --lr")
+    ap.add_argument("--augment", default="", help="overrides after %s (crop=SMIN:SMAX[:RMIN:RMAX]|off, flip=P)" %
+                    BASE_AUGMENT)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=0, help="wall-time budget of loading + training")
     ap.add_argument("--templates", default="", help="zero-shot prompts, one per line, {} or {name} = class name")
     ap.add_argument("--json", default="", help="write the results here ('-': stdout)")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave the default)")
+    ap.add_argument("--eval-checkpoint", default="", help="evaluate a C --method clip checkpoint here (with --like "
+                    "its shapes): the check that both sides measure the same way")
     ap.add_argument("--check", action="store_true", help="compare the towers and the loss with the library")
     ap.add_argument("--bench", action="store_true", help="time --steps training steps on random inputs")
     ap.add_argument("--steps", type=int, default=5)
@@ -695,9 +741,20 @@ def main():
         torch.set_num_threads(a.threads)
     if a.like:
         got = apply_like(a, a.like)
-        print("torch_clip: from %s: %s" % (a.like, ", ".join(got) or "nothing"), file=sys.stderr)
+        print("torch_clip: from %s: %s" % (a.like, ", ".join(got)), file=sys.stderr)
+    else:
+        a.augment = BASE_AUGMENT + ("," + a.augment if a.augment else "")
+    if a.image_width <= 0:
+        a.image_width = {"cnn": 32, "resnet18": 64, "vit": 128}[a.image_encoder]
+    if a.last_width < 0:
+        a.last_width = 16 * a.image_width if a.image_encoder == "cnn" else 0
+    a.causal = getattr(a, "causal", a.pool == "eot")
     if a.check:
         sys.exit(check(a))
+    if a.eval_checkpoint:
+        res = eval_checkpoint(a, a.eval_checkpoint)
+        write_json(a, res)
+        return
     if a.bench:
         if a.models != "clip":
             raise SystemExit("torch_clip.py: --models %s: this script times 'clip' only" % a.models)
@@ -705,7 +762,10 @@ def main():
         return
     if a.seconds <= 0:
         raise SystemExit("torch_clip.py: give --seconds (the training budget) or --bench")
-    res = train(a, t0)
+    write_json(a, train(a, t0))
+
+
+def write_json(a, res):
     out = json.dumps(res, indent=1)
     if a.json == "-" or not a.json:
         print(out)
