@@ -32,5 +32,6 @@
 #include "contrast/train.h"
 #include "contrast/plot.h"
 #include "contrast/text.h"
+#include "contrast/clip.h"
 
 #endif

@@ -49,7 +49,9 @@ typedef struct {
     int last_width;          /* CNN only: channels of the 4th stage, i.e. the feature size of h
                               * (0: 8w, the default; contrast train's default is 16w) */
     int in_c, in_h, in_w;    /* input image shape (default 1 x 28 x 28) */
-    int head_hidden;         /* projection head hidden size; 0 = no head (z = h) */
+    int head_hidden;         /* projection head hidden size; 0 = no head (z = h); -1 = a single
+                              * linear projection to head_out without bias ("head.weight"
+                              * (head_out, features): CLIP's towers) */
     int head_out;            /* projection output size (default 128) */
     int head_bn;             /* BatchNorm1d between the head's linears (default 1) */
     float whiten;            /* > 0: the model carries a ZCA whitening of its features h for

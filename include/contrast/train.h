@@ -36,7 +36,8 @@ typedef enum {
     CT_METHOD_MOCO = 1,
     CT_METHOD_SUPCON = 2,
     CT_METHOD_SIMCSE = 3,
-    CT_METHOD_PAIRS = 4
+    CT_METHOD_PAIRS = 4,
+    CT_METHOD_CLIP = 5
 } ct_method;
 const char *ct_method_name(ct_method m);
 int ct_method_parse(const char *s); /* -1 if unknown */
@@ -87,6 +88,13 @@ typedef struct {
     /* Progress reports (rank 0 only; NULL = none): the library never prints. */
     void (*on_event)(const struct ct_train_event *e, void *ctx);
     void *event_ctx;
+    /* CLIP (method clip) only; `model` is the image tower, model.head_out the shared
+     * embedding size, model.context / model.vocab / model.dropout the text tower's too. */
+    int image_size;          /* side of the images the image tower reads (default 32) */
+    int text_width;          /* the text transformer's width C (default 128) */
+    int text_depth;          /* its blocks (default 2) */
+    int text_heads;          /* its attention heads (default 4) */
+    ct_pool_kind text_pool;  /* its pooling: CT_POOL_EOT (default, as CLIP) or CT_POOL_MEAN */
 } ct_train_config;
 
 /* The recipe's defaults (README "Recipe"): SimCLR on Fashion-MNIST, CNN of width 32

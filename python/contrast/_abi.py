@@ -47,7 +47,8 @@ class TrainConfig(ctypes.Structure):  # ct_train_config, include/contrast/train.
                 ("moco_m", _f32), ("moco_k", _i64), ("stop_after", _i32), ("sync_bn", _i32), ("recompute", _i32),
                 ("dist_check", _i32), ("symmetric", _i32), ("out", ctypes.c_char * 512), ("overwrite", _i32),
                 ("resume", ctypes.c_char * 512), ("resume_allow_changes", _i32), ("on_event", EVENT_FN),
-                ("event_ctx", ctypes.c_void_p)]
+                ("event_ctx", ctypes.c_void_p), ("image_size", _i32), ("text_width", _i32),
+                ("text_depth", _i32), ("text_heads", _i32), ("text_pool", _i32)]
 
 
 class TrainResult(ctypes.Structure):  # ct_train_result, include/contrast/train.h

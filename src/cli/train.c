@@ -47,6 +47,77 @@ static void on_event(const ct_train_event *e, void *ctx) {
     }
 }
 
+/* Runs c with the progress printer, under mpirun on every rank; prints the outcome. */
+static int run_training(ct_train_config *c, int argc, char **argv, int quiet) {
+    progress_state ps = {quiet ? -1 : isatty(STDERR_FILENO) ? 1 : 0, 0};
+    c->on_event = on_event;
+    c->event_ctx = &ps;
+    if (ct_dist_init(&argc, &argv)) return cli_fail("train");
+    ct_train_result res;
+    if (ct_train_run(c, &res)) {
+        if (ps.bar_open) fputc('\n', stderr);
+        int code = cli_fail("train");
+        ct_dist_abort(code); /* under mpirun: end every rank, not just this one */
+        return code;
+    }
+    int rank = ct_dist_rank();
+    ct_dist_finalize();
+    if (rank != 0) return 0;
+    if (!quiet) {
+        fprintf(stderr, "trained %d epochs (%lld steps) in %.1fs; outputs in %s\n", res.epochs_done,
+                (long long)res.steps, res.seconds, res.out);
+    }
+    if (res.mrr10 >= 0) printf("r1 %.4f\nr10 %.4f\nmrr10 %.4f\n", res.r1, res.r10, res.mrr10);
+    if (res.knn_top1 >= 0) {
+        printf("knn_top1 %.4f\n", res.knn_top1);
+        if (res.knn_top1_raw >= 0) printf("knn_top1_unwhitened %.4f\n", res.knn_top1_raw);
+        if (res.probe_top1 >= 0) printf("probe_top1 %.4f\n", res.probe_top1);
+    }
+    if (c->method == CT_METHOD_CLIP) printf("loss %.4f\ntop1 %.4f\n", res.final_loss, res.final_top1);
+    return 0;
+}
+
+/* --method clip: its defaults (AdamW at lr 5e-4, weight decay 0.1, temperature 0.07, no
+ * dropout, no whitening, monitor or probe) and the towers' options. */
+static int train_clip(ct_train_config *c, int argc, char **argv, const char *encoder, const char *image_encoder,
+                      const char *text_encoder, const char *text_pool, int embed_dim, float lr, float weight_decay,
+                      float temperature, float dropout, const char *optimizer, int quiet) {
+    if (strcmp(encoder, "default")) {
+        fprintf(stderr, "contrast train: clip's towers are --image-encoder and --text-encoder, not --encoder\n");
+        return 2;
+    }
+    if (strcmp(text_encoder, "transformer")) {
+        fprintf(stderr, "contrast train: unknown --text-encoder '%s' (transformer)\n", text_encoder);
+        return 2;
+    }
+    if (ct_encoder_parse(image_encoder[0] ? image_encoder : "cnn", &c->model.encoder) ||
+        ct_pool_parse(text_pool, &c->text_pool) || (c->model.encoder == CT_ENC_TRANSFORMER && ct_error(CT_ERR_ARG,
+            "the image tower is cnn, resnet18 or vit")) || (c->text_pool != CT_POOL_EOT && c->text_pool != CT_POOL_MEAN &&
+            ct_error(CT_ERR_ARG, "--text-pool is eot or mean"))) {
+        fprintf(stderr, "contrast train: %s\n", ct_errmsg());
+        return 2;
+    }
+    int opt = ct_optim_type_parse(strcmp(optimizer, "default") ? optimizer : "adamw");
+    if (opt < 0) {
+        fprintf(stderr, "contrast train: unknown --optimizer '%s' (sgd, adamw, lars)\n", optimizer);
+        return 2;
+    }
+    c->method = CT_METHOD_CLIP;
+    float mom = c->optim.momentum;
+    ct_optim_config_default(&c->optim, (ct_optim_type)opt);
+    if (opt != CT_OPTIM_ADAMW) c->optim.momentum = mom;
+    c->optim.weight_decay = weight_decay >= 0 ? weight_decay : 0.1f;
+    c->lr = lr > 0 ? lr : 5e-4f;
+    c->temperature = temperature > 0 ? temperature : 0.07f;
+    c->model.dropout = dropout >= 0 ? dropout : 0.0f;
+    c->model.head_out = embed_dim;
+    c->model.whiten = 0;
+    c->eval_every = 0;
+    c->final_probe = 0;
+    c->view_size = -1;
+    return run_training(c, argc, argv, quiet);
+}
+
 /* Longer than our ~80-line aim: most of it is the option table, one line per flag. */
 int cmd_train(int argc, char **argv) {
     ct_train_config c;
@@ -57,6 +128,9 @@ int cmd_train(int argc, char **argv) {
     /* options whose default depends on the encoder (image or text): 0 / -1 / -2 here stand for it */
     int no_probe = !c.final_probe, quiet = 0, view_size = -1, head_hidden = -1, eval_every = -1;
     float lr = 0.0f, weight_decay = -1.0f, dropout = -1.0f, temperature = 0.0f, whiten = -1.0f;
+    /* clip: the towers (docs/clip.md) */
+    char image_encoder[16] = "", text_encoder[16] = "transformer", text_pool[16] = "eot";
+    int embed_dim = 128;
     cli_opt opts[] = {
         {"--method", OPT_STR, method, sizeof method, 0, 0, "images: simclr | moco | supcon (supcon uses labels); text: simcse | pairs"},
         {"--data", OPT_STR, c.data, sizeof c.data, 0, 0, "fashion-mnist | mnist:DIR | cifar10:DIR | cifar100:DIR | folder:DIR; text: text:FILE | pairs:FILE | debian-descriptions"},
@@ -105,12 +179,27 @@ int cmd_train(int argc, char **argv) {
         {"--recompute", OPT_FLAG, &c.recompute, 0, 0, 0, "recompute conv outputs (vit: attention and MLP) in backward: less memory, more time, same results"},
         {"--sync-bn", OPT_FLAG, &c.sync_bn, 0, 0, 0, "under mpirun: BatchNorm statistics over the global batch"},
         {"--dist-check", OPT_INT, &c.dist_check, 0, 0, 1 << 30, "under mpirun: check every N steps that all ranks hold the same parameters"},
+        {"--image-encoder", OPT_STR, image_encoder, sizeof image_encoder, 0, 0, "clip: the image tower, cnn | resnet18 | vit (default cnn; --width, --depth, --heads, --patch shape it)"},
+        {"--text-encoder", OPT_STR, text_encoder, sizeof text_encoder, 0, 0, "clip: the text tower (transformer)"},
+        {"--text-pool", OPT_STR, text_pool, sizeof text_pool, 0, 0, "clip: the text tower's pooling, eot (causal mask, as CLIP) | mean"},
+        {"--text-width", OPT_INT, &c.text_width, 0, 1, 4096, "clip: the text transformer's width"},
+        {"--text-depth", OPT_INT, &c.text_depth, 0, 1, 1024, "clip: the text transformer's blocks"},
+        {"--text-heads", OPT_INT, &c.text_heads, 0, 1, 4096, "clip: the text transformer's attention heads"},
+        {"--embed-dim", OPT_INT, &embed_dim, 0, 1, 65536, "clip: the shared embedding size both towers project to"},
+        {"--image-size", OPT_INT, &c.image_size, 0, 8, 1024, "clip: side of the images the image tower reads"},
         {"--quiet", OPT_FLAG, &quiet, 0, 0, 0, "no progress output"},
     };
     int rc = cli_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
                        "usage: contrast train [options]\n"
                        "Contrastive pretraining; writes checkpoint.safetensors, metrics.jsonl and eval.json to --out.");
     if (rc) return rc == 1 ? 0 : rc;
+    if (!strcmp(method, "clip")) return train_clip(&c, argc, argv, encoder, image_encoder, text_encoder, text_pool,
+                                                   embed_dim, lr, weight_decay, temperature, dropout, optimizer, quiet);
+    if (image_encoder[0] || strcmp(text_encoder, "transformer") || strcmp(text_pool, "eot") || embed_dim != 128 ||
+        c.text_width != 128 || c.text_depth != 2 || c.text_heads != 4 || c.image_size != 32) {
+        fprintf(stderr, "contrast train: --image-encoder, --text-*, --embed-dim and --image-size apply to --method clip\n");
+        return 2;
+    }
     const int text = ct_data_is_text(c.data);
     if (!strcmp(encoder, "default")) snprintf(encoder, sizeof encoder, "%s", text ? "transformer" : "cnn");
     if (ct_encoder_parse(encoder, &c.model.encoder) || ct_pool_parse(pool, &c.model.pool)) {
@@ -173,29 +262,5 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     c.final_probe = !no_probe;
-    progress_state ps = {quiet ? -1 : isatty(STDERR_FILENO) ? 1 : 0, 0};
-    c.on_event = on_event;
-    c.event_ctx = &ps;
-    if (ct_dist_init(&argc, &argv)) return cli_fail("train");
-    ct_train_result res;
-    if (ct_train_run(&c, &res)) {
-        if (ps.bar_open) fputc('\n', stderr);
-        int code = cli_fail("train");
-        ct_dist_abort(code); /* under mpirun: end every rank, not just this one */
-        return code;
-    }
-    int rank = ct_dist_rank();
-    ct_dist_finalize();
-    if (rank != 0) return 0;
-    if (!quiet) {
-        fprintf(stderr, "trained %d epochs (%lld steps) in %.1fs; outputs in %s\n", res.epochs_done,
-                (long long)res.steps, res.seconds, res.out);
-    }
-    if (res.mrr10 >= 0) printf("r1 %.4f\nr10 %.4f\nmrr10 %.4f\n", res.r1, res.r10, res.mrr10);
-    if (res.knn_top1 >= 0) {
-        printf("knn_top1 %.4f\n", res.knn_top1);
-        if (res.knn_top1_raw >= 0) printf("knn_top1_unwhitened %.4f\n", res.knn_top1_raw);
-        if (res.probe_top1 >= 0) printf("probe_top1 %.4f\n", res.probe_top1);
-    }
-    return 0;
+    return run_training(&c, argc, argv, quiet);
 }

@@ -597,7 +597,7 @@ static int build_transformer(ct_model *m, int x) {
 /* Records the configured model's nodes and tensor tables; allocates no slabs. */
 static ct_status build_model(ct_model *m, const ct_model_config *cfg, int *h_out, int *z_out) {
     if (cfg->width < 1 || cfg->width > 4096) return ct_error(CT_ERR_ARG, "model: width %d out of range", cfg->width);
-    if (cfg->head_hidden < 0 || cfg->head_out < 0 || (cfg->head_hidden > 0 && cfg->head_out < 1))
+    if (cfg->head_hidden < -1 || cfg->head_out < 0 || (cfg->head_hidden != 0 && cfg->head_out < 1))
         return ct_error(CT_ERR_ARG, "model: bad head sizes %d, %d", cfg->head_hidden, cfg->head_out);
     if (cfg->last_width < 0 || cfg->last_width > 65536 || (cfg->last_width > 0 && cfg->encoder != CT_ENC_CNN))
         return ct_error(CT_ERR_ARG, "model: last width %d (the cnn encoder's only, 1-65536; 0 = 8 x width)",
@@ -613,6 +613,8 @@ static ct_status build_model(ct_model *m, const ct_model_config *cfg, int *h_out
     if (st) return st;
     int h = tfm ? build_transformer(m, 0) : cfg->encoder == CT_ENC_RESNET18 ? build_resnet18(m, 0) : build_cnn(m, 0);
     int z = h;
+    if (cfg->head_hidden == -1) /* a single projection without bias (CLIP's towers) */
+        z = ct_model_add_linear(m, h, cfg->head_out, 0, "head");
     if (cfg->head_hidden > 0) {
         z = ct_model_add_linear(m, h, cfg->head_hidden, 1, "head.0");
         if (cfg->head_bn) {

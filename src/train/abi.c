@@ -47,7 +47,8 @@ static const abi_row abi_rows[] = {
     FIELD(ct_train_config, symmetric),
     FIELD(ct_train_config, out), FIELD(ct_train_config, overwrite), FIELD(ct_train_config, resume),
     FIELD(ct_train_config, resume_allow_changes), FIELD(ct_train_config, on_event),
-    FIELD(ct_train_config, event_ctx),
+    FIELD(ct_train_config, event_ctx), FIELD(ct_train_config, image_size), FIELD(ct_train_config, text_width),
+    FIELD(ct_train_config, text_depth), FIELD(ct_train_config, text_heads), FIELD(ct_train_config, text_pool),
 
     SIZE(ct_train_event),
     FIELD(ct_train_event, kind), FIELD(ct_train_event, epoch), FIELD(ct_train_event, epochs),

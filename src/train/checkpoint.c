@@ -170,8 +170,8 @@ ct_status train_error_in(ct_status st, const char *path, const char *what) {
 
 /* The integer metadata `key` in [lo, hi]; dflt when absent, or an error when
  * dflt < lo (the key is required). */
-static ct_status meta_int(const ct_st_file *f, const char *key, long long lo, long long hi, long long dflt,
-                          long long *out) {
+ct_status ckpt_meta_int(const ct_st_file *f, const char *key, long long lo, long long hi, long long dflt,
+                     long long *out) {
     const char *s = ct_st_meta(f, key);
     *out = dflt;
     if (!s && dflt >= lo) return CT_OK;
@@ -188,14 +188,17 @@ static ct_status meta_int(const ct_st_file *f, const char *key, long long lo, lo
     return CT_OK;
 }
 
-static ct_status model_config_from(const ct_st_file *f, ct_model_config *mc) {
+/* The model configuration stored under the metadata keys "<prefix>model.*". */
+ct_status ckpt_model_config(const ct_st_file *f, const char *prefix, ct_model_config *mc) {
+    char key[64];
+#define KEY(k) (snprintf(key, sizeof key, "%s%s", prefix, k), key)
     const char *fmt = ct_st_meta(f, "format");
     if (!fmt || strcmp(fmt, CKPT_FORMAT))
         return ct_error(CT_ERR_FORMAT, "%s: not a contrast checkpoint (metadata format is '%s')", ct_st_path(f),
                         fmt ? fmt : "missing");
     ct_model_config_default(mc);
-    const char *enc = ct_st_meta(f, "model.encoder");
-    if (!enc) return ct_error(CT_ERR_FORMAT, "%s: checkpoint metadata lacks 'model.encoder'", ct_st_path(f));
+    const char *enc = ct_st_meta(f, KEY("model.encoder"));
+    if (!enc) return ct_error(CT_ERR_FORMAT, "%s: checkpoint metadata lacks '%smodel.encoder'", ct_st_path(f), prefix);
     ct_status st = ct_encoder_parse(enc, &mc->encoder);
     if (st) return train_error_in(st, ct_st_path(f), "");
     static const char *keys[] = {"model.width", "model.in_c", "model.in_h", "model.in_w",
@@ -203,8 +206,9 @@ static ct_status model_config_from(const ct_st_file *f, ct_model_config *mc) {
     int *dst[] = {&mc->width, &mc->in_c, &mc->in_h, &mc->in_w, &mc->head_hidden, &mc->head_out, &mc->head_bn,
                   &mc->last_width};
     for (int i = 0; i < 8; i++) {
-        long long v; /* model.last_width is absent in older checkpoints: 0 */
-        if ((st = meta_int(f, keys[i], 0, i == 7 ? 65536 : 1 << 20, i == 7 ? 0 : -1, &v))) return st;
+        long long v; /* model.last_width is absent in older checkpoints: 0; head_hidden -1: one linear */
+        if ((st = ckpt_meta_int(f, KEY(keys[i]), i == 4 ? -1 : 0, i == 7 ? 65536 : 1 << 20, i == 7 ? 0 : -2, &v)))
+            return st;
         *dst[i] = (int)v;
     }
     if (mc->encoder == CT_ENC_TRANSFORMER || mc->encoder == CT_ENC_VIT) {
@@ -215,10 +219,10 @@ static ct_status model_config_from(const ct_st_file *f, ct_model_config *mc) {
         const long long lo[] = {1, 1, 1, 1, 1, 0}, hi[] = {1024, 4096, 4096, 1 << 30, 65536, 1};
         for (int i = 0; i < 6; i++) {
             long long v;
-            if ((st = meta_int(f, tkeys[i], lo[i], hi[i], -1, &v))) return st;
+            if ((st = ckpt_meta_int(f, KEY(tkeys[i]), lo[i], hi[i], -1, &v))) return st;
             *tdst[i] = (int)v;
         }
-        const char *dv = ct_st_meta(f, "model.dropout"), *pv = ct_st_meta(f, "model.pool");
+        const char *dv = ct_st_meta(f, KEY("model.dropout")), *pv = ct_st_meta(f, KEY("model.pool"));
         char *end = NULL;
         double d = dv ? strtod(dv, &end) : -1;
         if (!dv || end == dv || *end || !(d >= 0 && d < 1))
@@ -229,7 +233,7 @@ static ct_status model_config_from(const ct_st_file *f, ct_model_config *mc) {
             return ct_error(CT_ERR_FORMAT, "%s: metadata 'model.pool' = '%s' is not a pooling (mean, cls, eot)",
                             ct_st_path(f), pv ? pv : "missing");
     }
-    const char *wv = ct_st_meta(f, "model.whiten"); /* absent in checkpoints before whitening */
+    const char *wv = ct_st_meta(f, KEY("model.whiten")); /* absent in checkpoints before whitening */
     if (wv) {
         char *end;
         double w = strtod(wv, &end);
@@ -238,17 +242,22 @@ static ct_status model_config_from(const ct_st_file *f, ct_model_config *mc) {
                             ct_st_path(f), wv);
         mc->whiten = (float)w;
     }
+#undef KEY
     return CT_OK;
+}
+
+static ct_status model_config_from(const ct_st_file *f, ct_model_config *mc) {
+    return ckpt_model_config(f, "", mc);
 }
 
 /* The counters a resume continues from, each in its range. */
 static ct_status read_counters(const ct_st_file *f, ckpt_meta *cm) {
     long long ep, step, ostep, wep;
     ct_status st;
-    if ((st = meta_int(f, "train.epoch", 0, CKPT_MAX_EPOCHS, -1, &ep)) ||
-        (st = meta_int(f, "train.step", 0, CKPT_MAX_STEPS, -1, &step)) ||
-        (st = meta_int(f, "train.optim_step", 0, CKPT_MAX_STEPS, -1, &ostep)) ||
-        (st = meta_int(f, "whiten.epoch", 0, ep, 0, &wep)))
+    if ((st = ckpt_meta_int(f, "train.epoch", 0, CKPT_MAX_EPOCHS, -1, &ep)) ||
+        (st = ckpt_meta_int(f, "train.step", 0, CKPT_MAX_STEPS, -1, &step)) ||
+        (st = ckpt_meta_int(f, "train.optim_step", 0, CKPT_MAX_STEPS, -1, &ostep)) ||
+        (st = ckpt_meta_int(f, "whiten.epoch", 0, ep, 0, &wep)))
         return st;
     cm->epoch = (int)ep;
     cm->step = step;
@@ -261,13 +270,13 @@ static ct_status read_counters(const ct_st_file *f, ckpt_meta *cm) {
 static ct_status whiten_fresh(const ct_st_file *f, int *fresh) {
     long long we, ep;
     *fresh = 0;
-    ct_status st = meta_int(f, "whiten.epoch", 0, CKPT_MAX_EPOCHS, 0, &we);
-    if (!st && we > 0 && !(st = meta_int(f, "train.epoch", 0, CKPT_MAX_EPOCHS, -1, &ep))) *fresh = we == ep;
+    ct_status st = ckpt_meta_int(f, "whiten.epoch", 0, CKPT_MAX_EPOCHS, 0, &we);
+    if (!st && we > 0 && !(st = ckpt_meta_int(f, "train.epoch", 0, CKPT_MAX_EPOCHS, -1, &ep))) *fresh = we == ep;
     return st;
 }
 
 /* Loads the model's parameters and buffers; every tensor must be present with its shape. */
-static ct_status load_model_tensors(const ct_st_file *f, ct_model *m, const char *prefix) {
+ct_status ckpt_load_model_tensors(const ct_st_file *f, ct_model *m, const char *prefix) {
     int cap = m->nparams > m->nbufs ? m->nparams : m->nbufs;
     ct_tensor_info *tab = calloc((size_t)(cap ? cap : 1), sizeof *tab);
     if (!tab) return ct_error(CT_ERR_NOMEM, "%s: no memory for a table of %d tensors", ct_st_path(f), cap);
@@ -287,7 +296,7 @@ static ct_status load_model_tensors(const ct_st_file *f, ct_model *m, const char
 
 /* The model described by the metadata must fit in the file's F32 tensors: checked
  * before building it, so a header claiming a huge model never drives an allocation. */
-static ct_status check_model_fits(const ct_st_file *f, const ct_model_config *mc) {
+ct_status ckpt_check_model_fits(const ct_st_file *f, const ct_model_config *mc) {
     size_t need, have = 0;
     ct_status st = ct_model_count(mc, &need);
     if (st) return train_error_in(st, ct_st_path(f), "checkpoint metadata describes an invalid model: ");
@@ -308,10 +317,14 @@ ct_status ct_checkpoint_load_model(ct_model *m, const char *path) {
     ct_status st = ct_st_open(&f, path);
     if (st) return st;
     ct_model_config mc;
-    if ((st = model_config_from(f, &mc)) == CT_OK && (st = check_model_fits(f, &mc)) == CT_OK) {
+    const char *method = ct_st_meta(f, "train.method");
+    if (method && ct_method_parse(method) == CT_METHOD_CLIP)
+        st = ct_error(CT_ERR_FORMAT, "%s: a clip checkpoint holds two towers: load it with ct_clip_load (contrast "
+                                     "zeroshot, search)", path);
+    else if ((st = model_config_from(f, &mc)) == CT_OK && (st = ckpt_check_model_fits(f, &mc)) == CT_OK) {
         if ((st = ct_model_init(m, &mc)))
             st = train_error_in(st, path, "cannot build the checkpoint's model: ");
-        else if ((st = load_model_tensors(f, m, "")) || (st = whiten_fresh(f, &m->whiten_fitted)))
+        else if ((st = ckpt_load_model_tensors(f, m, "")) || (st = whiten_fresh(f, &m->whiten_fitted)))
             ct_model_free(m);
     }
     ct_st_close(f);
@@ -411,8 +424,8 @@ static ct_status load_queue(const ct_st_file *f, ct_moco_queue *q) {
     long long ptr, pushed;
     ct_status st;
     if ((st = ct_st_read_f32(f, "moco.queue", q->keys, (size_t)(q->k * q->d), 2, shape)) ||
-        (st = meta_int(f, "moco.ptr", 0, q->k - 1, -1, &ptr)) ||
-        (st = meta_int(f, "moco.pushed", 0, INT64_MAX, -1, &pushed)))
+        (st = ckpt_meta_int(f, "moco.ptr", 0, q->k - 1, -1, &ptr)) ||
+        (st = ckpt_meta_int(f, "moco.pushed", 0, INT64_MAX, -1, &pushed)))
         return st;
     q->ptr = ptr;
     q->pushed = (uint64_t)pushed;
@@ -425,7 +438,7 @@ ct_status ckpt_resume(const char *path, ckpt_state *s) {
     if (st) return st;
     ckpt_meta cm;
     if ((st = same_model(f, s->c, &s->m->cfg)) || (st = read_counters(f, &cm)) ||
-        (st = load_model_tensors(f, s->m, "")))
+        (st = ckpt_load_model_tensors(f, s->m, "")))
         goto out;
     ct_optim_buffer ob[4];
     int nob = ct_optim_state(s->opt, ob, 4);
@@ -433,7 +446,7 @@ ct_status ckpt_resume(const char *path, ckpt_state *s) {
         int64_t shape[1] = {(int64_t)ob[i].numel};
         if ((st = ct_st_read_f32(f, ob[i].name, ob[i].data, ob[i].numel, 1, shape))) goto out;
     }
-    if (s->key && (st = load_model_tensors(f, s->key, "momentum."))) goto out;
+    if (s->key && (st = ckpt_load_model_tensors(f, s->key, "momentum."))) goto out;
     if (s->queue && (st = load_queue(f, s->queue))) goto out;
     s->opt->step = cm.optim_step;
     s->epoch = cm.epoch;

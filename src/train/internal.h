@@ -3,6 +3,7 @@
  *   checkpoint.c  the checkpoint format: save, validate for a resume, resume, load a model
  *   features.c    feature extraction, the whitening fit, evaluation
  *   rundir.c      the run folder: unique default names, the lock, refusing to mix runs
+ *   clip.c        CLIP: two towers, its data, loop and checkpoint; the ct_clip API
  *   text.c        the text methods' data, tokenizer and batches; text embeddings, evaluation, index
  *   train.c       the loop: setup, train_step, log_epoch, final_eval */
 #ifndef CONTRAST_TRAIN_INTERNAL_H
@@ -55,6 +56,17 @@ ct_status ckpt_check(const char *path, const ct_train_config *c, const ct_model_
  * (built for the configuration ckpt_check accepted) and sets its counters. */
 ct_status ckpt_resume(const char *path, ckpt_state *s);
 
+/* Pieces the CLIP checkpoint (clip.c) shares: an integer metadata value `key` in
+ * [lo, hi] (dflt when absent, required when dflt < lo); the model configuration
+ * stored under "<prefix>model.*"; that such a model fits in the file's F32 values
+ * (checked before building it); the model's parameters and buffers, every tensor
+ * named "<prefix><name>" with its shape. */
+ct_status ckpt_meta_int(const ct_st_file *f, const char *key, long long lo, long long hi, long long dflt,
+                        long long *out);
+ct_status ckpt_model_config(const ct_st_file *f, const char *prefix, ct_model_config *mc);
+ct_status ckpt_check_model_fits(const ct_st_file *f, const ct_model_config *mc);
+ct_status ckpt_load_model_tensors(const ct_st_file *f, ct_model *m, const char *prefix);
+
 /* Re-reports the current error as "<path>: <what><message>". */
 ct_status train_error_in(ct_status st, const char *path, const char *what);
 
@@ -86,6 +98,11 @@ ct_status run_dir_claim(run_dir *d, const ct_train_config *c, int resume_epoch);
 
 /* Unlocks; after a failed run removes the folder if this run made it and left it empty. */
 void run_dir_release(run_dir *d, int failed);
+
+/* ---- clip.c ---------------------------------------------------------------------- */
+
+/* The whole `--method clip` run (ct_train_run hands it over after its common checks). */
+ct_status clip_train_run(const ct_train_config *c, ct_train_result *res);
 
 /* ---- text.c ---------------------------------------------------------------------- */
 

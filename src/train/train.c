@@ -31,6 +31,7 @@ const char *ct_method_name(ct_method m) {
     case CT_METHOD_SUPCON: return "supcon";
     case CT_METHOD_SIMCSE: return "simcse";
     case CT_METHOD_PAIRS: return "pairs";
+    case CT_METHOD_CLIP: return "clip";
     }
     return "?";
 }
@@ -41,6 +42,7 @@ int ct_method_parse(const char *s) {
     if (!strcmp(s, "supcon")) return CT_METHOD_SUPCON;
     if (!strcmp(s, "simcse")) return CT_METHOD_SIMCSE;
     if (!strcmp(s, "pairs")) return CT_METHOD_PAIRS;
+    if (!strcmp(s, "clip")) return CT_METHOD_CLIP;
     return -1;
 }
 
@@ -70,6 +72,11 @@ void ct_train_config_default(ct_train_config *c) {
     c->knn_t = 0.1f;
     c->final_probe = 1;
     c->moco_m = 0.99f;
+    c->image_size = 32;
+    c->text_width = 128;
+    c->text_depth = 2;
+    c->text_heads = 4;
+    c->text_pool = CT_POOL_EOT;
 }
 
 static double now_s(void) {
@@ -425,21 +432,28 @@ static ct_status check_text_config(const ct_train_config *c) {
 /* Everything before the first step, in the order that finds a mistake cheapest:
  * the configuration, the data, the memory it needs, the checkpoint to resume, the
  * run folder; then the models, buffers, resumed state and the loader. */
-static ct_status setup(run_state *r, const ct_train_config *c, ct_train_result *res) {
-    r->c = c;
-    r->rd.lock_fd = -1;
+/* What every method checks first: the counts and rates, the threads, the batch
+ * against the processes, and that every rank runs the same configuration. */
+static ct_status check_common(const ct_train_config *c) {
     if (c->epochs < 1 || c->epochs > CKPT_MAX_EPOCHS || c->batch < 2 || !(c->lr > 0) || !(c->temperature > 0))
         return ct_error(CT_ERR_ARG, "train: need 1 <= epochs <= %d, batch >= 2, lr > 0, temperature > 0", CKPT_MAX_EPOCHS);
     ct_set_threads(c->threads);
-    r->P = ct_dist_size();
-    r->rank = ct_dist_rank();
-    if (c->batch % r->P != 0)
-        return ct_error(CT_ERR_ARG, "train: batch %lld must be a multiple of the %d processes", (long long)c->batch, r->P);
+    if (c->batch % ct_dist_size() != 0)
+        return ct_error(CT_ERR_ARG, "train: batch %lld must be a multiple of the %d processes", (long long)c->batch,
+                        ct_dist_size());
     ct_train_config same = *c; /* every rank must run the same configuration (its callback aside) */
     same.on_event = NULL;
     same.event_ctx = NULL;
-    ct_status st = ct_dist_check_same("the training configuration", &same, sizeof same);
+    return ct_dist_check_same("the training configuration", &same, sizeof same);
+}
+
+static ct_status setup(run_state *r, const ct_train_config *c, ct_train_result *res) {
+    r->c = c;
+    r->rd.lock_fd = -1;
+    ct_status st = check_common(c);
     if (st) return st;
+    r->P = ct_dist_size();
+    r->rank = ct_dist_rank();
     r->nloc = c->local_crops;
     r->V = 2 + r->nloc;
     r->moco = c->method == CT_METHOD_MOCO;
@@ -744,6 +758,10 @@ ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
     double t0 = now_s();
     memset(res, 0, sizeof *res);
     res->knn_top1 = res->knn_top1_raw = res->probe_top1 = res->r1 = res->r10 = res->mrr10 = -1;
+    if (c->method == CT_METHOD_CLIP) { /* two towers: clip.c's own loop */
+        ct_status st = check_common(c);
+        return st ? st : clip_train_run(c, res);
+    }
     run_state r;
     memset(&r, 0, sizeof r);
     ct_status st = setup(&r, c, res);
