@@ -64,6 +64,16 @@ ct_status ct_caption_dataset_load(ct_caption_dataset *ds, const char *spec, int 
  * (that style left out); not both. */
 ct_status ct_emoji_load(ct_caption_dataset *ds, const char *emojione_dir, const char *twemoji_dir, int train,
                         int size);
+/* An image folder DIR/<class>/<image> (or DIR/train/... and DIR/test/..., the split
+ * chosen by `train`) as an image-caption set: the classes, files and order of the
+ * "folder:DIR" dataset, but RGB with alpha composited on white, size x size; files[i]
+ * is "<class>/<file>", class_names the subfolder names, and each image's one caption
+ * its class name. Errors as ct_dataset_load's "folder:" (src/data/imagefolder.c). */
+ct_status ct_caption_folder_load(ct_caption_dataset *ds, const char *dir, int train, int size);
+/* One PNG or JPEG file as the caption sets hold images: alpha composited on white,
+ * resized to size x size, planar RGB into out (3, size, size); a gray image is
+ * replicated. The file checks and limits of the "folder:" dataset. */
+ct_status ct_image_load_rgb(uint8_t *out, const char *path, int size);
 /* Releases everything; `ds` becomes empty. NULL-safe, idempotent. */
 void ct_caption_dataset_free(ct_caption_dataset *ds);
 

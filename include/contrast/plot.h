@@ -11,6 +11,8 @@
  *                      rate and the kNN monitor over epochs
  *   ct_plot_chart      line charts in a grid of panels (the building block above)
  *   ct_plot_scatter    a 2-D map of labelled points with a legend
+ *   ct_plot_contact_sheet  search results as a grid of enlarged images with rank,
+ *                      score and name (src/plot/sheet.c)
  *   ct_layout_pca      projection on the top principal components (deterministic signs)
  *   ct_layout_tsne     Barnes-Hut t-SNE (van der Maaten 2014), deterministic at any
  *                      thread count
@@ -137,6 +139,20 @@ ct_status ct_plot_metrics(ct_canvas *c, const ct_metrics *m, const char *title);
  * pseudo-random order so no class hides the others systematically. */
 ct_status ct_plot_scatter(ct_canvas *c, const char *title, const char *xlabel, const char *ylabel, const float *xy,
                           const int32_t *labels, int64_t n, const char *const *names, int nclasses);
+
+/* ---- contact sheet (src/plot/sheet.c) ---------------------------------------------- */
+/* Allocates c (free with ct_canvas_free) and draws k results in a grid of `cols`
+ * columns (fewer when k < cols) under an optional title (NULL or "": none). Result j
+ * is image idx[j] of images (n, ch, size, size) planar uint8, ch 1 (gray) or 3 (RGB),
+ * enlarged by nearest neighbour to tile x tile pixels (8..1024) in a hairline frame;
+ * beneath it "#<j+1> <scores[j]>" (3 decimals; the rank alone when scores is NULL)
+ * and, when names is not NULL, names[j] (the result's, not the image's index), both
+ * in the 5x7 font at scale 1, non-ASCII characters as '?', cut with ".." to the
+ * tile's width. White background. CT_ERR_ARG for an idx outside [0, n) or a sheet
+ * over 16384 pixels on a side. */
+ct_status ct_plot_contact_sheet(ct_canvas *c, const char *title, const uint8_t *images, int64_t n, int ch, int size,
+                                const int64_t *idx, const float *scores, const char *const *names, int64_t k,
+                                int tile, int cols);
 
 /* ---- 2-D layouts (src/eval/layout.c) ----------------------------------------------- */
 /* Principal components: Y (n, k) = (X - mean) V_k, V_k the top-k eigenvectors of

@@ -32,6 +32,7 @@ int cmd_embed(int argc, char **argv);
 int cmd_augment(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_search(int argc, char **argv);
+int cmd_zeroshot(int argc, char **argv);
 
 /* text.c: text checkpoints. The values of every --text option in argv (*texts
  * malloc'd, pointing into argv); a model and its tokenizer from a checkpoint (or an
@@ -40,4 +41,13 @@ int cli_text_collect(int argc, char **argv, const char ***texts, int64_t *n);
 int cli_text_embed(const char *ckpt, const char *const *texts, int64_t n, const char *data, int train,
                    const char *out, int head);
 int cli_text_eval(const char *ckpt, const char *data, int k, float T, int probe, int json);
+
+/* clip.c: clip checkpoints (contrast train --method clip). 1 when `path` is one
+ * (metadata train.method = clip); search (text -> images of `index`, or --image ->
+ * the texts of texts_file or of index's captions) and eval (zero-shot and image <->
+ * text R@1/5/10 on the test split and, where there is one, the train split). */
+int cli_is_clip_checkpoint(const char *path);
+int cli_clip_search(const char *ckpt, const char *index, const char *query, const char *image, const char *texts_file,
+                    int64_t k, const char *out, int tile, int cols, int64_t batch);
+int cli_clip_eval(const char *ckpt, const char *data, int json, int64_t batch);
 #endif

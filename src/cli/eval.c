@@ -11,11 +11,12 @@
 int cmd_eval(int argc, char **argv) {
     ct_eval_config ec;
     ct_eval_config_default(&ec);
-    char ckpt[512] = "";
+    char ckpt[512] = "", default_data[sizeof ec.data];
+    memcpy(default_data, ec.data, sizeof ec.data);
     int json = 0, threads = 0, no_whiten = !ec.whiten;
     cli_opt opts[] = {
         {"--checkpoint", OPT_STR, ckpt, sizeof ckpt, 0, 0, "checkpoint.safetensors written by contrast train"},
-        {"--data", OPT_STR, ec.data, sizeof ec.data, 0, 0, "dataset (train split = memory bank, test split = queries); text checkpoints: debian-descriptions (held-out split) | pairs:FILE: anchor -> positive retrieval (R@1, R@10, MRR@10), label kNN and probe"},
+        {"--data", OPT_STR, ec.data, sizeof ec.data, 0, 0, "dataset (train split = memory bank, test split = queries); text checkpoints: debian-descriptions (held-out split) | pairs:FILE: anchor -> positive retrieval (R@1, R@10, MRR@10), label kNN and probe; clip checkpoints: emoji (their default: held-out and training names) | folder:DIR | captions:DIR: zero-shot top-1/5, image <-> text R@1/5/10, chance"},
         {"--k", OPT_INT, &ec.knn_k, 0, 1, 100000, "kNN neighbours"},
         {"--knn-temperature", OPT_FLOAT, &ec.knn_t, 0, 1e-4, 100, "kNN vote weight exp(sim / T)"},
         {"--probe", OPT_FLAG, &ec.probe, 0, 0, 0, "also train and report a linear probe"},
@@ -34,6 +35,8 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     ct_set_threads(threads);
+    if (!ec.raw && cli_is_clip_checkpoint(ckpt)) /* zero-shot and image <-> text retrieval, both splits */
+        return cli_clip_eval(ckpt, strcmp(ec.data, default_data) ? ec.data : "emoji", json, 256);
     if (!ec.raw && ct_data_is_text(ec.data)) /* a text checkpoint: retrieval, kNN and probe of the labels */
         return cli_text_eval(ckpt, ec.data, ec.knn_k, ec.knn_t, ec.probe, json);
     ec.whiten = !no_whiten;

@@ -18,7 +18,8 @@ static const struct {
     {"eval", cmd_eval, "weighted kNN and linear probe of a checkpoint's encoder (or raw pixels)"},
     {"embed", cmd_embed, "write encoder features (or head outputs) as .npy"},
     {"augment", cmd_augment, "write a PNG grid of augmented views"},
-    {"search", cmd_search, "semantic search with a text checkpoint: build an index of texts once, query it"},
+    {"search", cmd_search, "semantic search with a text checkpoint: build an index of texts once, query it; with a clip checkpoint: images by text (a PNG contact sheet), texts by image"},
+    {"zeroshot", cmd_zeroshot, "zero-shot classification with a clip checkpoint: top-1/top-5 over class names (and per class)"},
     {"plot", cmd_plot, "PNG figures: a run's training curves, or a 2-D map of embeddings (PCA, t-SNE)"},
     {"man", cmd_man, "print the manual page (roff; `contrast man | man -l -`)"},
 };

@@ -100,21 +100,47 @@ int cli_text_eval(const char *ckpt, const char *data, int k, float T, int probe,
 
 int cmd_search(int argc, char **argv) {
     char ckpt[512] = "", index[512] = "", build[512] = "", query[4096] = "";
-    int64_t k = 10;
-    int threads = 0;
+    char image[512] = "", texts_file[512] = "", out[512] = "";
+    int64_t k = 10, batch = 256;
+    int threads = 0, tile = 96, cols = 8;
     cli_opt opts[] = {
-        {"--checkpoint", OPT_STR, ckpt, sizeof ckpt, 0, 0, "a text checkpoint (contrast train --method simcse | pairs)"},
-        {"--index", OPT_STR, index, sizeof index, 0, 0, "the index file (.safetensors: embeddings and texts)"},
-        {"--build-index", OPT_STR, build, sizeof build, 0, 0, "embed these texts into --index: text:FILE | pairs:FILE (anchors and positives) | debian-descriptions"},
-        {"--query", OPT_STR, query, sizeof query, 0, 0, "the text to search for"},
+        {"--checkpoint", OPT_STR, ckpt, sizeof ckpt, 0, 0, "a text checkpoint (contrast train --method simcse | pairs) or a clip one (--method clip)"},
+        {"--index", OPT_STR, index, sizeof index, 0, 0, "text: the index file (.safetensors: embeddings and texts); clip: the images, emoji-test | emoji-train | folder:DIR | captions:DIR"},
+        {"--build-index", OPT_STR, build, sizeof build, 0, 0, "text: embed these texts into --index: text:FILE | pairs:FILE (anchors and positives) | debian-descriptions"},
+        {"--query", OPT_STR, query, sizeof query, 0, 0, "the text to search for (clip: ranks the images of --index)"},
+        {"--image", OPT_STR, image, sizeof image, 0, 0, "clip: an image file (PNG, JPEG) to find texts for: those of --texts, else the captions of --index"},
+        {"--texts", OPT_STR, texts_file, sizeof texts_file, 0, 0, "clip, with --image: the candidate texts, one per line"},
         {"--k", OPT_I64, &k, 0, 1, 1 << 20, "results to print"},
+        {"--out", OPT_STR, out, sizeof out, 0, 0, "clip, with --query: also write the top --k images as a PNG contact sheet"},
+        {"--tile", OPT_INT, &tile, 0, 8, 1024, "clip: contact sheet image side in pixels (nearest-neighbour enlarged)"},
+        {"--cols", OPT_INT, &cols, 0, 1, 256, "clip: contact sheet columns"},
+        {"--batch", OPT_I64, &batch, 0, 1, 65536, "clip: images or texts per forward pass"},
         {"--threads", OPT_INT, &threads, 0, 0, 1024, "compute threads (0: all cores)"},
     };
     int rc = cli_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
                        "usage: contrast search --checkpoint FILE --index FILE (--build-index SPEC | --query TEXT)\n"
+                       "       contrast search --checkpoint CLIP.safetensors --index DATA (--query TEXT [--out PNG] | --image FILE [--texts FILE])\n"
                        "Semantic search: build an index of a collection's embeddings once, then print the --k texts\n"
-                       "nearest to a query by cosine similarity (score TAB text).");
+                       "nearest to a query by cosine similarity (score TAB text). A clip checkpoint ranks the images\n"
+                       "of DATA by a text (score TAB file), or texts by an image (score TAB text).");
     if (rc) return rc == 1 ? 0 : rc;
+    if (ckpt[0] && cli_is_clip_checkpoint(ckpt)) {
+        if (build[0]) {
+            fprintf(stderr, "contrast search: --build-index is for text checkpoints (a clip checkpoint embeds --index as it searches)\n");
+            return 2;
+        }
+        if (!query[0] == !image[0] || (query[0] && (texts_file[0] || !index[0])) || (image[0] && !texts_file[0] && !index[0]) ||
+            (out[0] && !query[0])) {
+            fprintf(stderr, "contrast search: a clip checkpoint takes --index DATA --query TEXT [--out PNG], or --image FILE with --texts FILE or --index DATA\n");
+            return 2;
+        }
+        ct_set_threads(threads);
+        return cli_clip_search(ckpt, index, query, image, texts_file, k, out, tile, cols, batch);
+    }
+    if (image[0] || texts_file[0] || out[0]) {
+        fprintf(stderr, "contrast search: --image, --texts and --out need a clip checkpoint (contrast train --method clip)\n");
+        return 2;
+    }
     if (!ckpt[0] || !index[0] || !build[0] == !query[0]) {
         fprintf(stderr, "contrast search: --checkpoint, --index and one of --build-index or --query are required\n");
         return 2;

@@ -1,0 +1,158 @@
+/* test_clipuse.c: the commands that use a clip checkpoint, end to end through the
+ * CLI (CONTRAST_BIN): a tiny two-tower model is trained on generated coloured
+ * squares ("a red square", class red), then zeroshot (its top-1 over six colours
+ * must beat chance by far), search by text (the top files are of the colour asked
+ * for; the contact sheet is a PNG), search by image (the image's own caption comes
+ * first), eval on a clip checkpoint (the JSON fields), --classes / --templates and
+ * their errors, and the text-checkpoint options refused for clip and vice versa. */
+#include "harness.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[256];
+static const char *bin;
+
+static const char *colour_name[6] = {"red", "green", "blue", "yellow", "black", "purple"};
+static const uint8_t colour_rgb[6][3] = {{230, 20, 20}, {20, 180, 20}, {20, 40, 230},
+                                         {240, 220, 20}, {10, 10, 10}, {150, 20, 170}};
+
+/* split/<colour>_<i>.png: a square of the colour (side and place vary) on white, and
+ * split/captions.tsv with two captions per image and the class column. */
+static void make_split(const char *split, int per_colour, uint64_t seed) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/data/%s", dir, split);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", path);
+    if (system(cmd)) return;
+    snprintf(path, sizeof path, "%s/data/%s/captions.tsv", dir, split);
+    FILE *tsv = fopen(path, "w");
+    ct_rng r = ct_rng_make(ct_mix64(seed));
+    for (int c = 0; c < 6; c++)
+        for (int i = 0; i < per_colour; i++) {
+            uint8_t px[16 * 16 * 3];
+            memset(px, 255, sizeof px);
+            int side = 6 + (int)ct_rng_below(&r, 8), x0 = (int)ct_rng_below(&r, (uint64_t)(17 - side)),
+                y0 = (int)ct_rng_below(&r, (uint64_t)(17 - side));
+            for (int y = y0; y < y0 + side; y++)
+                for (int x = x0; x < x0 + side; x++) memcpy(px + (y * 16 + x) * 3, colour_rgb[c], 3);
+            snprintf(path, sizeof path, "%s/data/%s/%s_%d.png", dir, split, colour_name[c], i);
+            CHECK_OK(ct_png_write(path, px, 16, 16, 3));
+            fprintf(tsv, "%s_%d.png\ta %s square\t%s\n", colour_name[c], i, colour_name[c], colour_name[c]);
+            fprintf(tsv, "%s_%d.png\t%s\t%s\n", colour_name[c], i, colour_name[c], colour_name[c]);
+        }
+    fclose(tsv);
+}
+
+static char *run_out(const char *cmd, int *rc) {
+    FILE *p = popen(cmd, "r");
+    static char buf[65536];
+    size_t n = p ? fread(buf, 1, sizeof buf - 1, p) : 0;
+    buf[n] = '\0';
+    int st = p ? pclose(p) : -1;
+    *rc = st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return buf;
+}
+
+static double field(const char *s, const char *key) {
+    const char *p = s ? strstr(s, key) : NULL;
+    return p ? atof(p + strlen(key)) : -1;
+}
+
+int main(void) {
+    bin = getenv("CONTRAST_BIN");
+    if (!bin) bin = "./contrast";
+    snprintf(dir, sizeof dir, "/tmp/ct_test_clipuse_XXXXXX");
+    if (!mkdtemp(dir)) return 1;
+    make_split("train", 8, 1);
+    make_split("test", 3, 2);
+    char cmd[4096], ck[600];
+    int rc;
+    snprintf(ck, sizeof ck, "%s/run/checkpoint.safetensors", dir);
+    snprintf(cmd, sizeof cmd,
+             "%s train --method clip --data captions:%s/data --image-size 16 --width 8 --text-width 32 "
+             "--text-depth 1 --text-heads 2 --embed-dim 16 --vocab 300 --context 16 --epochs 30 --batch 16 "
+             "--lr 0.003 --threads 2 --quiet --out %s/run >%s/train.log 2>&1",
+             bin, dir, dir, dir);
+    CHECK(system(cmd) == 0, "tiny clip training (log: %s/train.log)", dir);
+
+    /* zeroshot on the test split: six classes, chance 1/6 */
+    snprintf(cmd, sizeof cmd, "%s zeroshot --checkpoint %s --data captions:%s/data --per-class --json %s/zs.json --threads 2",
+             bin, ck, dir, dir);
+    char *o = run_out(cmd, &rc);
+    double t1 = field(o, "zeroshot_top1 "), t5 = field(o, "zeroshot_top5 ");
+    CHECK(rc == 0 && t1 >= 0.5 && t5 >= t1, "zeroshot top1 %g (chance 0.1667), top5 %g: %s", t1, t5, o);
+    CHECK(strstr(o, "(chance 0.1667)") && strstr(o, "(chance 0.8333)"), "chance printed: 1/6 and 5/6");
+    CHECK(strstr(o, "class\timages\ttop1\ttop5\nred\t3\t") || strstr(o, "\nred\t3\t"), "per-class table: red has 3 images");
+    snprintf(cmd, sizeof cmd, "%s/zs.json", dir);
+    FILE *jf = fopen(cmd, "r");
+    char js[8192] = "";
+    if (jf) {
+        size_t n = fread(js, 1, sizeof js - 1, jf);
+        js[n] = '\0';
+        fclose(jf);
+    }
+    CHECK(fabs(field(js, "\"zeroshot_top1\": ") - t1) < 1e-4 && strstr(js, "\"n_classes\": 6") &&
+              strstr(js, "{\"class\": \"purple\", \"n\": 3,"),
+          "--json holds the same numbers and the per-class rows: %s", js);
+
+    /* --classes with a distractor, --templates of one prompt; errors name file:line */
+    snprintf(cmd, sizeof cmd, "printf 'red\\ngreen\\nblue\\nyellow\\nblack\\npurple\\norange\\n' > %s/cls.txt && "
+                              "printf 'a {} square\\n' > %s/tpl.txt && %s zeroshot --checkpoint %s --data captions:%s/data "
+                              "--classes %s/cls.txt --templates %s/tpl.txt --threads 2",
+             dir, dir, bin, ck, dir, dir, dir);
+    o = run_out(cmd, &rc);
+    CHECK(rc == 0 && strstr(o, "7 classes, 1 templates") && strstr(o, "(chance 0.1429)"), "--classes, --templates: %s", o);
+    snprintf(cmd, sizeof cmd, "printf 'red\\ngreen\\n' > %s/cls2.txt && %s zeroshot --checkpoint %s --data captions:%s/data "
+                              "--classes %s/cls2.txt 2>&1", dir, bin, ck, dir, dir);
+    o = run_out(cmd, &rc);
+    CHECK(rc == 1 && strstr(o, "cls2.txt: no line names class 'blue'"), "a data class missing from --classes: %s", o);
+    snprintf(cmd, sizeof cmd, "printf 'a {} square\\nno slot\\n' > %s/tpl2.txt && %s zeroshot --checkpoint %s "
+                              "--data captions:%s/data --templates %s/tpl2.txt 2>&1", dir, bin, ck, dir, dir);
+    o = run_out(cmd, &rc);
+    CHECK(rc == 1 && strstr(o, "tpl2.txt:2: a template holds exactly one {}"), "bad template named: %s", o);
+
+    /* search by text: of the test split's 18 images (3 red), the first is red, and most of the top 3 */
+    snprintf(cmd, sizeof cmd, "%s search --checkpoint %s --index captions:%s/data --query 'a red square' --k 3 "
+                              "--out %s/top.png --tile 32 --threads 2", bin, ck, dir, dir);
+    o = run_out(cmd, &rc);
+    int red = 0;
+    for (const char *p = o; (p = strstr(p, "\tred_")); p++) red++;
+    CHECK(rc == 0 && red >= 2 && strstr(o, "\tred_") == strchr(o, '\t'), "search 'a red square': red files on top: %s", o);
+    snprintf(cmd, sizeof cmd, "%s/top.png", dir);
+    struct stat sb;
+    CHECK(stat(cmd, &sb) == 0 && sb.st_size > 100, "contact sheet written");
+    /* search by image: its colour's captions first */
+    snprintf(cmd, sizeof cmd, "%s search --checkpoint %s --index captions:%s/data --image %s/data/test/blue_0.png --k 2 "
+                              "--threads 2", bin, ck, dir, dir);
+    o = run_out(cmd, &rc);
+    CHECK(rc == 0 && strstr(o, "\tblue\n") && strstr(o, "\ta blue square\n"), "image -> its captions: %s", o);
+    snprintf(cmd, sizeof cmd, "printf 'a green square\\na yellow square\\na black square\\n' > %s/texts.txt && "
+                              "%s search --checkpoint %s --image %s/data/test/black_1.png --texts %s/texts.txt --k 1",
+             dir, bin, ck, dir, dir);
+    o = run_out(cmd, &rc);
+    CHECK(rc == 0 && strstr(o, "\ta black square\n"), "image -> --texts: %s", o);
+    /* text-only options refused for clip, clip-only options for text checkpoints */
+    snprintf(cmd, sizeof cmd, "%s search --checkpoint %s --index x --build-index text:y 2>&1", bin, ck);
+    o = run_out(cmd, &rc);
+    CHECK(rc == 2 && strstr(o, "--build-index is for text checkpoints"), "--build-index with clip refused: %s", o);
+    snprintf(cmd, sizeof cmd, "%s search --checkpoint %s --index captions:%s/data --out x.png --image y.png 2>&1", bin, ck, dir);
+    o = run_out(cmd, &rc);
+    CHECK(rc == 2, "--out without --query refused: %s", o);
+
+    /* eval on a clip checkpoint: both splits, zero-shot and R@k with chance */
+    snprintf(cmd, sizeof cmd, "%s eval --checkpoint %s --data captions:%s/data --json --threads 2", bin, ck, dir);
+    o = run_out(cmd, &rc);
+    double e1 = field(o, "\"test\": {\"n_images\": 18, \"n_texts\": 12, \"n_classes\": 6, \"zeroshot_top1\": ");
+    CHECK(rc == 0 && fabs(e1 - t1) < 1e-4, "eval's test zero-shot = zeroshot's (%g vs %g): %s", e1, t1, o);
+    CHECK(strstr(o, "\"train\": {\"n_images\": 48, \"n_texts\": 12,") && strstr(o, "\"t2i_r10\": ") &&
+              strstr(o, "\"chance_i2t_r1\": "),
+          "eval: train split and R@k fields");
+    double r10 = field(o, "\"t2i_r10\": "), c10 = field(o, "\"chance_t2i_r10\": ");
+    CHECK(r10 > c10 && c10 > 0, "text->image R@10 %g above chance %g", r10, c10);
+
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (!g_fail && system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
+    return test_done();
+}
