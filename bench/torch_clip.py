@@ -441,7 +441,7 @@ def apply_like(a, path):
             ("image_encoder", "visual.model.encoder", str), ("image_width", "visual.model.width", int),
             ("last_width", "visual.model.last_width", int), ("image_depth", "visual.model.depth", int),
             ("image_heads", "visual.model.heads", int), ("patch", "visual.model.patch", int),
-            ("dropout", "visual.model.dropout", float), ("text_width", "text.model.width", int),
+            ("text_width", "text.model.width", int),
             ("text_depth", "text.model.depth", int), ("text_heads", "text.model.heads", int),
             ("context", "text.model.context", int), ("pool", "text.model.pool", lambda v: pools[v]),
             ("causal", "text.model.causal", lambda v: bool(int(v))), ("vocab", "train.vocab", int),
@@ -452,8 +452,12 @@ def apply_like(a, path):
         if key in meta:
             setattr(a, dest, conv(meta[key]))
             got.append("%s=%s" % (dest, getattr(a, dest)))
-    if meta.get("text.model.dropout", meta.get("visual.model.dropout")) != meta.get("visual.model.dropout"):
+    drops = {float(meta[k]) for k in ("visual.model.dropout", "text.model.dropout") if k in meta}
+    if len(drops) > 1:  # a cnn/resnet18 tower has no dropout key
         raise SystemExit("torch_clip.py: %s: the towers' dropouts differ; this script has one --dropout" % path)
+    if drops:
+        a.dropout = drops.pop()
+        got.append("dropout=%g" % a.dropout)
     if meta.get("train.optimizer", "adamw") != "adamw":
         raise SystemExit("torch_clip.py: %s was trained with %s; this script has AdamW only" %
                          (path, meta["train.optimizer"]))
