@@ -1,51 +1,60 @@
 """torch_clip.py: the PyTorch side of the CLIP comparison (issue 23, item 5).
 
 The same two-tower model as `contrast train --method clip` (src/train/clip.c), in
-PyTorch, on the same data, tokens and evaluation:
+PyTorch, on the same data, tokens and evaluation; parameter names are the C
+checkpoint's, so a C checkpoint loads into it with load_state_dict(strict=True):
 
-  image tower  cnn | resnet18 (contrast.torch's modules, the library's names) or a
-               ViT (patch embedding + CLS token + learned positions, pre-LN blocks,
-               final LayerNorm, CLS pooling), then a linear projection to --embed-dim
-  text tower   token + learned position embeddings, pre-LN blocks, final LayerNorm,
-               EOT pooling (the last valid token) or mean pooling over valid tokens,
-               then a linear projection to --embed-dim
+  image tower  visual.encoder: cnn | resnet18 (contrast.torch's modules) or a ViT
+               (patch embedding, CLS token, learned positions, pre-LN blocks, final
+               LayerNorm, CLS pooling); visual.head: a linear projection, no bias
+  text tower   text.encoder: token + learned position embeddings, pre-LN blocks,
+               final LayerNorm, EOT pooling (the last valid token) under a causal
+               mask, or mean pooling over the valid tokens; text.head as above
   blocks       x + drop(proj(attn(ln1(x)))); x + drop(fc2(gelu(fc1(ln2(x))))): the
                library's ct_model_add_transformer_block, fused qkv, dropout on the
                attention probabilities, padded keys masked, exact (erf) GELU
-  loss         CLIP's symmetric cross-entropy over min(exp(s), 100) * cos, s a
-               learnable logit scale initialised to ln(1/0.07) and clamped to
-               [0, ln 100] after every step
-  optimiser    AdamW (betas 0.9/0.999, eps 1e-8); weight decay on matrices only
-               (not on biases, norms, positions, CLS token, logit scale), linear
-               warm-up then cosine decay to 0
+  loss         the symmetric cross-entropy of min(exp(s), 100) * cos, s = logit_scale
+               starting at ln(1/temperature), clamped to [0, ln 100] after every step
+  optimiser    AdamW (0.9, 0.999, eps 1e-8); weight decay on matrices only (not on
+               biases, norms, positions, CLS token, logit scale); linear warm-up
+               then cosine decay
   init         the library's: trunc normal 0.02 inside the transformers, PyTorch's
                default for the projections, Kaiming fan-out for convolutions
+Defaults are contrast's for --method clip; --like CHECKPOINT takes every shape and
+setting from a C run's checkpoint metadata instead.
 
-Data: contrast.caption_dataset(SPEC, train=True, size=S) (the loading and held-out
-split of the C trainer), images normalised with the training split's per-channel
-mean/std, mild random resized crops (--augment), one caption per image per step
-drawn uniformly from its captions, tokens from contrast.Tokenizer trained on the
-training captions with the same vocabulary (so the ids are the C trainer's).
+Data: contrast.caption_dataset(SPEC, train=True, size=S) (the C trainer's loading
+and held-out split), images normalised with the training split's per-channel
+mean/std, random resized crops of scale 0.6-1 (no flips, no colour: the C trainer's
+pipeline), one caption per image per step drawn uniformly from its captions, tokens
+from contrast.Tokenizer trained on every training caption with the same vocabulary
+(the C trainer's tokenizer: the same ids).
 
-Training runs for --seconds of wall time, counted from the start of the script
-(data loading and tokenizer training included, as they are in `contrast train`);
-since the number of steps is not known in advance, the cosine's progress is the
-fraction of the time budget spent (warm-up: the first --warmup-epochs epochs' steps).
+Training runs for --seconds of wall time counted from the start of the script (data
+loading and tokenizer training included, as they are in `contrast train`'s time).
+The number of steps is not known in advance, so the cosine's progress is the
+fraction of the time budget spent; the warm-up is the first --warmup-epochs epochs'
+steps, as in ct_lr_schedule.
 
-Evaluation on the held-out test split (contrast.caption_dataset(SPEC, train=False)):
-  zero-shot top-1/top-5 among all its class names: each class's prompts (the
-    templates with the name filled in) embedded, normalised, averaged and
-    renormalised (open_clip's zero_shot_classifier); an image's class is the nearest
+Evaluation on the held-out test split (and with --train-eval the training split), as
+`contrast eval --data emoji` (src/eval/zeroshot.c):
+  zero-shot top-1/top-5 among all the split's class names: each class's prompts
+    (--templates, default the library's six emoji templates) embedded, normalised,
+    averaged and renormalised (open_clip); ties ranked by index
   retrieval R@1/5/10 image -> text and text -> image over the split's distinct
     captions: a caption and an image match when the caption is one of the image's
   chance of each (exact expectations for random rankings).
 
 Usage:
-  torch_clip.py --seconds 600 --threads 2 [--json out.json] [model/optimiser flags]
-  torch_clip.py --like runs/clip/checkpoint.safetensors ...   (shapes from a C run)
-  torch_clip.py --bench --steps 5 [--warmup 2] [--batch B] [--threads N] [--setting best]
+  torch_clip.py --seconds 600 --threads 2 [--like CKPT] [--train-eval] [--json F]
+  torch_clip.py --eval-checkpoint CKPT [--train-eval] [--json F]
+      evaluates a C checkpoint here: equal numbers to `contrast eval` show that the
+      two sides compute the same model and the same metrics
+  torch_clip.py --check
+      the towers' features and the loss against the library (tiny C runs)
+  torch_clip.py --bench --steps 5 [--warmup 2] [--batch 256] [--threads N] [--setting best]
       times training steps on random inputs (no data needed) and prints, like
-      bench/torch_transformer.py:
+      bench/torch_transformer.py (1 "image" = 1 image-caption pair):
       torch clip <setting> train_img_s <pairs/s> infer_img_s <pairs/s> peak_rss_mib <m> threads <n>
 """
 import argparse
@@ -536,7 +545,10 @@ def train(a, t0):
                 print("torch_clip: " + json.dumps(last), file=sys.stderr, flush=True)
         epoch += 1
     train_s = time.time() - t0
-    res = evaluate(model, tok, te, tr.mean, tr.std, a.context, load_templates(a.templates))
+    templates = load_templates(a.templates)
+    res = {"test": evaluate(model, tok, te, tr.mean, tr.std, a.context, templates)}
+    if a.train_eval:
+        res["train"] = evaluate(model, tok, tr, tr.mean, tr.std, a.context, templates)
     res.update({"steps": step, "epochs": round(step / steps_per_epoch, 3), "train_images": n,
                 "seconds_budget": a.seconds, "seconds_used": round(train_s, 1), "setup_s": round(setup_s, 1),
                 "threads": torch.get_num_threads(), "torch": torch.__version__, "final": last,
@@ -570,9 +582,11 @@ def eval_checkpoint(a, path):
     model.load_state_dict(state, strict=True)
     mean = [float(x) for x in meta["data.mean"].split(",")]
     std = [float(x) for x in meta["data.std"].split(",")]
-    te = contrast.caption_dataset(a.data, train=False, size=a.size)
-    res = evaluate(model, tok, te, mean, std, a.context, load_templates(a.templates))
-    res["checkpoint"] = path
+    templates = load_templates(a.templates)
+    res = {"checkpoint": path}
+    for split in ("test", "train") if a.train_eval else ("test",):
+        data = contrast.caption_dataset(a.data, train=split == "train", size=a.size)
+        res[split] = evaluate(model, tok, data, mean, std, a.context, templates)
     return res
 
 
@@ -729,6 +743,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=0, help="wall-time budget of loading + training")
     ap.add_argument("--templates", default="", help="zero-shot prompts, one per line, {} or {name} = class name")
+    ap.add_argument("--train-eval", action="store_true", help="also evaluate on the training split's names")
     ap.add_argument("--json", default="", help="write the results here ('-': stdout)")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave the default)")
