@@ -56,6 +56,7 @@ Usage:
       times training steps on random inputs (no data needed) and prints, like
       bench/torch_transformer.py (1 "image" = 1 image-caption pair):
       torch clip <setting> train_img_s <pairs/s> infer_img_s <pairs/s> peak_rss_mib <m> threads <n>
+      (--models clip implies --bench: bench/run.sh's run_model can call this script as is)
 """
 import argparse
 import json
@@ -754,7 +755,7 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps before the --bench ones")
     ap.add_argument("--setting", default="default", help="label of the --bench line (default, best)")
-    ap.add_argument("--models", default="clip", help="--bench: accepted for run.sh; only 'clip'")
+    ap.add_argument("--models", default=None, help="'clip': --bench, as bench/run.sh's run_model calls its scripts")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -774,8 +775,8 @@ def main():
         res = eval_checkpoint(a, a.eval_checkpoint)
         write_json(a, res)
         return
-    if a.bench:
-        if a.models != "clip":
+    if a.bench or a.models is not None:
+        if a.models not in (None, "clip"):
             raise SystemExit("torch_clip.py: --models %s: this script times 'clip' only" % a.models)
         bench(a)
         return
