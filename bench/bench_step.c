@@ -11,10 +11,10 @@
  * and ct_model_backward make). --gemm measures this machine's sgemm and its fp32
  * peak (twelve independent 8-lane FMA chains per thread, where the CPU has FMA).
  *
- *   bench_step [--model cnn|resnet18|transformer|vit] [--width W] [--size S] [--batch B] [--steps S]
+ *   bench_step [--model cnn|resnet18|transformer|vit|clip] [--width W] [--size S] [--batch B] [--steps S]
  *              [--warmup K] [--threads T] [--profile] [--layers] [--cpu-clock] [--gemm]
  *              [--recompute] [--memory] [--depth L] [--heads H] [--context T] [--vocab V] [--patch P]
- *              [--dropout P]
+ *              [--dropout P] [--text-width C] [--text-depth L] [--text-heads H] [--embed-dim D]
  * --size sets the input side (default 28; the trainer's views are 20x20).
  * The transformers default to the issue's shapes: --model transformer is the text
  * encoder at T 32, C 256, L 4, H 4, V 8192 over random full-length sequences;
@@ -25,6 +25,8 @@
  * transformer --width 768 --depth 12 --heads 12 --context 128 --vocab 30522
  * --batch 16 [--recompute]). --recompute marks the convs (ct_model_recompute_convs)
  * and the transformer blocks (ct_model_recompute_blocks) as contrast train does.
+ * --model clip is the two-tower step of `contrast train --method clip` (bench_clip below;
+ * bench/torch_clip.py --bench its PyTorch side).
  * One line per measurement, "key value" pairs, for bench/run.sh to parse. */
 #include "contrast.h"
 #include "../src/models/internal.h" /* the plan's BN + max pool fusion, for the profile's categories */
@@ -240,13 +242,193 @@ static void profile_backward(ct_model *m, const float *dz, int64_t N, double *t,
     }
 }
 
+/* ---- the CLIP step --------------------------------------------------------------------- */
+
+/* --model clip: one step of `contrast train --method clip` (src/train/clip.c train_step)
+ * at its defaults: image tower cnn width W (default 32, last stage 16 W) over 3 x S x S
+ * (S default 32), text tower transformer 128 wide, 2 blocks, 4 heads (--text-width,
+ * --text-depth, --text-heads), --context 32 tokens of a --vocab 8192, EOT pooling under a
+ * causal mask, both projected without bias to --embed-dim 128; dropout --dropout (0).
+ * One step: both towers forward on B random images and B full-length random token rows,
+ * ct_clip_loss at the scale s, both backwards, AdamW (lr 5e-4, weight decay 0.1, none on s)
+ * over [image | text | s] as the trainer steps it, and the clamp of s to [0, ln 100]. The
+ * trainer's in-batch top-1 (a B x B product) is left out, as in bench/torch_clip.py --bench.
+ * Prints the same "c ..." line as the other models: train_img_s is pairs per second,
+ * infer_img_s pairs per second through both towers' eval forward. --profile adds one
+ * extra step timed per tower and phase, and per layer type within each tower. */
+typedef struct {
+    int width, size, context, vocab, text_width, text_depth, text_heads, embed_dim, steps, warmup, profile;
+    float dropout;
+    int64_t B;
+} clip_args;
+
+static void profile_tower(const char *tower, const ct_model *m, const double *tf, const double *tb, const double *ff,
+                          const double *fb, double total) {
+    for (int k = 0; k < K_COUNT; k++) {
+        if (tf[k] + tb[k] == 0) continue;
+        printf("profile clip %s %s fwd_ms %.1f bwd_ms %.1f share %.1f%%", tower, kind_name[k], 1e3 * tf[k],
+               1e3 * tb[k], 100.0 * (tf[k] + tb[k]) / total);
+        if (ff[k] > 0) printf(" fwd_gflops %.1f bwd_gflops %.1f", ff[k] / tf[k] * 1e-9, fb[k] / tb[k] * 1e-9);
+        printf("\n");
+    }
+    (void)m;
+}
+
+static int bench_clip(const clip_args *a) {
+    ct_model_config ic, tc;
+    ct_model_config_default(&ic);
+    ic.encoder = CT_ENC_CNN;
+    ic.width = a->width > 0 ? a->width : 32;
+    ic.last_width = 16 * ic.width;
+    ic.in_c = 3;
+    ic.in_h = ic.in_w = a->size > 0 ? a->size : 32;
+    ic.head_hidden = -1;
+    ic.head_out = a->embed_dim;
+    ic.whiten = 0;
+    ic.dropout = a->dropout;
+    ct_model_config_default(&tc);
+    tc.encoder = CT_ENC_TRANSFORMER;
+    tc.width = a->text_width;
+    tc.depth = a->text_depth;
+    tc.heads = a->text_heads;
+    tc.vocab = a->vocab;
+    tc.context = a->context;
+    tc.pool = CT_POOL_EOT;
+    tc.causal = 1;
+    tc.dropout = a->dropout;
+    tc.in_c = 1;
+    tc.in_h = a->context;
+    tc.in_w = 1;
+    tc.head_hidden = -1;
+    tc.head_out = a->embed_dim;
+    tc.head_bn = 0;
+    tc.whiten = 0;
+    tc.seed = 0x54455854u;
+    const int64_t B = a->B, D = a->embed_dim, T = a->context;
+    ct_model im, tx;
+    ct_status st;
+    if ((st = ct_model_init(&im, &ic))) die(st, "image tower");
+    if ((st = ct_model_init(&tx, &tc))) die(st, "text tower");
+    if ((st = ct_model_prepare(&im, B)) || (st = ct_model_prepare(&tx, B))) die(st, "prepare");
+    float s = logf(1.0f / 0.07f), ds = 0.0f;
+    static const ct_tensor_info scale_info = {"logit_scale", 0, {0}, 0, 1, CT_TENSOR_NO_DECAY};
+    ct_optim_config oc;
+    ct_optim_config_default(&oc, CT_OPTIM_ADAMW);
+    oc.weight_decay = 0.1f;
+    const float lr = 5e-4f;
+    ct_optim opt;
+    if ((st = ct_optim_init(&opt, &oc, im.nparam_floats + tx.nparam_floats + 1))) die(st, "optim");
+    const size_t off[3] = {0, im.nparam_floats, im.nparam_floats + tx.nparam_floats};
+    const size_t cnt[3] = {im.nparam_floats, tx.nparam_floats, 1};
+    float *p[3] = {im.param, tx.param, &s};
+    const float *g[3] = {im.grad, tx.grad, &ds};
+    const ct_tensor_info *tab[3] = {im.params, tx.params, &scale_info};
+    const int ntab[3] = {im.nparams, tx.nparams, 1};
+
+    const size_t px = (size_t)(3 * ic.in_h * ic.in_w), wsb = ct_clip_workspace_size(B, D);
+    float *x = ct_alloc((size_t)B * px * sizeof(float));
+    int32_t *ids = ct_alloc((size_t)(B * T) * sizeof(int32_t));
+    float *dzi = ct_alloc((size_t)(B * D) * sizeof(float)), *dzt = ct_alloc((size_t)(B * D) * sizeof(float));
+    void *ws = ct_alloc(wsb);
+    if (!x || !ids || !dzi || !dzt || !ws) die(CT_ERR_NOMEM, "alloc");
+    ct_rng r = ct_rng_make(ct_rng_key(1, 2, 3, 4));
+    for (size_t i = 0; i < (size_t)B * px; i++) x[i] = ct_rng_normal(&r);
+    for (size_t i = 0; i < (size_t)(B * T); i++) ids[i] = (int32_t)ct_rng_below(&r, (uint64_t)tc.vocab);
+    const step_input in_i = {x, NULL}, in_t = {NULL, ids};
+
+    const int n = a->warmup + a->steps;
+    double *ts = calloc((size_t)n, sizeof(double)), *cs = calloc((size_t)n, sizeof(double));
+    if (!ts || !cs) die(CT_ERR_NOMEM, "alloc");
+    ct_loss_stats ls;
+    for (int k = 0; k < n; k++) {
+        double t0 = now(), c0 = cpu_now();
+        im.dropout_step = tx.dropout_step = (uint64_t)k;
+        if ((st = ct_model_forward(&im, x, B, 1, 1)) || (st = ct_model_forward_tokens(&tx, ids, NULL, B, 1, 1)))
+            die(st, "forward");
+        if ((st = ct_clip_loss(&ls, dzi, dzt, &ds, ct_model_embedding(&im), ct_model_embedding(&tx), s, B, D, ws, wsb)))
+            die(st, "loss");
+        ct_model_zero_grad(&im);
+        ct_model_zero_grad(&tx);
+        if ((st = ct_model_backward(&im, dzi)) || (st = ct_model_backward(&tx, dzt))) die(st, "backward");
+        for (int j = 0; j < 3; j++) { /* the trainer's optim_step: one AdamW over the concatenation */
+            ct_optim v = opt;
+            v.nparams = cnt[j];
+            v.m += off[j];
+            v.v += off[j];
+            if ((st = ct_optim_step(&v, p[j], g[j], tab[j], ntab[j], lr))) die(st, "optim step");
+        }
+        opt.step++;
+        s = ct_clip_clamp_scale(s);
+        ts[k] = now() - t0;
+        cs[k] = cpu_now() - c0;
+    }
+    double step_s = median(ts + a->warmup, a->steps), cpu_s = median(cs + a->warmup, a->steps);
+    for (int k = 0; k < n; k++) {
+        double t0 = now();
+        if ((st = ct_model_forward(&im, x, B, 0, 1)) || (st = ct_model_forward_tokens(&tx, ids, NULL, B, 0, 1)))
+            die(st, "eval forward");
+        ts[k] = now() - t0;
+    }
+    double infer_s = median(ts + a->warmup, a->steps);
+    char name[64];
+    snprintf(name, sizeof name, "clip-cnn%d-text%d", ic.width, tc.width);
+    printf("c %s threads %d train_img_s %.1f step_ms %.1f cpu_ms %.1f infer_img_s %.1f peak_rss_mib %.0f loss %.4f\n",
+           name, ct_get_threads(), (double)B / step_s, 1e3 * step_s, 1e3 * cpu_s, (double)B / infer_s, peak_rss_mib(),
+           ls.loss);
+    printf("c %s arena_mib %.1f params %zu logit_scale %.4f\n", name,
+           (double)(im.arena.cap + tx.arena.cap) / 1048576.0, im.nparam_floats + tx.nparam_floats + 1, s);
+
+    if (a->profile) { /* one more step, tower by tower and layer type by layer type */
+        double tfi[K_COUNT] = {0}, tbi[K_COUNT] = {0}, ffi[K_COUNT] = {0}, fbi[K_COUNT] = {0};
+        double tft[K_COUNT] = {0}, tbt[K_COUNT] = {0}, fft[K_COUNT] = {0}, fbt[K_COUNT] = {0};
+        profile_forward(&im, &in_i, B, tfi, ffi);
+        profile_forward(&tx, &in_t, B, tft, fft);
+        double t0 = pnow();
+        if ((st = ct_clip_loss(&ls, dzi, dzt, &ds, ct_model_embedding(&im), ct_model_embedding(&tx), s, B, D, ws, wsb)))
+            die(st, "loss");
+        double t_loss = pnow() - t0;
+        ct_model_zero_grad(&im);
+        ct_model_zero_grad(&tx);
+        profile_backward(&im, dzi, B, tbi, fbi);
+        profile_backward(&tx, dzt, B, tbt, fbt);
+        t0 = pnow();
+        for (int j = 0; j < 3; j++) {
+            ct_optim v = opt;
+            v.nparams = cnt[j];
+            v.m += off[j];
+            v.v += off[j];
+            if ((st = ct_optim_step(&v, p[j], g[j], tab[j], ntab[j], lr))) die(st, "optim step");
+        }
+        opt.step++;
+        s = ct_clip_clamp_scale(s);
+        double t_opt = pnow() - t0, ti = 0, tt = 0;
+        for (int k = 0; k < K_COUNT; k++) {
+            ti += tfi[k] + tbi[k];
+            tt += tft[k] + tbt[k];
+        }
+        double total = ti + tt + t_loss + t_opt;
+        printf("profile clip step_ms %.1f image_ms %.1f (%.1f%%) text_ms %.1f (%.1f%%) loss_ms %.1f optim_ms %.1f\n",
+               1e3 * total, 1e3 * ti, 100 * ti / total, 1e3 * tt, 100 * tt / total, 1e3 * t_loss, 1e3 * t_opt);
+        profile_tower("image", &im, tfi, tbi, ffi, fbi, total);
+        profile_tower("text", &tx, tft, tbt, fft, fbt, total);
+    }
+    free(ts);
+    free(cs);
+    ct_free(x); ct_free(ids); ct_free(dzi); ct_free(dzt); ct_free(ws);
+    ct_optim_free(&opt);
+    ct_model_free(&im);
+    ct_model_free(&tx);
+    return 0;
+}
+
 /* ---- main -------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
     const char *model = "cnn";
     int width = 0, size = 0, steps = 10, warmup = 2, threads = 0, profile = 0, gemm = 0, recompute = 0, memory = 0;
-    int depth = 0, heads = 0, context = 0, vocab = 0, patch = 0;
-    float dropout = 0.1f;
+    int depth = 0, heads = 0, context = 0, vocab = 0, patch = 0, text_width = 128, text_depth = 2, text_heads = 4;
+    int embed_dim = 128;
+    float dropout = -1.0f; /* -1: the model's default, 0.1 (transformer, vit) or 0 (clip) */
     int64_t B = 256;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -269,11 +451,15 @@ int main(int argc, char **argv) {
         else if (v && !strcmp(a, "--vocab")) vocab = atoi(argv[++i]);
         else if (v && !strcmp(a, "--patch")) patch = atoi(argv[++i]);
         else if (v && !strcmp(a, "--dropout")) dropout = (float)atof(argv[++i]);
+        else if (v && !strcmp(a, "--text-width")) text_width = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--text-depth")) text_depth = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--text-heads")) text_heads = atoi(argv[++i]);
+        else if (v && !strcmp(a, "--embed-dim")) embed_dim = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_step [--model cnn|resnet18|transformer|vit] [--width W] [--size S] "
+            fprintf(stderr, "usage: bench_step [--model cnn|resnet18|transformer|vit|clip] [--width W] [--size S] "
                             "[--batch B] [--steps S] [--warmup K] [--threads T] [--profile] [--layers] [--cpu-clock] "
                             "[--gemm] [--recompute] [--memory] [--depth L] [--heads H] [--context T] [--vocab V] [--patch P] "
-                            "[--dropout P]\n");
+                            "[--dropout P] [--text-width C] [--text-depth L] [--text-heads H] [--embed-dim D]\n");
             return 2;
         }
     }
@@ -292,6 +478,16 @@ int main(int argc, char **argv) {
                conv, fma_peak_gflops());
     }
 
+    if (!strcmp(model, "clip")) {
+        if (text_width < 1 || text_depth < 1 || text_heads < 1 || embed_dim < 1) {
+            fprintf(stderr, "bench_step: --text-width, --text-depth, --text-heads and --embed-dim must be >= 1\n");
+            return 2;
+        }
+        clip_args ca = {width, size, context > 0 ? context : 32, vocab > 0 ? vocab : 8192, text_width, text_depth,
+                        text_heads, embed_dim, steps, warmup, profile, dropout >= 0 ? dropout : 0.0f, B};
+        return bench_clip(&ca);
+    }
+    if (dropout < 0) dropout = 0.1f;
     ct_model_config cfg;
     ct_model_config_default(&cfg);
     ct_status st = ct_encoder_parse(model, &cfg.encoder);

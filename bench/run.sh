@@ -18,7 +18,8 @@
 #   BENCH_PAIRS=N   pairs per model (default 3, at least 1)
 #   BENCH_STEPS=N   timed steps per run (default 5); BENCH_WARMUP=N warm-ups (default 2)
 #   BENCH_QUICK=1   skips ResNet-18 width 64 (the longest part)
-#   BENCH_MODELS="cnn-32 resnet18-32"   only these rows (default: all)
+#   BENCH_MODELS="cnn-32 resnet18-32"   only these rows (default: all; rows: cnn-32 resnet18-32
+#                   resnet18-64 transformer vit clip)
 #   BENCH_BATCH=N   batch in pairs (default 256), e.g. 16 for a smoke test
 # The header prints the machine, its ISA extensions, the compiler flags' target and
 # the settings; numbers from other steps/warm-ups than 5/2 are not the README's.
@@ -49,7 +50,7 @@ echo "== settings: batch $BATCH, $PAIRS pairs per model, each run $STEPS timed s
 "$B/bench_step" --gemm --steps 1 --warmup 0 --batch 8 | grep '^gemm' | tee "$OUT/gemm"
 
 # run_model LABEL TORCH_SPEC C_ARGS [TORCH_SCRIPT]: the pairs, then C on 1 thread and
-# PyTorch's default. TORCH_SCRIPT: bench/torch_step.py (default) or bench/torch_transformer.py.
+# PyTorch's default. TORCH_SCRIPT: bench/torch_step.py (default), bench/torch_transformer.py or bench/torch_clip.py.
 # $OUT/pairs gets "pair LABEL i c_img_s t_img_s c_eval t_eval c_rss t_rss" per pair.
 run_model() {
     case " ${BENCH_MODELS:-$1} " in *" $1 "*) ;; *) return 0 ;; esac
@@ -88,6 +89,9 @@ run_model resnet18-32 resnet18-32 "--model resnet18 --width 32"
 # the transformer issue's shapes: (a) text V 8192, T 32, C 256, L 4, H 4; (b) ViT p 4, C 192, L 6, H 3
 run_model transformer transformer "--model transformer" bench/torch_transformer.py
 run_model vit vit "--model vit" bench/torch_transformer.py
+# CLIP (issue 23): one `contrast train --method clip` step at its defaults, both towers (cnn 32 on 3x32x32,
+# text transformer C 128, L 2, H 4, T 32, V 8192, EOT), embedding 128, AdamW, the scale's clamp; 1 image = 1 pair
+run_model clip clip "--model clip" bench/torch_clip.py
 
 echo "== augmentation"
 "$B/bench_augment" fashion-mnist "" 20000 2>&1 | grep -E 'threads=' | tee "$OUT/aug"
