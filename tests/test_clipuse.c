@@ -4,7 +4,8 @@
  * must beat chance by far), search by text (the top files are of the colour asked
  * for; the contact sheet is a PNG), search by image (the image's own caption comes
  * first), eval on a clip checkpoint (the JSON fields), --classes / --templates and
- * their errors, and the text-checkpoint options refused for clip and vice versa. */
+ * their errors, the text-checkpoint options refused for clip and vice versa, and embed
+ * on a clip checkpoint (texts, the empty text, images: equal to ct_clip_embed_*). */
 #include "harness.h"
 
 #include <sys/stat.h>
@@ -58,6 +59,132 @@ static char *run_out(const char *cmd, int *rc) {
 static double field(const char *s, const char *key) {
     const char *p = s ? strstr(s, key) : NULL;
     return p ? atof(p + strlen(key)) : -1;
+}
+
+/* n rows of d numbers printed "%.7g ..." one row a line; the number of rows read */
+static int64_t parse_rows(const char *s, float *x, int64_t n, int64_t d) {
+    int64_t r = 0;
+    for (; r < n && *s; r++) {
+        for (int64_t j = 0; j < d; j++) {
+            char *e;
+            x[r * d + j] = strtof(s, &e);
+            if (e == s) return r;
+            s = e;
+        }
+        while (*s == ' ') s++;
+        if (*s != '\n') return r;
+        s++;
+    }
+    return r;
+}
+
+static double max_diff(const float *a, const float *b, int64_t n) {
+    double w = 0;
+    for (int64_t i = 0; i < n; i++) w = fmax(w, fabs((double)a[i] - b[i]));
+    return w;
+}
+
+/* contrast embed on a clip checkpoint: texts (--text, the empty one included, and
+ * --data text:FILE) through the text tower, images (--data captions:DIR) through the
+ * image tower, both equal to ct_clip_embed_*; the cosine of an image and its caption
+ * from embed's outputs equals the score search prints; the options refused. */
+static void test_embed(const char *ck) {
+    char cmd[4096];
+    int rc;
+    ct_clip m;
+    CHECK_OK(ct_clip_load(&m, ck));
+    const int64_t D = m.dim;
+    const char *tx[4] = {"a blue square", "", "red", "a black square"};
+    size_t len[4];
+    for (int i = 0; i < 4; i++) len[i] = strlen(tx[i]);
+    float ref[4 * 64], got[4 * 64];
+    CHECK(D <= 64, "embedding size %lld", (long long)D);
+    CHECK_OK(ct_clip_embed_texts(&m, tx, len, 4, ref));
+    snprintf(cmd, sizeof cmd, "%s embed --checkpoint %s --text 'a blue square' --text '' --text red "
+                              "--text 'a black square' --threads 2", bin, ck);
+    char *o = run_out(cmd, &rc);
+    int64_t rows = parse_rows(o, got, 4, D);
+    CHECK(rc == 0 && rows == 4, "embed --text x4 (one empty) prints 4 rows of %lld: rc %d, %lld rows", (long long)D,
+          rc, (long long)rows);
+    CHECK(rows == 4 && max_diff(got, ref, 4 * D) < 1e-6, "embed --text = ct_clip_embed_texts (worst %g)",
+          rows == 4 ? max_diff(got, ref, 4 * D) : -1.0);
+    double nrm = 0, dot = 0;
+    for (int64_t j = 0; j < D; j++) {
+        nrm += (double)got[D + j] * got[D + j];
+        dot += (double)got[D + j] * got[j];
+    }
+    CHECK(fabs(nrm - 1) < 1e-5 && dot < 0.9999, "the empty text is embedded (BOS EOS): unit, not a copy (|x|^2 %g, "
+                                               "cos with 'a blue square' %g)", nrm, dot);
+    /* only the empty text: it used to be taken for "no --text" */
+    snprintf(cmd, sizeof cmd, "%s embed --checkpoint %s --text '' --threads 2 2>&1", bin, ck);
+    o = run_out(cmd, &rc);
+    rows = parse_rows(o, got, 1, D);
+    CHECK(rc == 0 && rows == 1 && max_diff(got, ref + D, D) < 1e-6, "embed --text '' alone: %s", o);
+
+    /* --data text:FILE to .npy */
+    snprintf(cmd, sizeof cmd, "printf 'a blue square\n\nred\na black square\n' > %s/emb.txt && %s embed --checkpoint %s "
+                              "--data text:%s/emb.txt --out %s/t.npy --threads 2 2>/dev/null", dir, bin, ck, dir, dir);
+    rc = system(cmd);
+    float *T = NULL;
+    int64_t nr = 0, nc = 0;
+    snprintf(cmd, sizeof cmd, "%s/t.npy", dir);
+    if (rc == 0) CHECK_OK(ct_npy_read_f32(cmd, &T, &nr, &nc));
+    /* text:FILE skips blank lines (docs/text.md): 3 rows */
+    CHECK(rc == 0 && T && nc == D && nr == 3, "embed --data text:FILE --out: %lld x %lld", (long long)nr, (long long)nc);
+    if (T && nr == 3)
+        CHECK(max_diff(T, ref, D) < 1e-6 && max_diff(T + D, ref + 2 * D, 2 * D) < 1e-6,
+              "text:FILE rows = ct_clip_embed_texts");
+    ct_free(T);
+
+    /* images: the test split of captions:DIR, with labels */
+    snprintf(cmd, sizeof cmd, "%s embed --checkpoint %s --data captions:%s/data --out %s/i.npy --labels %s/l.npy "
+                              "--threads 2 2>/dev/null", bin, ck, dir, dir, dir);
+    rc = system(cmd);
+    float *I = NULL;
+    snprintf(cmd, sizeof cmd, "%s/i.npy", dir);
+    if (rc == 0) CHECK_OK(ct_npy_read_f32(cmd, &I, &nr, &nc));
+    CHECK(rc == 0 && I && nr == 18 && nc == D, "embed --data captions:DIR: 18 x %lld images", (long long)D);
+    ct_caption_dataset ds;
+    snprintf(cmd, sizeof cmd, "captions:%s/data", dir);
+    CHECK_OK(ct_caption_dataset_load(&ds, cmd, 0, m.size));
+    float *ri = ct_alloc((size_t)(ds.img.n * D) * sizeof(float));
+    CHECK_OK(ct_clip_embed_images(&m, ds.img.images, ds.img.n, ri));
+    if (I && nr == ds.img.n) CHECK(max_diff(I, ri, nr * D) < 1e-6, "embed images = ct_clip_embed_images");
+    int32_t *lab = NULL;
+    int64_t nl = 0;
+    snprintf(cmd, sizeof cmd, "%s/l.npy", dir);
+    CHECK_OK(ct_npy_read_i32(cmd, &lab, &nl));
+    int same = lab && nl == ds.img.n;
+    for (int64_t i = 0; same && i < nl; i++) same = lab[i] == ds.img.labels[i];
+    CHECK(same, "--labels: the images' classes (%lld)", (long long)nl);
+    ct_free(lab);
+    /* the cosine of blue_0 and "a blue square" from embed = search's score */
+    int64_t bi = -1;
+    for (int64_t i = 0; i < ds.img.n; i++)
+        if (strstr(ds.files[i], "blue_0.png")) bi = i;
+    CHECK(bi >= 0, "blue_0.png among the test images");
+    double cosv = 0;
+    for (int64_t j = 0; I && bi >= 0 && j < D; j++) cosv += (double)I[bi * D + j] * ref[j];
+    snprintf(cmd, sizeof cmd, "printf 'a blue square\n' > %s/one.txt && %s search --checkpoint %s --image "
+                              "%s/data/test/blue_0.png --texts %s/one.txt --k 1 --threads 2", dir, bin, ck, dir, dir);
+    o = run_out(cmd, &rc);
+    double sc = atof(o);
+    CHECK(rc == 0 && fabs(sc - cosv) < 6e-5, "cos(image, caption) via embed %.5f = search's %.4f", cosv, sc);
+    ct_free(I);
+    ct_free(ri);
+    ct_caption_dataset_free(&ds);
+    ct_clip_free(&m);
+
+    /* refused: images without --out, --head, --labels for texts */
+    snprintf(cmd, sizeof cmd, "%s embed --checkpoint %s --data captions:%s/data 2>&1", bin, ck, dir);
+    o = run_out(cmd, &rc);
+    CHECK(rc == 2 && strstr(o, "--out FILE.npy is required for images"), "images without --out: %s", o);
+    snprintf(cmd, sizeof cmd, "%s embed --checkpoint %s --text x --head 2>&1", bin, ck);
+    o = run_out(cmd, &rc);
+    CHECK(rc == 2 && strstr(o, "--head and --no-whiten do not apply"), "--head with clip: %s", o);
+    snprintf(cmd, sizeof cmd, "%s embed --checkpoint %s --text x --labels %s/l2.npy 2>&1", bin, ck, dir);
+    o = run_out(cmd, &rc);
+    CHECK(rc == 2 && strstr(o, "--labels is for images"), "--labels with texts: %s", o);
 }
 
 int main(void) {
@@ -151,6 +278,8 @@ int main(void) {
           "eval: train split and R@k fields");
     double r10 = field(o, "\"t2i_r10\": "), c10 = field(o, "\"chance_t2i_r10\": ");
     CHECK(r10 > c10 && c10 > 0, "text->image R@10 %g above chance %g", r10, c10);
+
+    test_embed(ck);
 
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (!g_fail && system(cmd)) fprintf(stderr, "could not remove %s\n", dir);

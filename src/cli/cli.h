@@ -50,4 +50,10 @@ int cli_is_clip_checkpoint(const char *path);
 int cli_clip_search(const char *ckpt, const char *index, const char *query, const char *image, const char *texts_file,
                     int64_t k, const char *out, int tile, int cols, int64_t batch);
 int cli_clip_eval(const char *ckpt, const char *data, int json, int64_t batch);
+/* embed with a clip checkpoint: the n `texts` (or, when n is 0 and data is a text
+ * spec, every text of data) through the text tower, printed or to out; otherwise the
+ * images of data (emoji, emoji-test|train, folder:DIR, captions:DIR; train picks the
+ * split) through the image tower to out, their classes to labels. Unit rows. */
+int cli_clip_embed(const char *ckpt, const char *const *texts, int64_t n, const char *data, int train,
+                   const char *out, const char *labels, int64_t limit, int64_t batch);
 #endif

@@ -3,12 +3,14 @@
  *   contrast search     text -> images (ranked files, a PNG contact sheet) and
  *                       image -> texts, when the checkpoint is a clip one
  *   contrast eval       zero-shot and image <-> text R@1/5/10 on both splits
+ *   contrast embed      unit-length embeddings of texts (text tower) or images (image tower)
  * Only the public API: ct_clip_* for the model, ct_zeroshot_* / ct_eval_* for the
  * metrics, ct_plot_contact_sheet for the sheet. */
 #include "cli.h"
 
 #include "contrast.h"
 #include "contrast/io.h"
+#include "contrast/train.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -322,6 +324,90 @@ int cli_clip_search(const char *ckpt, const char *index, const char *query, cons
     ct_caption_dataset_free(&ds);
     ct_clip_free(&m);
     return st ? cli_fail("search") : 0;
+}
+
+/* ---- embed ----------------------------------------------------------------------------- */
+
+int cli_clip_embed(const char *ckpt, const char *const *texts, int64_t ntexts, const char *data, int train,
+                   const char *out, const char *labels, int64_t limit, int64_t batch) {
+    const int text = ntexts > 0 || ct_data_is_text(data);
+    if (!text && !out[0]) {
+        fprintf(stderr, "contrast embed: --out FILE.npy is required for images (texts without it are printed)\n");
+        return 2;
+    }
+    if (text && labels[0]) {
+        fprintf(stderr, "contrast embed: --labels is for images (the class of each), not texts\n");
+        return 2;
+    }
+    /* the outputs opened first (a bad destination is reported before any work) and
+     * committed together at the end: on any failure neither is written */
+    ct_atomic_file fo, fl;
+    memset(&fo, 0, sizeof fo);
+    memset(&fl, 0, sizeof fl);
+    ct_clip m;
+    memset(&m, 0, sizeof m);
+    if ((out[0] && ct_atomic_open(&fo, out)) || (labels[0] && ct_atomic_open(&fl, labels)) || ct_clip_load(&m, ckpt)) {
+        ct_atomic_abort(&fo);
+        ct_atomic_abort(&fl);
+        return cli_fail("embed");
+    }
+    ct_caption_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    ct_text_dataset td;
+    memset(&td, 0, sizeof td);
+    size_t *lens = NULL;
+    float *f = NULL;
+    int64_t n = 0;
+    ct_status st = CT_OK;
+    if (text) { /* the --text values (the empty text too: BOS, EOS), or every text of --data */
+        const char *const *tx = texts;
+        n = ntexts;
+        if (!n && !(st = ct_text_dataset_load(&td, data, train))) {
+            tx = (const char *const *)td.text;
+            n = td.ntexts;
+            if (limit > 0 && limit < n) n = limit;
+        }
+        if (!st && (!(lens = malloc((size_t)(n ? n : 1) * sizeof *lens)) ||
+                    !(f = ct_alloc((size_t)(n ? n : 1) * (size_t)m.dim * sizeof(float)))))
+            st = ct_error(CT_ERR_NOMEM, "embed: no memory for %lld text embeddings", (long long)n);
+        for (int64_t i = 0; !st && i < n; i++) lens[i] = td.len ? td.len[i] : strlen(tx[i]);
+        for (int64_t i = 0; !st && i < n; i += batch)
+            st = ct_clip_embed_texts(&m, tx + i, lens + i, n - i < batch ? n - i : batch, f + (size_t)i * (size_t)m.dim);
+    } else { /* images: emoji (held-out names, or --split train), emoji-test|train, folder:DIR, captions:DIR */
+        const char *spec = !strcmp(data, "emoji") ? (train ? "emoji-train" : "emoji-test") : data;
+        st = load_images(&ds, spec, train, m.size);
+        if (!st) {
+            ct_dataset_limit(&ds.img, limit);
+            n = ds.img.n;
+            st = embed_images(&f, &m, &ds, batch);
+        }
+    }
+    if (!st && out[0]) st = ct_npy_put_f32(&fo, f, n, m.dim);
+    if (!st && labels[0]) {
+        int64_t *l = malloc((size_t)(n ? n : 1) * sizeof *l);
+        if (!l) st = ct_error(CT_ERR_NOMEM, "embed: no memory for %lld labels", (long long)n);
+        for (int64_t i = 0; l && i < n; i++) l[i] = ds.img.labels[i];
+        if (l) st = ct_npy_put_i64(&fl, l, n);
+        free(l);
+        if (!st) st = ct_atomic_commit(&fl);
+    }
+    if (!st && out[0]) st = ct_atomic_commit(&fo);
+    if (st) {
+        ct_atomic_abort(&fo);
+        ct_atomic_abort(&fl);
+    }
+    if (!st && !out[0])
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < m.dim; j++) printf("%.7g%c", f[i * m.dim + j], j + 1 < m.dim ? ' ' : '\n');
+    if (!st && out[0])
+        fprintf(stderr, "wrote %s: %lld x %lld float32 (%s, unit length)\n", out, (long long)n, (long long)m.dim,
+                text ? "text tower" : "image tower");
+    free(lens);
+    ct_free(f);
+    ct_text_dataset_free(&td);
+    ct_caption_dataset_free(&ds);
+    ct_clip_free(&m);
+    return st ? cli_fail("embed") : 0;
 }
 
 /* ---- eval ------------------------------------------------------------------------------ */

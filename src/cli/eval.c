@@ -76,13 +76,13 @@ int cmd_embed(int argc, char **argv) {
     char text_opt[4096] = "";
     cli_opt opts[] = {
         {"--checkpoint", OPT_STR, ckpt, sizeof ckpt, 0, 0, "checkpoint.safetensors written by contrast train"},
-        {"--data", OPT_STR, data, sizeof data, 0, 0, "dataset; text checkpoints: text:FILE | pairs:FILE | debian-descriptions (every text)"},
-        {"--text", OPT_STR, text_opt, sizeof text_opt, 0, 0, "text checkpoints: a text to embed (repeat for more); without --out, printed one line each"},
+        {"--data", OPT_STR, data, sizeof data, 0, 0, "dataset; text checkpoints: text:FILE | pairs:FILE | debian-descriptions (every text); clip checkpoints: images of emoji (--split picks held-out or training names) | emoji-test | emoji-train | folder:DIR | captions:DIR, or texts of text:FILE | pairs:FILE"},
+        {"--text", OPT_STR, text_opt, sizeof text_opt, 0, 0, "text and clip checkpoints: a text to embed (repeat for more; \"\" is the empty text); without --out, printed one line each"},
         {"--split", OPT_STR, split, sizeof split, 0, 0, "train | test"},
         {"--head", OPT_FLAG, &head, 0, 0, 0, "write projection-head outputs z instead of encoder features h"},
         {"--no-whiten", OPT_FLAG, &no_whiten, 0, 0, 0, "features before the checkpoint's whitening (contrast train --whiten)"},
         {"--out", OPT_STR, out, sizeof out, 0, 0, "output .npy (float32, shape [N, D])"},
-        {"--labels", OPT_STR, labels, sizeof labels, 0, 0, "also write the labels as int64 .npy"},
+        {"--labels", OPT_STR, labels, sizeof labels, 0, 0, "also write the labels (clip: the images' classes) as int64 .npy"},
         {"--limit", OPT_I64, &limit, 0, 0, 1e12, "first N images of the split (0: all)"},
         {"--batch", OPT_I64, &batch, 0, 1, 65536, "images per forward pass"},
         {"--threads", OPT_INT, &threads, 0, 0, 1024, "compute threads (0: all cores)"},
@@ -91,19 +91,35 @@ int cmd_embed(int argc, char **argv) {
                        "usage: contrast embed --checkpoint FILE --out FILE.npy [options]\n"
                        "Writes embeddings of a dataset split as a NumPy array.");
     if (rc) return rc == 1 ? 0 : rc;
-    if (ckpt[0] && (text_opt[0] || ct_data_is_text(data))) {
-        if (cli_text_collect(argc, argv, &texts, &ntexts)) return cli_fail("embed");
+    /* every --text, the empty one included (embedded as BOS, EOS): counted from argv,
+     * since text_opt holds only the last value and "" looks like no option */
+    if (cli_text_collect(argc, argv, &texts, &ntexts)) return cli_fail("embed");
+    if (strcmp(split, "train") && strcmp(split, "test")) {
+        free(texts);
+        fprintf(stderr, "contrast embed: --split must be train or test, got '%s'\n", split);
+        return 2;
+    }
+    if (ckpt[0] && cli_is_clip_checkpoint(ckpt)) { /* both towers: texts or images, unit length */
+        rc = 0;
+        if (head || no_whiten) {
+            fprintf(stderr, "contrast embed: a clip checkpoint gives its projected, unit-length embeddings; --head "
+                            "and --no-whiten do not apply\n");
+            rc = 2;
+        }
+        ct_set_threads(threads);
+        if (!rc) rc = cli_clip_embed(ckpt, texts, ntexts, data, !strcmp(split, "train"), out, labels, limit, batch);
+        free(texts);
+        return rc;
+    }
+    if (ckpt[0] && (ntexts > 0 || ct_data_is_text(data))) {
         ct_set_threads(threads);
         rc = cli_text_embed(ckpt, texts, ntexts, data, !strcmp(split, "train"), out, head);
         free(texts);
         return rc;
     }
+    free(texts);
     if (!ckpt[0] || !out[0]) {
         fprintf(stderr, "contrast embed: --checkpoint and --out are required\n");
-        return 2;
-    }
-    if (strcmp(split, "train") && strcmp(split, "test")) {
-        fprintf(stderr, "contrast embed: --split must be train or test, got '%s'\n", split);
         return 2;
     }
     ct_set_threads(threads);
