@@ -421,6 +421,9 @@ def test_embed_texts(tmp, ckpt, image_ckpt):
     check(np.array_equal(m.embed_texts(texts, which="z"), np.load(r)), "which='z' == contrast embed --head")
     check(m.embed_texts([]).shape == (0, m.feature_dim), "no texts: (0, D)")
     check(np.isfinite(m.embed_texts([""])).all(), "an empty text embeds (BOS EOS)")
+    e = os.path.join(tmp, "empty.npy")
+    run_cli("embed", "--checkpoint", ckpt, "--out", e, "--text", "")  # "" is a text, not "no --text"
+    check(np.array_equal(np.load(e), m.embed_texts([""])), "contrast embed --text '' == embed_texts([''])")
     check(raises(ValueError, m.embed, np.zeros((1, 1, 16, 1), np.uint8)) is not None, "embed on a text model: "
           "ValueError")
     check(raises(ValueError, m.embed_texts, texts, which="h_raw") is not None, "h_raw: not for text")
@@ -680,6 +683,29 @@ def test_torch(ckpts, refs, stale):
     check(ctorch.load(stale, output="h_raw") is not None, "... and loads for h_raw")
 
 
+def test_torch_clip_check():
+    """bench/torch_clip.py --check: the PyTorch CLIP model of the bench (its ViT and text
+    towers, EOT and mean pooling, the loss and its gradients) against the library; it
+    exits 1 past 1e-4. Same rule as test_torch: CONTRAST_NO_TORCH=1 leaves it out, a
+    missing torch fails."""
+    if os.environ.get("CONTRAST_NO_TORCH") == "1":
+        print("test_python: CONTRAST_NO_TORCH=1: bench/torch_clip.py --check is not run", file=sys.stderr)
+        return
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        check(False, "PyTorch is missing (%s): install it with `sh tools/deps.sh torch`, or set CONTRAST_NO_TORCH=1 "
+                     "to leave bench/torch_clip.py --check out" % e)
+        return
+    env = dict(os.environ, CONTRAST_BIN=CLI)
+    r = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "torch_clip.py"), "--check"], cwd=ROOT,
+                       env=env, capture_output=True, text=True)
+    last = (r.stdout.strip().splitlines() or [""])[-1]
+    check(r.returncode == 0 and last.startswith("check: ok"),
+          "bench/torch_clip.py --check (PyTorch CLIP towers and loss vs the library): exit %d, %s%s" %
+          (r.returncode, last, "" if r.returncode == 0 else "\n" + r.stdout[-2000:] + r.stderr[-2000:]))
+
+
 def main():
     tests = []
     with tempfile.TemporaryDirectory(prefix="contrast-py.") as tmp:
@@ -715,6 +741,7 @@ def main():
             step(test_clip, tmp, text_ckpt)
         if text_ref is not None and has_torch():
             step(test_torch_transformers, tmp, text_ckpt, text_ref[0], text_ref[1], pairs)
+        step(test_torch_clip_check)
         if all(refs.values()) and stale:
             step(test_torch, {"cnn": cnn, "resnet18": rn}, refs, stale)
         else:
