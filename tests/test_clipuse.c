@@ -187,6 +187,72 @@ static void test_embed(const char *ck) {
     CHECK(rc == 2 && strstr(o, "--labels is for images"), "--labels with texts: %s", o);
 }
 
+/* A copy of checkpoint `ck` at `out` with metadata `key` set to `value` (tensors kept). */
+static void rewrite_meta(const char *ck, const char *out, const char *key, const char *value) {
+    ct_st_file *f;
+    CHECK_OK(ct_st_open(&f, ck));
+    int n = ct_st_count(f), nm = ct_st_meta_count(f);
+    ct_st_tensor *t = calloc((size_t)n, sizeof *t);
+    ct_st_kv *kv = calloc((size_t)nm, sizeof *kv);
+    for (int i = 0; i < n; i++) {
+        const ct_st_entry *e = ct_st_entry_at(f, i);
+        t[i].name = e->name;
+        t[i].dtype = e->dtype;
+        t[i].ndim = e->ndim;
+        memcpy(t[i].shape, e->shape, sizeof t[i].shape);
+        t[i].data = e->data;
+    }
+    for (int i = 0; i < nm; i++) {
+        ct_st_meta_at(f, i, &kv[i].key, &kv[i].value);
+        if (!strcmp(kv[i].key, key)) kv[i].value = value;
+    }
+    CHECK_OK(ct_st_write(out, t, n, kv, nm));
+    free(t);
+    free(kv);
+    ct_st_close(f);
+}
+
+/* A corrupted clip checkpoint: every command gives an error naming the file, exit 1,
+ * no crash: truncated, a flipped byte in the header, the towers' shapes changed in
+ * the metadata (tensors then do not fit), a logit scale out of range. */
+static void test_corrupt(const char *ck) {
+    char bad[600], cmd[4096];
+    int rc;
+    struct stat sb;
+    CHECK(stat(ck, &sb) == 0, "checkpoint exists");
+    const char *what[5] = {"truncated", "header byte", "visual width", "text width", "logit scale"};
+    for (int k = 0; k < 5; k++) {
+        snprintf(bad, sizeof bad, "%s/bad%d.safetensors", dir, k);
+        if (k == 0) snprintf(cmd, sizeof cmd, "head -c %lld %s > %s", (long long)sb.st_size / 2, ck, bad);
+        else if (k == 1) /* byte 20 of the JSON header ('{"__metadata__":{...' or a tensor's entry) */
+            snprintf(cmd, sizeof cmd, "cp %s %s && printf '\\377' | dd of=%s bs=1 seek=20 conv=notrunc 2>/dev/null", ck,
+                     bad, bad);
+        else cmd[0] = '\0';
+        if (cmd[0]) CHECK(system(cmd) == 0, "make %s", bad);
+        if (k == 2) rewrite_meta(ck, bad, "visual.model.width", "16");
+        if (k == 3) rewrite_meta(ck, bad, "text.model.width", "64");
+        if (k == 4) { /* the scale tensor: 9.0 (> ln 100) */
+            snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c \"import struct,json,sys\n"
+                                      "b=open(sys.argv[1],'rb').read(); n=struct.unpack('<Q',b[:8])[0]; "
+                                      "h=json.loads(b[8:8+n]); o=h['logit_scale']['data_offsets'][0]+8+n\n"
+                                      "open(sys.argv[2],'wb').write(b[:o]+struct.pack('<f',9.0)+b[o+4:])\" %s %s",
+                     ck, bad);
+            CHECK(system(cmd) == 0, "make %s", bad);
+        }
+        const char *cmds[4] = {"zeroshot --data captions:%s/data", "search --index captions:%s/data --query red",
+                               "eval --data captions:%s/data", "embed --text red"};
+        for (int c = 0; c < 4; c++) {
+            char sub[700];
+            snprintf(sub, sizeof sub, cmds[c], dir);
+            snprintf(cmd, sizeof cmd, "%s %s --checkpoint %s 2>&1", bin, sub, bad);
+            char *o = run_out(cmd, &rc);
+            if (c == 0 || c == 2) fprintf(stderr, "  (%s, %.8s: %.200s)\n", what[k], sub, o);
+            CHECK(rc == 1 && strstr(o, bad) && !strstr(o, "Sanitizer"), "%s checkpoint, %.8s: exit 1 naming the file: "
+                  "rc %d: %s", what[k], sub, rc, o);
+        }
+    }
+}
+
 int main(void) {
     bin = getenv("CONTRAST_BIN");
     if (!bin) bin = "./contrast";
@@ -280,6 +346,7 @@ int main(void) {
     CHECK(r10 > c10 && c10 > 0, "text->image R@10 %g above chance %g", r10, c10);
 
     test_embed(ck);
+    test_corrupt(ck);
 
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (!g_fail && system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
