@@ -144,7 +144,9 @@ FUZZ_BIN    := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_BUILD)/%)
 FUZZ_OBJ    := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o) $(filter-out %/main.o,$(CLI_SRC:%.c=$(FUZZ_BUILD)/%.o))
 FUZZ_WRAP   := ct_train_run ct_dataset_load ct_checkpoint_load_model ct_evaluate ct_extract_features \
                ct_png_write ct_atomic_open ct_set_threads ct_augment_view \
-               ct_data_eval_batch
+               ct_data_eval_batch ct_st_open cli_is_clip_checkpoint ct_clip_load \
+               ct_caption_dataset_load ct_caption_folder_load ct_image_load_rgb \
+               ct_text_dataset_load ct_zeroshot_read_classes ct_zeroshot_read_templates
 FUZZ_LD_cli := $(FUZZ_WRAP:%=-Wl,--wrap=%)
 
 $(FUZZ_BUILD)/%.o: %.c

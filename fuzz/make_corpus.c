@@ -317,8 +317,18 @@ static void cli_seeds(void) {
         A("embed", 2, "--checkpoint\0c\0--out\0h.npy\0--labels\0y.npy\0--split\0train\0--head\0--batch\0" "7"),
         A("augment", 3, "--data\0fashion-mnist\0--n\0" "3\0--views\0" "4\0--zoom\0" "2\0--blur\0" "0.1:2@0.5\0"
                         "--size\0" "6x7\0--aug\0none"),
-        A("augment_spec", 4, "crop=off,flip=0,jitter=0.8:0.8:0.8:0.2@1,gray=1,solarize=0.3@1,mean=0.1:0.2:0.3"),
-        A("augment_spec2", 4, " none , size=5 ,blur=1,crop=0.08:1"),
+        A("augment_spec", 6, "crop=off,flip=0,jitter=0.8:0.8:0.8:0.2@1,gray=1,solarize=0.3@1,mean=0.1:0.2:0.3"),
+        A("augment_spec2", 6, " none , size=5 ,blur=1,crop=0.08:1"),
+        /* the clip commands: a "clip..." checkpoint is a tiny in-memory model (fuzz_cli.c) */
+        A("zeroshot", 4, "--checkpoint\0clip.safetensors\0--data\0captions:d\0--per-class\0--batch\0" "3"),
+        A("zeroshot_files", 4, "--checkpoint\0clip\0--data\0emoji-test\0--classes\0c.txt\0--templates\0t.txt\0"
+                               "--json\0z.json"),
+        A("search_text", 5, "--checkpoint\0clip\0--index\0folder:d\0--query\0a red square\0--k\0" "3\0--out\0"
+                            "top.png\0--tile\0" "20\0--cols\0" "2"),
+        A("search_image", 5, "--checkpoint\0clip\0--index\0emoji-test\0--image\0x.png\0--k\0" "2"),
+        A("eval_clip", 1, "--checkpoint\0clip\0--data\0captions:d\0--json"),
+        A("embed_clip", 2, "--checkpoint\0clip\0--text\0\0--text\0red\0--batch\0" "1"),
+        A("embed_clip_img", 2, "--checkpoint\0clip\0--data\0emoji\0--split\0train\0--limit\0" "3\0--out\0e.npy"),
 #undef A
     };
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) seed("cli", s[i].name, &s[i].cmd, 1, s[i].args, s[i].len);

@@ -150,6 +150,15 @@ static void test_embed(const char *ck) {
     float *ri = ct_alloc((size_t)(ds.img.n * D) * sizeof(float));
     CHECK_OK(ct_clip_embed_images(&m, ds.img.images, ds.img.n, ri));
     if (I && nr == ds.img.n) CHECK(max_diff(I, ri, nr * D) < 1e-6, "embed images = ct_clip_embed_images");
+    snprintf(cmd, sizeof cmd, "%s embed --checkpoint %s --data captions:%s/data --limit 5 --batch 2 --out %s/i5.npy "
+                              "--threads 2 2>/dev/null", bin, ck, dir, dir);
+    rc = system(cmd);
+    float *I5 = NULL;
+    int64_t n5 = 0;
+    snprintf(cmd, sizeof cmd, "%s/i5.npy", dir);
+    if (rc == 0) CHECK_OK(ct_npy_read_f32(cmd, &I5, &n5, &nc));
+    CHECK(rc == 0 && n5 == 5 && I5 && max_diff(I5, ri, 5 * D) < 1e-6, "--limit 5 --batch 2: the first 5 rows");
+    ct_free(I5);
     int32_t *lab = NULL;
     int64_t nl = 0;
     snprintf(cmd, sizeof cmd, "%s/l.npy", dir);

@@ -376,11 +376,13 @@ int cli_clip_embed(const char *ckpt, const char *const *texts, int64_t ntexts, c
     } else { /* images: emoji (held-out names, or --split train), emoji-test|train, folder:DIR, captions:DIR */
         const char *spec = !strcmp(data, "emoji") ? (train ? "emoji-train" : "emoji-test") : data;
         st = load_images(&ds, spec, train, m.size);
-        if (!st) {
-            ct_dataset_limit(&ds.img, limit);
-            n = ds.img.n;
-            st = embed_images(&f, &m, &ds, batch);
-        }
+        n = limit > 0 && limit < ds.img.n ? limit : ds.img.n; /* the first --limit (ds keeps all, to free them) */
+        const size_t per = (size_t)3 * (size_t)m.size * (size_t)m.size;
+        if (!st && !(f = ct_alloc((size_t)(n ? n : 1) * (size_t)m.dim * sizeof(float))))
+            st = ct_error(CT_ERR_NOMEM, "embed: no memory for %lld image embeddings", (long long)n);
+        for (int64_t i = 0; !st && i < n; i += batch)
+            st = ct_clip_embed_images(&m, ds.img.images + (size_t)i * per, n - i < batch ? n - i : batch,
+                                      f + (size_t)i * (size_t)m.dim);
     }
     if (!st && out[0]) st = ct_npy_put_f32(&fo, f, n, m.dim);
     if (!st && labels[0]) {
