@@ -230,7 +230,8 @@ typedef struct {
     const ct_train_config *c;
     int P, rank;
     int64_t B, b, D, T;
-    ct_caption_dataset cd;     /* the training split */
+    ct_caption_dataset cd;     /* the training split (cd.img.n: after c->limit) */
+    int64_t cd_n;              /* its images before the limit (what ct_caption_dataset_free frees) */
     ct_clip m;                 /* the towers, tokenizer and scale being trained */
     char *tok_text;            /* the tokenizer's serialisation (checkpoint metadata) */
     float dscale;              /* dL/ds */
@@ -260,6 +261,7 @@ static void run_free(clip_run *r, int failed) {
     if (r->have_loader) ct_loader_free(&r->loader);
     if (r->have_opt) ct_optim_free(&r->opt);
     ct_clip_free(&r->m);
+    if (r->cd_n) r->cd.img.n = r->cd_n; /* free every image's captions and file name */
     ct_caption_dataset_free(&r->cd);
     free(r->tok_text);
     free(r->texts);
@@ -547,6 +549,7 @@ static ct_status load_data(clip_run *r) {
     const ct_train_config *c = r->c;
     ct_status st = ct_caption_dataset_load(&r->cd, c->data, 1, c->image_size);
     if (st) return st;
+    r->cd_n = r->cd.img.n;
     ct_dataset_limit(&r->cd.img, c->limit);
     if (r->cd.img.n < c->batch)
         return ct_error(CT_ERR_ARG, "train: %s has %lld training images, fewer than one batch of %lld", c->data,
