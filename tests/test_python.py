@@ -268,6 +268,214 @@ def test_stale_whitening(tmp):
     return ckpt
 
 
+# ---- text and image-caption data, the tokenizer, text embeddings ------------------------
+
+WORDS = ["red", "blue", "green", "cat", "dog", "bird", "runs", "jumps", "sleeps", "fast", "slow", "big", "small",
+         "42", "7"]
+
+
+def write_pairs(path, n=200, seed=0):
+    """A tiny pairs file: anchor TAB anchor-plus-a-word TAB label; one anchor holds a
+    byte that is not UTF-8 (0xff), which the binding must give back unchanged."""
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as f:
+        for i in range(n):
+            a = " ".join(WORDS[j] for j in rng.integers(0, len(WORDS), 4))
+            b = a + " " + WORDS[rng.integers(0, len(WORDS))]
+            a = a.encode() + (b"\xff" if i == 3 else b"")
+            f.write(a + b"\t" + b.encode() + b"\t" + (b"odd" if i % 2 else b"even") + b"\n")
+
+
+def ref_encode(merges_text, text, context):
+    """Our BPE encoding written again in plain Python from docs/text.md, for texts of
+    words and single spaces: chunks are letter, digit or other runs each with the
+    space before it; the merges apply by rank, every occurrence left to right; BOS,
+    the tokens cut to fit, EOS, PAD."""
+    import re
+    lines = merges_text.strip("\n").split("\n")
+    assert lines[0].startswith("contrast-bpe 1 merges ")
+    tok = {i: bytes([i]) for i in range(256)}
+    by_bytes = {v: k for k, v in tok.items()}
+    merges, nxt = [], 259
+    for ln in lines[1:]:
+        a, b = map(int, ln.split())
+        t = tok[a] + tok[b]
+        if t not in by_bytes:
+            by_bytes[t], tok[nxt] = nxt, t
+            nxt += 1
+        merges.append((a, b, by_bytes[t]))
+    ids = []
+    for chunk in re.findall(rb" ?[A-Za-z\x80-\xff]+| ?[0-9]+| ?[!-/:-@\[-`{-~]+", _bytes(text)):
+        seq = list(chunk)
+        for a, b, r in merges:
+            i, out = 0, []
+            while i < len(seq):
+                if i + 1 < len(seq) and seq[i] == a and seq[i + 1] == b:
+                    out.append(r)
+                    i += 2
+                else:
+                    out.append(seq[i])
+                    i += 1
+            seq = out
+        ids += seq
+    row = [257] + ids[:context - 2] + [258]
+    return row + [256] * (context - len(row))
+
+
+def _bytes(t):
+    return t.encode("utf-8", "surrogateescape") if isinstance(t, str) else t
+
+
+def train_text(tmp):
+    pairs = os.path.join(tmp, "pairs.tsv")
+    write_pairs(pairs)
+    out = os.path.join(tmp, "text")
+    run_cli("train", "--method", "pairs", "--data", "pairs:" + pairs, "--width", 32, "--depth", 2, "--heads", 2,
+            "--context", 16, "--vocab", 300, "--batch", 32, "--epochs", 1, "--threads", 2, "--quiet", "--out", out)
+    return pairs, os.path.join(out, "checkpoint.safetensors")
+
+
+def test_text_dataset(tmp, pairs):
+    d = contrast.text_dataset("pairs:" + pairs)
+    check(d.name == "pairs" and len(d.anchors) == 200 and d.anchors.dtype == np.int64 and
+          d.positives.dtype == np.int64 and d.labels.dtype == np.int32 and d.label_names == ["even", "odd"],
+          "text_dataset: 200 pairs, labels even/odd: %r" % d)
+    with open(pairs, "rb") as f:
+        rows = [ln.rstrip(b"\n").split(b"\t") for ln in f]
+    ok = all(_bytes(d.texts[d.anchors[i]]) == r[0] and _bytes(d.texts[d.positives[i]]) == r[1] and
+             d.label_names[d.labels[i]] == r[2].decode() for i, r in enumerate(rows))
+    check(ok, "text_dataset: every pair's texts and label as in the file")
+    check(len(set(d.texts)) == len(d.texts), "text_dataset: texts are distinct")
+    check(d.texts[d.anchors[3]].endswith("\udcff"), "a byte that is not UTF-8 arrives surrogate-escaped: %r" %
+          d.texts[d.anchors[3]][-3:])
+    lines = os.path.join(tmp, "lines.txt")
+    with open(lines, "w") as f:
+        f.write("one\n\ntwo\none\n")
+    t = contrast.text_dataset("text:" + lines, train=False)
+    check(t.texts == ["one", "two"] and len(t.anchors) == 0 and t.labels is None and t.label_names is None,
+          "text:FILE: distinct non-empty lines, no pairs: %r" % t.texts)
+    bad = os.path.join(tmp, "bad.tsv")
+    with open(bad, "w") as f:
+        f.write("a\tb\nonly one column\n")
+    e = raises(contrast.ContrastError, contrast.text_dataset, "pairs:" + bad)
+    check(e is not None and bad + ":2" in e.message, "a bad pairs file: ContrastError naming FILE:2 (%r)" % e)
+    return d
+
+
+def test_tokenizer(tmp, d, ckpt):
+    tok = contrast.Tokenizer.train(d.texts, vocab=300)
+    check(tok.vocab_size == 300, "Tokenizer.train: %d ids" % tok.vocab_size)
+    # the CLI trained its tokenizer on the same texts: the same merges, byte for byte
+    saved = os.path.join(tmp, "tok.txt")
+    tok.save(saved)
+    with open(saved) as f:
+        merges = f.read()
+    meta = contrast.safetensors.read_metadata(ckpt)
+    check(merges == meta["tokenizer"], "Tokenizer.train == the tokenizer contrast train stored")
+    ck = contrast.Tokenizer.from_checkpoint(ckpt)
+    back = contrast.Tokenizer.load(saved)
+    ids, valid = tok.encode(d.texts, context=40)
+    check(ids.dtype == np.int32 and valid.dtype == np.uint8 and ids.shape == (len(d.texts), 40),
+          "encode: (n, T) int32 and uint8")
+    check(all(tok.decode(r) == t for r, t in zip(ids, d.texts)), "decode(encode(t)) == t for every text")
+    check(np.array_equal(ck.encode(d.texts, 40)[0], ids) and np.array_equal(back.encode(d.texts, 40)[0], ids),
+          "from_checkpoint and load encode the same")
+    check(np.array_equal(valid, (ids != 256).astype(np.uint8)), "valid marks the non-PAD ids")
+    ref = np.array([ref_encode(merges, t, 40) for t in d.texts], np.int32)
+    check(np.array_equal(ids, ref), "encode == a plain-Python BPE of the merges (%d rows differ)" %
+          int((ids != ref).any(1).sum()))
+    short, _ = tok.encode(d.texts[:5], context=4)
+    check(np.array_equal(short, np.array([ref_encode(merges, t, 4) for t in d.texts[:5]], np.int32)) and
+          (short[:, -1] == 258).all(), "a short context cuts the tokens, keeps EOS")
+    check(tok.decode_bytes(ids[d.anchors[3]]).endswith(b"\xff"), "decode_bytes gives the raw byte back")
+    check(raises(ValueError, contrast.Tokenizer.train, d.texts, vocab=100) is not None, "vocab <= 259 refused")
+    check(raises(TypeError, tok.encode, "one string") is not None, "a bare string refused (a list is needed)")
+    e = raises(contrast.ContrastError, tok.decode, [5, 300])
+    check(e is not None and e.status_name == "CT_ERR_ARG", "decode of an id outside the vocabulary: %r" % e)
+
+
+def test_embed_texts(tmp, ckpt, image_ckpt):
+    texts = ["red cat runs", "blue dog", "42 small birds jump fast and far away over the green hills again",
+             "red cat runs"]
+    args = []
+    for t in texts:
+        args += ["--text", t]
+    r = os.path.join(tmp, "texts.npy")
+    run_cli("embed", "--checkpoint", ckpt, "--out", r, *args)
+    ref = np.load(r)
+    m = contrast.load(ckpt)
+    check(m.takes_tokens and m.encoder == "transformer", "a text checkpoint: takes_tokens")
+    h = m.embed_texts(texts)
+    err = float(np.abs(h - ref).max())
+    check(h.dtype == np.float32 and h.shape == ref.shape and err <= 1e-5,
+          "embed_texts == contrast embed --text (max |diff| %g)" % err)
+    check(np.array_equal(h, ref), "... bit for bit")
+    # another batch changes the GEMM's row blocking, so only rounding may differ
+    check(np.abs(m.embed_texts(texts, batch=2) - h).max() <= 1e-5, "batch 2 gives the same to 1e-5")
+    run_cli("embed", "--checkpoint", ckpt, "--out", r, "--head", *args)
+    check(np.array_equal(m.embed_texts(texts, which="z"), np.load(r)), "which='z' == contrast embed --head")
+    check(m.embed_texts([]).shape == (0, m.feature_dim), "no texts: (0, D)")
+    check(np.isfinite(m.embed_texts([""])).all(), "an empty text embeds (BOS EOS)")
+    check(raises(ValueError, m.embed, np.zeros((1, 1, 16, 1), np.uint8)) is not None, "embed on a text model: "
+          "ValueError")
+    check(raises(ValueError, m.embed_texts, texts, which="h_raw") is not None, "h_raw: not for text")
+    m.close()
+    check(raises(ValueError, m.embed_texts, texts) is not None, "a closed model refuses")
+    with contrast.load(image_ckpt) as im:
+        check(raises(ValueError, im.embed_texts, texts) is not None, "embed_texts on an image model: ValueError")
+    return ref, texts
+
+
+def write_png(path, rgba):
+    """An 8-bit RGBA PNG of the (h, w, 4) uint8 array, with the standard library."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+    h, w = rgba.shape[:2]
+    raw = b"".join(b"\0" + rgba[y].tobytes() for y in range(h))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)) +
+                chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_caption_dataset(tmp):
+    d = os.path.join(tmp, "caps")
+    os.makedirs(d)
+    red = np.zeros((8, 8, 4), np.uint8)
+    red[..., 0], red[..., 3] = 255, 255
+    clear = np.zeros((8, 8, 4), np.uint8)  # fully transparent: white on the library's side
+    half = np.zeros((8, 8, 4), np.uint8)
+    half[:, :, 2], half[:, :, 3] = 200, 255
+    for name, img in (("red.png", red), ("clear.png", clear), ("blue.png", half)):
+        write_png(os.path.join(d, name), img)
+    with open(os.path.join(d, "captions.tsv"), "w") as f:
+        f.write("# file, caption, class\nred.png\ta red square\tcolour\nclear.png\tnothing at all\tempty\n"
+                "red.png\tall red\tcolour\nblue.png\ta blue square\tcolour\n")
+    c = contrast.caption_dataset("captions:" + d, train=True, size=4)
+    check(c.images.shape == (3, 3, 4, 4) and c.images.dtype == np.uint8, "caption_dataset images (3, 3, 4, 4): %s"
+          % (c.images.shape,))
+    byfile = {f: i for i, f in enumerate(c.files)}
+    check(sorted(c.files) == ["blue.png", "clear.png", "red.png"], "files: %r" % c.files)
+    i_red, i_clear, i_blue = byfile["red.png"], byfile["clear.png"], byfile["blue.png"]
+    check(c.captions[i_red] == ["a red square", "all red"] and c.captions[i_clear] == ["nothing at all"],
+          "every caption of an image, in file order: %r" % c.captions)
+    check((c.images[i_red, 0] == 255).all() and (c.images[i_red, 1:] == 0).all() and
+          (c.images[i_clear] == 255).all() and (c.images[i_blue, 2] == 200).all(),
+          "pixels: red, transparent -> white, blue 200")
+    check(c.class_names == ["colour", "empty"] and c.labels.dtype == np.int32 and
+          [c.class_names[c.labels[i]] for i in (i_red, i_clear, i_blue)] == ["colour", "empty", "colour"],
+          "classes: %r %r" % (c.class_names, c.labels))
+    want = (c.images.astype(np.float64) / 255).mean(axis=(0, 2, 3))
+    check(len(c.mean) == 3 and np.allclose(c.mean, want, atol=1e-5) and len(c.std) == 3 and all(s > 0 for s in c.std),
+          "mean per channel measured on the split: %r vs %r" % (c.mean, want))
+    with open(os.path.join(d, "captions.tsv"), "a") as f:
+        f.write("missing.png\tgone\tcolour\n")
+    e = raises(contrast.ContrastError, contrast.caption_dataset, "captions:" + d)
+    check(e is not None and "captions.tsv:6" in e.message, "a missing image: ContrastError naming the line (%r)" % e)
+
+
 # ---- the PyTorch loader -----------------------------------------------------------------
 
 def test_torch(ckpts, refs, stale):
@@ -329,6 +537,12 @@ def main():
             refs["cnn"] = step(test_embed, tmp, cnn, "cnn")
         refs["resnet18"] = step(test_embed, tmp, rn, "resnet18")
         stale = step(test_stale_whitening, tmp)
+        pairs, text_ckpt = step(train_text, tmp) or (None, None)
+        d = step(test_text_dataset, tmp, pairs) if pairs else None
+        if d:
+            step(test_tokenizer, tmp, d, text_ckpt)
+        text_ref = step(test_embed_texts, tmp, text_ckpt, rn) if text_ckpt else None
+        step(test_caption_dataset, tmp)
         if all(refs.values()) and stale:
             step(test_torch, {"cnn": cnn, "resnet18": rn}, refs, stale)
         else:

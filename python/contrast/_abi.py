@@ -70,7 +70,38 @@ class Pair(ctypes.Structure):  # ct_pair, include/contrast/loss.h
     _fields_ = [("a", _i64), ("b", _i64), ("same", ctypes.c_int32)]
 
 
-MIRRORS = (ModelConfig, OptimConfig, TrainEvent, TrainConfig, TrainResult, LossStats, Pair)
+class TokenizerOpts(ctypes.Structure):  # ct_tokenizer_opts, include/contrast/text.h
+    c_name = "ct_tokenizer_opts"
+    _fields_ = [("vocab_size", _i32)]
+
+
+_pp = ctypes.POINTER(ctypes.c_char_p)  # char ** (strings that may hold NULs: read with their lengths)
+
+
+class TextDataset(ctypes.Structure):  # ct_text_dataset, include/contrast/text.h
+    c_name = "ct_text_dataset"
+    _fields_ = [("ntexts", _i64), ("text", ctypes.POINTER(ctypes.c_void_p)),
+                ("len", ctypes.POINTER(ctypes.c_size_t)), ("uniq", ctypes.POINTER(_i64)), ("npairs", _i64),
+                ("anchor", ctypes.POINTER(_i64)), ("positive", ctypes.POINTER(_i64)),
+                ("label", ctypes.POINTER(ctypes.c_int32)), ("nlabels", _i32), ("label_name", _pp),
+                ("name", ctypes.c_char * 64), ("pool", ctypes.c_void_p)]
+
+
+class Dataset(ctypes.Structure):  # ct_dataset, include/contrast/data.h
+    c_name = "ct_dataset"
+    _fields_ = [("n", _i64), ("c", _i32), ("h", _i32), ("w", _i32), ("images", ctypes.POINTER(ctypes.c_uint8)),
+                ("labels", ctypes.POINTER(ctypes.c_int32)), ("coarse_labels", ctypes.POINTER(ctypes.c_int32)),
+                ("num_classes", _i32), ("name", ctypes.c_char * 32), ("mean", _f32 * 3), ("std", _f32 * 3)]
+
+
+class CaptionDataset(ctypes.Structure):  # ct_caption_dataset, include/contrast/captions.h
+    c_name = "ct_caption_dataset"
+    _fields_ = [("img", Dataset), ("caption_start", ctypes.POINTER(_i64)), ("captions", _pp),
+                ("class_names", _pp), ("files", _pp), ("train", _i32)]
+
+
+MIRRORS = (ModelConfig, OptimConfig, TrainEvent, TrainConfig, TrainResult, LossStats, Pair, TokenizerOpts,
+           TextDataset, Dataset, CaptionDataset)
 _verified = set()
 
 

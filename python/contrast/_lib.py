@@ -119,6 +119,25 @@ def _prototypes(L):
         "ct_margin_loss": (i32, [stats_p, c_float_p, c_float_p, ctypes.POINTER(_abi.Pair), i64, i64, i64, f32]),
         "ct_triplet_loss": (i32, [stats_p, c_float_p, c_float_p, c_int32_p, i64, i64, f32, i32, i32, vp,
                                   ctypes.c_size_t]),
+        # text (include/contrast/text.h, train.h) and image-caption data (captions.h)
+        "ct_text_dataset_load": (i32, [ctypes.POINTER(_abi.TextDataset), cp, i32]),
+        "ct_text_dataset_free": (None, [ctypes.POINTER(_abi.TextDataset)]),
+        "ct_caption_dataset_load": (i32, [ctypes.POINTER(_abi.CaptionDataset), cp, i32, i32]),
+        "ct_caption_dataset_free": (None, [ctypes.POINTER(_abi.CaptionDataset)]),
+        "ct_tokenizer_train": (i32, [ctypes.POINTER(vp), ctypes.POINTER(vp), ctypes.POINTER(ctypes.c_size_t), i64,
+                                     ctypes.POINTER(_abi.TokenizerOpts)]),
+        "ct_tokenizer_free": (None, [vp]),
+        "ct_tokenizer_vocab_size": (ctypes.c_int32, [vp]),
+        "ct_tokenizer_encode_batch": (i32, [vp, ctypes.POINTER(vp), ctypes.POINTER(ctypes.c_size_t), i64, i32, i64,
+                                            c_int32_p, ctypes.POINTER(ctypes.c_uint8), ctypes.POINTER(i64)]),
+        "ct_tokenizer_decode": (i32, [vp, c_int32_p, i64, ctypes.c_char_p, ctypes.c_size_t,
+                                      ctypes.POINTER(ctypes.c_size_t)]),
+        "ct_tokenizer_save": (i32, [vp, cp]),
+        "ct_tokenizer_load": (i32, [ctypes.POINTER(vp), cp]),
+        "ct_checkpoint_load_tokenizer": (i32, [ctypes.POINTER(vp), cp]),
+        "ct_model_takes_tokens": (i32, [vp]),
+        "ct_embed_texts": (i32, [c_float_p, vp, vp, ctypes.POINTER(vp), ctypes.POINTER(ctypes.c_size_t), i64, i32,
+                                 i64]),
     }
     for name, (res, args) in protos.items():
         try:

@@ -68,6 +68,8 @@ class Model:
         mc = self.config.get("model", {})
         self.in_shape = (int(mc["in_c"]), int(mc["in_h"]), int(mc["in_w"]))
         self.encoder = mc.get("encoder")
+        self.takes_tokens = bool(L.ct_model_takes_tokens(self._m))  # a text model: embed_texts
+        self._tokenizer = None
 
     def normalisation(self):
         """(mean, std) per channel that embed() applies (data.mean / data.std of the
@@ -93,6 +95,8 @@ class Model:
             raise ValueError("which must be one of %s, not %r" % (", ".join(FEATURES), which))
         if batch < 1:
             raise ValueError("batch must be >= 1")
+        if self.takes_tokens:
+            raise ValueError("%s is a text model: use embed_texts" % self.path)
         c, h, w = self.in_shape
         if mean is None or std is None:
             m0, s0 = self.normalisation()
@@ -124,7 +128,43 @@ class Model:
                                    out.ctypes.data_as(c_float_p)))
         return out
 
+    @property
+    def tokenizer(self):
+        """The tokenizer a text checkpoint carries (contrast.Tokenizer), read on first use."""
+        if self._tokenizer is None:
+            from .text import Tokenizer
+            self._tokenizer = Tokenizer.from_checkpoint(self.path)
+        return self._tokenizer
+
+    def embed_texts(self, texts, which="h", batch=0):
+        """Features of a list of texts (str or bytes), float32 (n, D), as `contrast embed
+        --text` computes them: each text as BOS, its tokens, EOS, cut to the model's
+        context, eval mode. which: "h" the encoder's pooled features (D =
+        feature_dim; what retrieval uses) or "z" the projection head's output
+        (--head). batch: texts per forward pass (0: 256)."""
+        from .text import _CTexts
+        if not self.takes_tokens:
+            raise ValueError("%s is an image model (encoder %s): use embed" % (self.path, self.encoder))
+        if which not in ("h", "z"):
+            raise ValueError("which must be 'h' or 'z' for a text model, not %r" % (which,))
+        if batch < 0:
+            raise ValueError("batch must be >= 0")
+        ct = _CTexts(texts)
+        tok = self.tokenizer
+        dim = self.embed_dim if which == "z" else self.feature_dim
+        out = np.empty((ct.n, dim), dtype=np.float32)
+        if ct.n == 0:
+            return out
+        with self._lock:
+            if not self._open:
+                raise ValueError("model is closed")
+            check(lib().ct_embed_texts(out.ctypes.data_as(c_float_p), self._m, tok._t, ct.ptrs, ct.lens, ct.n,
+                                       FEATURES[which], batch))
+        return out
+
     def close(self):
+        if getattr(self, "_tokenizer", None) is not None:
+            self._tokenizer.close()
         if getattr(self, "_open", False):
             with self._lock:
                 lib().ct_model_free(self._m)

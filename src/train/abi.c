@@ -2,7 +2,9 @@
  * (python/contrast mirrors them with ctypes). A binding compares its own offsets
  * with these before it passes a struct across, so a header change that moves a
  * field fails loudly instead of writing into the wrong one. */
+#include "contrast/captions.h"
 #include "contrast/loss.h"
+#include "contrast/text.h"
 #include "contrast/train.h"
 
 #include <stddef.h>
@@ -68,6 +70,24 @@ static const abi_row abi_rows[] = {
 
     SIZE(ct_pair),
     FIELD(ct_pair, a), FIELD(ct_pair, b), FIELD(ct_pair, same),
+
+    SIZE(ct_tokenizer_opts),
+    FIELD(ct_tokenizer_opts, vocab_size),
+
+    SIZE(ct_text_dataset),
+    FIELD(ct_text_dataset, ntexts), FIELD(ct_text_dataset, text), FIELD(ct_text_dataset, len),
+    FIELD(ct_text_dataset, uniq), FIELD(ct_text_dataset, npairs), FIELD(ct_text_dataset, anchor),
+    FIELD(ct_text_dataset, positive), FIELD(ct_text_dataset, label), FIELD(ct_text_dataset, nlabels),
+    FIELD(ct_text_dataset, label_name), FIELD(ct_text_dataset, name), FIELD(ct_text_dataset, pool),
+
+    SIZE(ct_dataset),
+    FIELD(ct_dataset, n), FIELD(ct_dataset, c), FIELD(ct_dataset, h), FIELD(ct_dataset, w),
+    FIELD(ct_dataset, images), FIELD(ct_dataset, labels), FIELD(ct_dataset, coarse_labels),
+    FIELD(ct_dataset, num_classes), FIELD(ct_dataset, name), FIELD(ct_dataset, mean), FIELD(ct_dataset, std),
+
+    SIZE(ct_caption_dataset),
+    FIELD(ct_caption_dataset, img), FIELD(ct_caption_dataset, caption_start), FIELD(ct_caption_dataset, captions),
+    FIELD(ct_caption_dataset, class_names), FIELD(ct_caption_dataset, files), FIELD(ct_caption_dataset, train),
 
     SIZE(ct_model), /* opaque to bindings: only its size, to allocate one */
 };
