@@ -20,8 +20,10 @@ loading, train/test split and de-duplication), scored by the same metrics
         [--threads N] [--only tfidf,fasttext,chance] [--json FILE] [--seed S]
         [--ft-dim 100] [--ft-epoch 5] [--ft-sup-epoch 25] [--ft-sup-lr 0.5]
 
---limit N keeps the first N training pairs (as `contrast train --limit N`: what the
-model trains on); the test split is always whole. Needs `sh tools/deps.sh torch`
+--limit N keeps the first N training pairs (as `contrast train --limit N`) for what
+learns a representation (TF-IDF's vocabulary and idf, fastText's skipgram); the
+Section kNN's memory bank and the classifier use every training pair, and the test
+split is always whole, as in `contrast eval`. Needs `sh tools/deps.sh torch`
 (python3-sklearn, fasttext) and a built libcontrast (`make`). Prints one markdown
 table; --json FILE also writes the numbers. fastText's results vary a little with
 --threads above 1 (its asynchronous SGD); --threads 1 repeats them.
@@ -55,14 +57,18 @@ def import_contrast():
 
 
 class Split:
-    """The pairs of one split as texts: anchors[i], positives[i], labels[i]."""
+    """One split's pairs as text ids: anchors[i], positives[i] (the first `limit`
+    pairs: what a representation may be trained on) and lab_anchors, labels (every
+    pair: the memory bank of the Section kNN and the classifier's training set, as
+    `contrast eval`, which reads the whole training split)."""
 
     def __init__(self, d, limit=0):
         n = len(d.anchors) if limit <= 0 else min(limit, len(d.anchors))
         self.texts = d.texts
         self.anchors = np.asarray(d.anchors[:n], dtype=np.int64)
         self.positives = np.asarray(d.positives[:n], dtype=np.int64)
-        self.labels = None if d.labels is None else np.asarray(d.labels[:n], dtype=np.int64)
+        self.lab_anchors = np.asarray(d.anchors, dtype=np.int64)
+        self.labels = None if d.labels is None else np.asarray(d.labels, dtype=np.int64)
         self.label_names = d.label_names
         used = np.unique(np.concatenate([self.anchors, self.positives]))
         self.used_texts = [d.texts[i] for i in used]  # what training may read: texts of the kept pairs
@@ -85,7 +91,7 @@ def run_tfidf(tr, te, gal, target, args):
     g = vec.transform(te.text_list(gal))
     res = tm.retrieval_summary(tm.ranks(q, g, target))
     if tr.labels is not None and te.labels is not None:
-        ftr = vec.transform(tr.text_list(tr.anchors))
+        ftr = vec.transform(tr.text_list(tr.lab_anchors))
         res["knn_top1"] = tm.knn_top1(ftr, tr.labels, q, te.labels, len(tr.label_names), args.k, args.knn_t)
     res["seconds"] = time.time() - t0
     res["vocabulary"] = len(vec.vocabulary_)
@@ -132,7 +138,7 @@ def run_fasttext(tr, te, gal, target, args, tmp):
     # one print-sentence-vectors call (each loads the model: 2M buckets x dim floats)
     labelled = tr.labels is not None and te.labels is not None
     nq, ng = len(te.anchors), len(gal)
-    texts = te.text_list(te.anchors) + te.text_list(gal) + (tr.text_list(tr.anchors) if labelled else [])
+    texts = te.text_list(te.anchors) + te.text_list(gal) + (tr.text_list(tr.lab_anchors) if labelled else [])
     v = ft_vectors(args, sg + ".bin", texts, args.ft_dim)
     q, g = tm.l2_rows(v[:nq]), tm.l2_rows(v[nq:nq + ng])
     res.update(tm.retrieval_summary(tm.ranks(q, g, target)))
@@ -143,7 +149,7 @@ def run_fasttext(tr, te, gal, target, args, tmp):
         names = ["__label__" + n.replace(" ", "_") for n in tr.label_names]
         sup_in = os.path.join(tmp, "sup.txt")
         with open(sup_in, "w", encoding="utf-8", errors="surrogateescape") as f:
-            for i, lab in zip(tr.anchors.tolist(), tr.labels.tolist()):
+            for i, lab in zip(tr.lab_anchors.tolist(), tr.labels.tolist()):
                 f.write(names[lab] + " " + ft_clean(tr.texts[i]) + "\n")
         clf = os.path.join(tmp, "clf")
         ft(args, "supervised", "-input", sup_in, "-output", clf, "-epoch", str(args.ft_sup_epoch), "-lr",
