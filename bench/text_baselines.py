@@ -65,9 +65,10 @@ class Split:
     def __init__(self, d, limit=0):
         n = len(d.anchors) if limit <= 0 else min(limit, len(d.anchors))
         self.texts = d.texts
-        self.anchors = np.asarray(d.anchors[:n], dtype=np.int64)
-        self.positives = np.asarray(d.positives[:n], dtype=np.int64)
-        self.lab_anchors = np.asarray(d.anchors, dtype=np.int64)
+        u = tm.first_copies(d.texts)  # texts compared by bytes, as the C side's uniq
+        self.anchors = u[np.asarray(d.anchors[:n], dtype=np.int64)]
+        self.positives = u[np.asarray(d.positives[:n], dtype=np.int64)]
+        self.lab_anchors = u[np.asarray(d.anchors, dtype=np.int64)]
         self.labels = None if d.labels is None else np.asarray(d.labels, dtype=np.int64)
         self.label_names = d.label_names
         used = np.unique(np.concatenate([self.anchors, self.positives]))

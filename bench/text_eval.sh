@@ -44,7 +44,6 @@ d = contrast.text_dataset("debian-descriptions", train=True)
 with open(sys.argv[1], "w", encoding="utf-8", errors="surrogateescape") as f:
     for a, p in list(zip(d.anchors.tolist(), d.positives.tolist()))[:int(sys.argv[2])]:
         f.write("%s\t%s\n" % (d.texts[a], d.texts[p]))
-print(len(d.anchors))
 EOF
 "$BIN" train --method pairs --data "pairs:$OUT/calib.tsv" --epochs 2 --batch $B --threads "$THREADS" \
     --out "$OUT/calib" --quiet >/dev/null

@@ -15,9 +15,19 @@ ct_evaluate_text (src/train/text.c) and ct_eval_retrieval / ct_knn_eval
 import numpy as np
 
 
+def first_copies(texts):
+    """uniq[i]: the index of the first text equal to texts[i] (ct_text_dataset's uniq).
+    A pairs dataset keeps a text once per occurrence; the gallery and the batch
+    planner compare texts by their bytes, so ids go through this."""
+    first, uniq = {}, np.empty(len(texts), dtype=np.int64)
+    for i, t in enumerate(texts):
+        uniq[i] = first.setdefault(t, i)
+    return uniq
+
+
 def gallery(anchors, positives):
-    """gal: the distinct positive text ids in order of first appearance; target[i]: the
-    position of pair i's positive in gal."""
+    """gal: the distinct positive text ids in order of first appearance (pass ids
+    through first_copies); target[i]: the position of pair i's positive in gal."""
     slot, gal = {}, []
     target = np.empty(len(positives), dtype=np.int64)
     for i, p in enumerate(positives.tolist()):
@@ -88,3 +98,38 @@ def knn_top1(train_feat, train_labels, test_feat, test_labels, nlabels, k=200, T
         np.add.at(votes, (np.repeat(np.arange(sim.shape[0]), k), train_labels[idx].ravel()), w.ravel())
         hits += int((votes.argmax(1) == test_labels[s:s + block]).sum())
     return hits / te.shape[0]
+
+
+def _selfcheck(checkpoint, contrast_bin):
+    """python3 bench/text_metrics.py CHECKPOINT [CONTRAST_BIN]: the retrieval metrics
+    above on the checkpoint's embeddings (contrast.load(...).embed_texts) against
+    `contrast eval --json` on the same checkpoint; exits 1 when they differ."""
+    import json
+    import os
+    import subprocess
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
+    import contrast
+    te = contrast.text_dataset("debian-descriptions", train=False)
+    u = first_copies(te.texts)
+    gal, target = gallery(u[te.anchors], u[te.positives])
+    m = contrast.load(checkpoint)
+    q = l2_rows(m.embed_texts([te.texts[i] for i in te.anchors]))
+    g = l2_rows(m.embed_texts([te.texts[i] for i in gal]))
+    ours = retrieval_summary(ranks(q, g, target))
+    out = subprocess.run([contrast_bin, "eval", "--checkpoint", checkpoint, "--data", "debian-descriptions", "--json"],
+                         check=True, stdout=subprocess.PIPE, text=True).stdout
+    ref = json.loads(out)
+    bad = [k for k in ("r1", "r10", "mrr10") if abs(ours[k] - ref[k]) > 5e-5]
+    print("text_metrics: %s; contrast eval: %s" % (
+        ", ".join("%s %.4f" % (k, ours[k]) for k in ("r1", "r10", "mrr10")),
+        ", ".join("%s %.4f" % (k, ref[k]) for k in ("r1", "r10", "mrr10"))))
+    if bad:
+        sys.exit("text_metrics: differs from contrast eval in " + ", ".join(bad))
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) < 2:
+        sys.exit("usage: python3 bench/text_metrics.py CHECKPOINT [CONTRAST_BIN]")
+    _selfcheck(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "./contrast")

@@ -281,9 +281,10 @@ class Split:
     def __init__(self, d, limit=0):
         n = len(d.anchors) if limit <= 0 else min(limit, len(d.anchors))
         self.texts = d.texts
-        self.anchors = np.asarray(d.anchors[:n], dtype=np.int64)
-        self.positives = np.asarray(d.positives[:n], dtype=np.int64)
-        self.lab_anchors = np.asarray(d.anchors, dtype=np.int64)  # kNN bank: every pair, as contrast eval
+        u = tm.first_copies(d.texts)  # texts compared by bytes, as the C side's uniq
+        self.anchors = u[np.asarray(d.anchors[:n], dtype=np.int64)]
+        self.positives = u[np.asarray(d.positives[:n], dtype=np.int64)]
+        self.lab_anchors = u[np.asarray(d.anchors, dtype=np.int64)]  # kNN bank: every pair, as contrast eval
         self.labels = None if d.labels is None else np.asarray(d.labels, dtype=np.int64)
         self.nlabels = 0 if d.label_names is None else len(d.label_names)
 
