@@ -11,6 +11,8 @@
 #   3. bench/torch_text.py: the same model, objective, optimizer, batches and
 #      tokenizer (read from the checkpoint) in PyTorch, for the seconds contrast's
 #      epochs took (the sum of metrics.jsonl's epoch_s), then the same metrics;
+#      first --check-forward: the PyTorch module holding contrast's trained weights
+#      must give contrast's embeddings (stops the run if not);
 #   4. bench/text_baselines.py: TF-IDF, fastText, chance;
 # and prints one markdown table with the commands.
 #
@@ -34,7 +36,8 @@ export PYTHONPATH="python${PYTHONPATH:+:$PYTHONPATH}"
 case "$MINUTES$THREADS$LIMIT" in *[!0-9.]*) echo "text_eval: MINUTES, THREADS, LIMIT must be numbers" >&2; exit 2 ;; esac
 rm -rf "$OUT"
 mkdir -p "$OUT"
-say() { echo "== $*" >&2; }
+T0=$(date +%s)
+say() { echo "== [$(($(date +%s) - T0)) s] $*" >&2; }
 
 # ---- 1. timing run, then the training run --------------------------------------------
 say "timing contrast's step (threads $THREADS)"
@@ -81,6 +84,8 @@ say "$EVAL_CMD"
 "$BIN" eval --checkpoint "$CKPT" --data debian-descriptions --probe --threads "$THREADS" --json >"$OUT/contrast_eval.json"
 
 # ---- 3. PyTorch for the same seconds --------------------------------------------------
+say "PyTorch's model with the checkpoint's weights must embed as contrast does"
+$PY bench/torch_text.py --checkpoint "$CKPT" --check-forward --threads "$THREADS" >&2
 TORCH_CMD="python3 bench/torch_text.py --checkpoint $CKPT --seconds $SECONDS_C --warmup-epochs $WARM --threads $THREADS"
 say "$TORCH_CMD"
 $PY bench/torch_text.py --checkpoint "$CKPT" --seconds "$SECONDS_C" --warmup-epochs "$WARM" --threads "$THREADS" \
@@ -91,6 +96,7 @@ BASE_CMD="python3 bench/text_baselines.py --limit $TLIMIT --threads $THREADS"
 say "$BASE_CMD"
 $PY bench/text_baselines.py --limit "$TLIMIT" --threads "$THREADS" --json "$OUT/baselines.json" >"$OUT/baselines.txt"
 
+say "done"
 # ---- the table -------------------------------------------------------------------------
 $PY - "$OUT" "$MINUTES" "$THREADS" "$TRAIN_CMD" "$EVAL_CMD" "$TORCH_CMD" "$BASE_CMD" <<'EOF'
 import json, os, platform, sys

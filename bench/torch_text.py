@@ -5,6 +5,7 @@ data, then scored with the metrics of `contrast eval` (bench/text_metrics.py).
 
     /usr/bin/python3 bench/torch_text.py --checkpoint RUN/checkpoint.safetensors --seconds S
         [--threads N] [--warmup-epochs 1] [--no-knn] [--json FILE]
+    /usr/bin/python3 bench/torch_text.py --checkpoint F --check-forward
 
 Everything is read from the contrast checkpoint's metadata: the tokenizer (so both
 sides see identical ids: contrast.Tokenizer.from_checkpoint), the model (width,
@@ -16,7 +17,9 @@ distinct texts (contrast trains it on every text, repeats included, so its ids c
 differ slightly): --vocab, --width, ... set them.
 
 The same model, written as tests/reference/make_transformer_model_reference.py does
-(whose whole forward and backward the C tests compare with contrast's): token +
+(whose whole forward and backward the C tests compare with contrast's), with the
+checkpoint's parameter names (--check-forward loads a checkpoint into it and compares
+its embeddings with contrast's): token +
 learned position embeddings, dropout, pre-LN blocks (attention over the non-pad
 keys with dropout on its probabilities and on the projection, MLP 4C with exact
 GELU and dropout on its output), final LayerNorm, pooling over the valid tokens;
@@ -83,17 +86,25 @@ class Attention(nn.Module):
         return self.proj((a @ v).transpose(1, 2).reshape(b, t, c))
 
 
-class Block(nn.Module):
+class Mlp(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):  # parameter names are the checkpoint's (encoder.blocks.L.*)
     def __init__(self, dim, heads, p):
         super().__init__()
         self.ln1, self.attn = nn.LayerNorm(dim), Attention(dim, heads, p)
-        self.ln2 = nn.LayerNorm(dim)
-        self.fc1, self.fc2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+        self.ln2, self.mlp = nn.LayerNorm(dim), Mlp(dim)
         self.drop = nn.Dropout(p)
 
     def forward(self, x, valid):
         x = x + self.drop(self.attn(self.ln1(x), valid))
-        return x + self.drop(self.fc2(F.gelu(self.fc1(self.ln2(x)))))
+        return x + self.drop(self.mlp(self.ln2(x)))
 
 
 class TextEncoder(nn.Module):
@@ -277,6 +288,28 @@ def embed(model, ids, valid, rows, batch=512):
     return np.concatenate(out) if out else np.zeros((0, model.ln_f.weight.shape[0]), np.float32)
 
 
+def check_forward(args, cfg, contrast, tok, tr, n=64):
+    """This module holding the checkpoint's weights must embed texts as contrast does
+    (contrast.load(...).embed_texts, eval mode): 0 when the worst difference is within
+    1e-5 of the largest feature (float32 sums in another order: ~1e-6 here; tanh GELU
+    instead of erf: 2e-4), else 1."""
+    if not args.checkpoint:
+        return "torch_text: --check-forward needs --checkpoint"
+    model = TextEncoder(cfg["vocab"], cfg["context"], cfg["width"], cfg["depth"], cfg["heads"], cfg["dropout"],
+                        cfg["pool"])
+    names = ["encoder." + k for k in model.state_dict()]
+    w = contrast.safetensors.read_tensors(args.checkpoint, names)
+    model.load_state_dict({k[len("encoder."):]: torch.from_numpy(v.reshape(model.state_dict()[k[8:]].shape))
+                           for k, v in w.items()})
+    texts = [tr.texts[i] for i in tr.anchors[:n // 2]] + [tr.texts[i] for i in tr.positives[:n // 2]]
+    ids, valid = tok.encode(texts, context=cfg["context"])
+    ours = embed(model.eval(), ids, valid, np.arange(len(texts)))
+    ref = contrast.load(args.checkpoint).embed_texts(texts)
+    worst, scale = float(np.abs(ours - ref).max()), float(np.abs(ref).max())
+    print("check-forward: %d texts, worst |torch - contrast| %.3g, largest |feature| %.3g" % (len(texts), worst, scale))
+    return 0 if worst <= 1e-5 * scale else 1
+
+
 class Split:
     def __init__(self, d, limit=0):
         n = len(d.anchors) if limit <= 0 else min(limit, len(d.anchors))
@@ -302,9 +335,11 @@ def main():
                  ("limit", int), ("seed", int)):
         ap.add_argument("--" + k, type=t, default=None, help="override the checkpoint's (or the default) %s" % k)
     ap.add_argument("--no-knn", action="store_true", help="skip the Section kNN")
+    ap.add_argument("--check-forward", action="store_true", help="only check that this model with the checkpoint's "
+                    "weights embeds as contrast does (exit 1 if not)")
     ap.add_argument("--json", default="", help="also write the results here")
     args = ap.parse_args()
-    if (args.seconds > 0) == (args.steps > 0):
+    if (args.seconds > 0) == (args.steps > 0) and not args.check_forward:
         sys.exit("torch_text: give one of --seconds S or --steps N")
     if args.threads < 1 or args.time_steps < 1:
         sys.exit("torch_text: --threads and --time-steps must be >= 1")
@@ -319,6 +354,8 @@ def main():
         tok = contrast.Tokenizer.train(tr.texts, vocab=cfg["vocab"])
     cfg["vocab"] = max(cfg["vocab"], tok.vocab_size)
     ids, valid = tok.encode(tr.texts, context=cfg["context"])
+    if args.check_forward:
+        sys.exit(check_forward(args, cfg, contrast, tok, tr))
     model, info = train(args, cfg, tr, ids, valid)
     t0 = time.perf_counter()
     gal, target = tm.gallery(te.anchors, te.positives)
