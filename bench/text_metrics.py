@@ -43,10 +43,12 @@ def _dense(block):
 
 
 def l2_rows(x):
-    """Unit rows (zero rows stay zero), as the C side's normalize_rows."""
+    """Unit rows (zero rows stay zero) with the C side's rounding (normalize_rows in
+    src/eval/knn.c): the sum of squares in double, one float32 factor per row."""
     x = np.asarray(x, dtype=np.float32)
-    n = np.sqrt((x.astype(np.float64) ** 2).sum(1, keepdims=True))
-    return (x / np.where(n > 0, n, 1)).astype(np.float32)
+    ss = (x.astype(np.float64) ** 2).sum(1, keepdims=True)
+    inv = np.where(ss > 0, 1.0 / np.sqrt(np.where(ss > 0, ss, 1)), 0).astype(np.float32)
+    return x * inv
 
 
 def ranks(q, g, target, block=512):
