@@ -33,8 +33,9 @@ waits for a later batch), short batches dropped.
 
 Wall time: before training, a throwaway copy of the model times a few steps; the
 schedule is then set for the number of steps that fit in --seconds, and training
-also stops when --seconds have passed (counted over training steps and batch
-planning only: not tokenization, the timing steps or the evaluation).
+stops before a step that would end past --seconds (judged by the mean step so far;
+counted over training steps and batch planning only: not tokenization, the timing
+steps or the evaluation).
 Prints mrr10, r1, r10 (and knn_top1, the Section kNN, k 200, T 0.1) as `contrast
 eval` does, and the steps, epochs and seconds trained.
 """
@@ -263,7 +264,9 @@ def train(args, cfg, tr, ids, valid):
         for batch in plan:
             if n >= total:
                 break
-            if args.seconds > 0 and time.perf_counter() - t_start >= args.seconds:
+            el = time.perf_counter() - t_start
+            # no step that would end past the budget (mean step so far, the timed one before)
+            if args.seconds > 0 and el + (el / n if n else step_s) > args.seconds:
                 stopped = "time"
                 break
             last = step(model, opt, batch, lr_at(cfg["lr"], n, warmup, total))
