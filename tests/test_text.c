@@ -562,6 +562,13 @@ static void test_readers(void) {
         CHECK(st == CT_ERR_FORMAT && strstr(ct_errmsg(), bad[i].needle) && ds.ntexts == 0,
               "bad TSV %zu: status %d, message \"%s\", wanted \"%s\"", i, st, ct_errmsg(), bad[i].needle);
     }
+    /* a NUL inside a label (found by fuzz/fuzz_pairs.c: two labels cut to one C-string
+     * name wrote outside the label table) is refused naming the line */
+    static const char nul_labels[] = "a\tb\tli\0x\nc\td\tli\0y\n";
+    spit(tpath("bad.tsv"), nul_labels, sizeof nul_labels - 1);
+    snprintf(spec, sizeof spec, "pairs:%s", tpath("bad.tsv"));
+    CHECK(ct_text_dataset_load(&ds, spec, 1) == CT_ERR_FORMAT && strstr(ct_errmsg(), "bad.tsv:1: the label holds a NUL"),
+          "NUL in a label: %s", ct_errmsg());
     snprintf(spec, sizeof spec, "text:%s", tpath("fifo"));
     CHECK(ct_text_dataset_load(&ds, spec, 1) == CT_ERR_IO && strstr(ct_errmsg(), "not a regular file"), "FIFO: %s",
           ct_errmsg());

@@ -3,13 +3,15 @@
  * ct_mnrl_loss (symmetric = CLIP at a fixed scale; one direction's gradient by
  * finite differences), SimCSE's two copies drawing different dropout masks, a pairs
  * run on a small synthetic corpus (resume bit for bit, the tokenizer stored and
- * restored, retrieval far above chance), and embed --text, search and a malformed
+ * restored, retrieval far above chance), the text monitor (--eval-every) on a
+ * synthetic debian-descriptions corpus, and embed --text, search and a malformed
  * pairs file through the CLI (CONTRAST_BIN). */
 #include "harness.h"
 
 #include "contrast/train.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[256];
@@ -161,6 +163,109 @@ static void test_pairs_run(void) {
           ct_errmsg());
 }
 
+/* Lists of n synthetic packages (pkgN: short "alphaA betaB", a long description
+ * with betaB, alpha(A/2) and a filler word, so that two long descriptions fit a
+ * short one about equally and R@1 < R@10; one of 3 sections by A) that
+ * ct_debian_build reads. */
+static void write_debian_lists(const char *lists, int n) {
+    static const char *const sec[3] = {"admin", "libs", "utils"};
+    char p[512];
+    mkdir(lists, 0755);
+    snprintf(p, sizeof p, "%s/synth_dists_main_i18n_Translation-en", lists);
+    FILE *f = fopen(p, "w");
+    for (int i = 0; f && i < n; i++)
+        fprintf(f, "Package: pkg%d\nDescription-en: alpha%d beta%d\n filler %d text beta%d and alpha%d\n\n", i, i % 37,
+                i / 37, i % 5, i / 37, (i % 37) / 2);
+    if (f) fclose(f);
+    snprintf(p, sizeof p, "%s/synth_dists_main_binary-amd64_Packages", lists);
+    f = fopen(p, "w");
+    for (int i = 0; f && i < n; i++) fprintf(f, "Package: pkg%d\nSection: %s\n\n", i, sec[(i % 37) % 3]);
+    if (f) fclose(f);
+}
+
+/* Line `no` (1-based) of a file, or "" (static buffer). */
+static const char *file_line(const char *path, int no) {
+    static char line[2048];
+    line[0] = '\0';
+    FILE *f = fopen(path, "r");
+    for (int i = 0; f && i < no; i++)
+        if (!fgets(line, sizeof line, f)) line[0] = '\0';
+    if (f) fclose(f);
+    return line;
+}
+
+/* --eval-every for text: retrieval and kNN of the held-out split in metrics.jsonl,
+ * the same numbers ct_evaluate_text gives for that epoch's checkpoint, training
+ * unchanged by it; refused where there is no held-out split. */
+static void test_text_monitor(void) {
+    char lists[400], cache[400], mon[400], plain[400], path[500], want[160];
+    snprintf(lists, sizeof lists, "%s/lists", dir);
+    snprintf(cache, sizeof cache, "%s/cache", dir);
+    snprintf(mon, sizeof mon, "%s/mon", dir);
+    snprintf(plain, sizeof plain, "%s/plain", dir);
+    write_debian_lists(lists, 444);
+    setenv("CONTRAST_DEBIAN_LISTS", lists, 1);
+    setenv("CONTRAST_CACHE", cache, 1);
+    ct_train_config c;
+    ct_train_result res;
+    config(&c, "debian-descriptions", mon);
+    c.epochs = 3;
+    c.eval_every = 1;
+    c.final_probe = 0;
+    CHECK_OK(ct_train_run(&c, &res));
+    config(&c, "debian-descriptions", plain);
+    c.epochs = 3;
+    c.stop_after = 2;
+    CHECK_OK(ct_train_run(&c, &res));
+    snprintf(path, sizeof path, "%s/metrics.jsonl", mon);
+    char l1[2048], l2[2048], l3[2048], p2[2048];
+    snprintf(l1, sizeof l1, "%s", file_line(path, 1));
+    snprintf(l2, sizeof l2, "%s", file_line(path, 2));
+    snprintf(l3, sizeof l3, "%s", file_line(path, 3));
+    CHECK(strstr(l1, "\"r1\": ") && strstr(l1, "\"r10\": ") && strstr(l1, "\"mrr10\": ") && strstr(l1, "\"knn_top1\": "),
+          "epoch 1's line has the monitor: %s", l1);
+    CHECK(strstr(l2, "\"mrr10\": ") && !strstr(l3, "\"mrr10\": "), "epoch 2 monitored, not the last (final_eval): %s",
+          l3);
+    /* the monitor at epoch 2 = ct_evaluate_text on the epoch-2 checkpoint of a run without it */
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", plain);
+    ct_model m;
+    ct_tokenizer *tok = NULL;
+    ct_text_dataset tr, te;
+    ct_text_eval_result er;
+    CHECK_OK(ct_checkpoint_load_model(&m, path));
+    CHECK_OK(ct_checkpoint_load_tokenizer(&tok, path));
+    CHECK_OK(ct_text_dataset_load(&tr, "debian-descriptions", 1));
+    CHECK_OK(ct_text_dataset_load(&te, "debian-descriptions", 0));
+    CHECK(te.npairs > 10 && tr.npairs > 300, "synthetic corpus split %lld / %lld", (long long)tr.npairs,
+          (long long)te.npairs);
+    CHECK_OK(ct_evaluate_text(&er, &m, tok, &tr, &te, c.knn_k, c.knn_t, 0));
+    snprintf(want, sizeof want, "\"r1\": %.4f, \"r10\": %.4f, \"mrr10\": %.4f, \"knn_top1\": %.4f", er.r1, er.r10,
+             er.mrr10, er.knn_top1);
+    CHECK(strstr(l2, want) != NULL, "monitor = ct_evaluate_text of that epoch (%s) in %s", want, l2);
+    CHECK(er.mrr10 > 0.2 && er.r1 < er.r10, "the monitored model retrieves far above chance: R@1 %.3f R@10 %.3f "
+          "MRR@10 %.3f", er.r1, er.r10, er.mrr10);
+    ct_model_free(&m);
+    ct_tokenizer_free(tok);
+    ct_text_dataset_free(&tr);
+    ct_text_dataset_free(&te);
+    /* training is unchanged by the monitor: epoch 2's loss and statistics */
+    snprintf(path, sizeof path, "%s/metrics.jsonl", plain);
+    snprintf(p2, sizeof p2, "%s", file_line(path, 2));
+    char *a = strstr(l2, "\"images_per_s\""), *b = strstr(p2, "\"images_per_s\"");
+    CHECK(a && b && a - l2 == b - p2 && !strncmp(l2, p2, (size_t)(a - l2)), "same training with the monitor: %s vs %s",
+          l2, p2);
+    /* no held-out split: refused before training */
+    char data[400];
+    snprintf(data, sizeof data, "pairs:%s/pairs.tsv", dir);
+    snprintf(path, sizeof path, "%s/nomon", dir);
+    config(&c, data, path);
+    c.eval_every = 1;
+    CHECK(ct_train_run(&c, &res) == CT_ERR_ARG && strstr(ct_errmsg(), "held-out split"),
+          "eval_every on pairs:FILE refused: %s", ct_errmsg());
+    unsetenv("CONTRAST_DEBIAN_LISTS");
+    unsetenv("CONTRAST_CACHE");
+}
+
 static char *run_out(const char *cmd) {
     FILE *p = popen(cmd, "r");
     static char buf[8192];
@@ -206,6 +311,15 @@ static void test_cli(void) {
     char want[420];
     snprintf(want, sizeof want, "%s:2", bad);
     CHECK(rc != 0 && strstr(msg, want), "bad pairs file refused naming %s: %s", want, msg);
+    /* --eval-every reaches the trainer for text: refused where there is no held-out split */
+    snprintf(cmd, sizeof cmd, "%s train --method pairs --data pairs:%s/pairs.tsv --eval-every 2 --out %s/evrun 2>&1",
+             bin, dir, dir);
+    p = popen(cmd, "r");
+    n = fread(msg, 1, sizeof msg - 1, p);
+    msg[n] = '\0';
+    rc = pclose(p);
+    CHECK(rc != 0 && strstr(msg, "eval_every 2") && strstr(msg, "held-out split"), "--eval-every 2 on pairs:FILE: %s",
+          msg);
 }
 
 int main(void) {
@@ -214,6 +328,7 @@ int main(void) {
     test_mnrl();
     test_simcse_masks();
     test_pairs_run();
+    test_text_monitor();
     test_cli();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

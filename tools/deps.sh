@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages contrast needs, only those missing.
 #   sh tools/deps.sh          build + test + main job, the emoji images and the text lists below
-#   sh tools/deps.sh torch    also PyTorch and SentencePiece (reference fixtures, benchmarks)
+#   sh tools/deps.sh torch    also PyTorch, SentencePiece, scikit-learn and fastText (reference
+#                             fixtures, benchmarks, the text baselines of bench/text_eval.sh)
 #   sh tools/deps.sh text     only the apt lists with English package descriptions, the source
 #                             of the debian-descriptions corpus (docs/text.md), fetched by apt
 #                             itself into $CONTRAST_DEBIAN_LISTS (default /var/cache/contrast/apt-lists)
@@ -13,7 +14,7 @@
 set -e
 pkgs="gcc make libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev dataset-fashion-mnist python3-numpy openmpi-bin libopenmpi-dev"
 pkgs="$pkgs ruby-gemojione"
-[ "${1:-}" = torch ] && pkgs="$pkgs python3-torch python3-sentencepiece"
+[ "${1:-}" = torch ] && pkgs="$pkgs python3-torch python3-sentencepiece python3-sklearn fasttext"
 [ "${1:-}" = fuzz ] && pkgs="$pkgs clang-14 libclang-rt-14-dev libomp-14-dev llvm-14"
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo

@@ -69,7 +69,8 @@ typedef struct {
     int threads;             /* compute threads (0 = all cores) */
     int loader_threads;      /* augmentation threads */
     int64_t limit;           /* train on the first N images (0 = all) */
-    int eval_every;          /* kNN monitor every N epochs (0 = off) */
+    int eval_every;          /* monitor every N epochs (0 = off): images kNN; text (debian-descriptions)
+                              * retrieval and kNN of the held-out split */
     int knn_k;
     float knn_t;
     int final_probe;         /* run the linear probe at the end */

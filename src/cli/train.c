@@ -166,7 +166,7 @@ int cmd_train(int argc, char **argv) {
         {"--threads", OPT_INT, &c.threads, 0, 0, 1024, "compute threads (0: all cores)"},
         {"--loader-threads", OPT_INT, &c.loader_threads, 0, 0, 64, "augmentation threads (0: in the training thread)"},
         {"--limit", OPT_I64, &c.limit, 0, 0, 1e12, "train on the first N training images (0: all)"},
-        {"--eval-every", OPT_INT, &eval_every, 0, -1, 100000, "kNN monitor every N epochs (0: off; -1: 5, images only)"},
+        {"--eval-every", OPT_INT, &eval_every, 0, -1, 100000, "monitor every N epochs: images kNN; text (debian-descriptions) R@1, R@10, MRR@10 and Section kNN of the held-out split (0: off; -1: 5 for images, 0 for text)"},
         {"--k", OPT_INT, &c.knn_k, 0, 1, 100000, "kNN neighbours"},
         {"--knn-temperature", OPT_FLOAT, &c.knn_t, 0, 1e-4, 100, "kNN vote temperature"},
         {"--no-probe", OPT_FLAG, &no_probe, 0, 0, 0, "skip the final linear probe"},
@@ -252,7 +252,7 @@ int cmd_train(int argc, char **argv) {
     else if (text) c.optim.weight_decay = 0.01f;
     c.view_size = view_size == -1 && vit ? 0 : view_size; /* a ViT's positions fix its input size */
     c.model.dropout = dropout >= 0 ? dropout : text ? 0.1f : 0.0f;
-    /* text: SimCSE's temperature, the embeddings trained without a head, no whitening or kNN monitor */
+    /* text: SimCSE's temperature, the embeddings trained without a head, no whitening, no monitor unless asked */
     c.temperature = temperature > 0 ? temperature : text ? 0.05f : c.temperature;
     c.model.head_hidden = head_hidden >= 0 ? head_hidden : text ? 0 : c.model.head_hidden;
     c.model.whiten = whiten >= 0 ? whiten : text ? 0.0f : c.model.whiten;

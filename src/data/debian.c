@@ -400,12 +400,13 @@ ct_status ct_debian_load(ct_text_dataset *ds, const char *cache_path, int train)
         /* every Section becomes a label of both splits, so ids agree between them */
         if (test == !!train) {
             st = ct_tb_label(&tb, f[1], fl[1], NULL);
-            continue;
+        } else {
+            int64_t a, b;
+            st = ct_tb_text(&tb, f[2], fl[2], &a);
+            if (!st) st = ct_tb_text(&tb, f[3], fl[3], &b);
+            if (!st) st = ct_tb_pair(&tb, a, b, f[1], fl[1]);
         }
-        int64_t a, b;
-        st = ct_tb_text(&tb, f[2], fl[2], &a);
-        if (!st) st = ct_tb_text(&tb, f[3], fl[3], &b);
-        if (!st) st = ct_tb_pair(&tb, a, b, f[1], fl[1]);
+        if (st == CT_ERR_FORMAT) st = ct_error(st, "%s:%lld: %s", cache_path, (long long)line, ct_errmsg());
     }
     free(s);
     if (!st && tb.np == 0) st = ct_error(CT_ERR_FORMAT, "%s: no pairs", cache_path);

@@ -67,6 +67,9 @@ nomem:
 }
 
 ct_status ct_tb_label(ct_text_builder *tb, const char *label, size_t llen, int32_t *id) {
+    /* label names are C strings (ds->label_name): a NUL inside would cut two labels
+     * to one name (and break the sort's lookup) */
+    if (memchr(label, '\0', llen)) return ct_error(CT_ERR_FORMAT, "the label holds a NUL byte");
     uint64_t h = ct_text_hash(label, llen);
     int64_t e = ct_strmap_find(&tb->labels, label, llen, h);
     if (e < 0) {

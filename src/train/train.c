@@ -421,9 +421,12 @@ static ct_status check_text_config(const ct_train_config *c) {
     if (!ct_data_is_text(c->data))
         return ct_error(CT_ERR_ARG, "train: %s needs text data (text:FILE, pairs:FILE, debian-descriptions), not '%s'",
                         ct_method_name(c->method), c->data);
-    if (c->local_crops || c->model.whiten > 0 || c->eval_every > 0 || c->augment[0] || c->sync_bn)
-        return ct_error(CT_ERR_ARG, "train: local crops, whitening, the kNN monitor (eval_every), augmentations and "
-                                    "sync BN are for images; a text run evaluates at its end");
+    if (c->local_crops || c->model.whiten > 0 || c->augment[0] || c->sync_bn)
+        return ct_error(CT_ERR_ARG, "train: local crops, whitening, augmentations and sync BN are for images");
+    if (c->eval_every > 0 && strcmp(c->data, "debian-descriptions"))
+        return ct_error(CT_ERR_ARG, "train: the text monitor (eval_every %d) scores the held-out split, which %s has "
+                                    "not (debian-descriptions has one); evaluate with contrast eval --data pairs:FILE",
+                        c->eval_every, c->data);
     if (c->symmetric && c->method != CT_METHOD_PAIRS)
         return ct_error(CT_ERR_ARG, "train: symmetric applies to the pairs method only");
     return CT_OK;
@@ -643,8 +646,9 @@ static ct_status train_epoch(run_state *r, int epoch, epoch_stats *es) {
     return st;
 }
 
-/* After an epoch: the result so far, the kNN monitor every eval_every epochs (not
- * at the last, final_eval evaluates), the metrics line, the EPOCH event and the
+/* After an epoch: the result so far, the monitor every eval_every epochs (not at
+ * the last, final_eval evaluates; images: kNN, text: ct_evaluate_text without the
+ * probe on the held-out split), the metrics line, the EPOCH event and the
  * checkpoint. */
 static ct_status log_epoch(run_state *r, const epoch_stats *es, ct_train_result *res) {
     const ct_train_config *c = r->c;
@@ -665,7 +669,16 @@ static ct_status log_epoch(run_state *r, const epoch_stats *es, ct_train_result 
     ct_train_event e = {.kind = CT_TRAIN_EVENT_EPOCH, .epoch = cs->epoch, .loss = res->final_loss,
                         .top1 = res->final_top1, .images_per_s = ips, .seconds = es->secs, .knn_top1 = -1};
     ct_status st;
-    if (c->eval_every > 0 && cs->epoch % c->eval_every == 0 && cs->epoch != c->epochs) {
+    if (r->text && c->eval_every > 0 && cs->epoch % c->eval_every == 0 && cs->epoch != c->epochs) {
+        /* text: retrieval on the held-out split and, with labels, the kNN (no probe) */
+        ct_text_eval_result te;
+        if ((st = ct_evaluate_text(&te, &r->m, r->tx.tok, &r->tx.train, &r->tx.test, c->knn_k, c->knn_t, 0)))
+            return st;
+        len += snprintf(line + len, sizeof line - (size_t)len, ", \"r1\": %.4f, \"r10\": %.4f, \"mrr10\": %.4f",
+                        te.r1, te.r10, te.mrr10);
+        if (te.knn_top1 >= 0) len += snprintf(line + len, sizeof line - (size_t)len, ", \"knn_top1\": %.4f", te.knn_top1);
+        e.knn_top1 = te.knn_top1;
+    } else if (c->eval_every > 0 && cs->epoch % c->eval_every == 0 && cs->epoch != c->epochs) {
         ct_eval_result er;
         if ((st = monitor(r, 0, &er))) return st;
         if (er.whitened) cs->whiten_epoch = cs->epoch;
