@@ -14,7 +14,7 @@
  * of a generator keyed by (key, b*H + h, i), which the backward regenerates, the
  * same at any thread count. One (b, h) pair per loop iteration, each writing its
  * own columns, so the results do not depend on the thread count. */
-#include "contrast/nn.h"
+#include "internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -43,9 +43,7 @@ static void masked_softmax(float *s, int64_t T, int64_t n, const uint8_t *valid)
 
 /* row i of head bh: dst[j] = src[j] * M[j] (the drops of ct_attention_forward) */
 static void dropout_row(float *dst, const float *src, int64_t T, float p, uint64_t key, int64_t bh, int64_t i) {
-    const float scale = 1.0f / (1.0f - p);
-    ct_rng r = ct_rng_make(ct_rng_key(key, (uint64_t)bh, (uint64_t)i, 0));
-    for (int64_t j = 0; j < T; j++) dst[j] = src[j] * (ct_rng_uniform(&r) >= p ? scale : 0.0f);
+    ct_nn__dropout_apply(dst, src, (size_t)T, p, 1.0f / (1.0f - p), ct_rng_key(key, (uint64_t)bh, (uint64_t)i, 0));
 }
 
 void ct_attention_forward(float *y, float *att, float *ws, const float *qkv, const uint8_t *valid, int64_t B,

@@ -28,6 +28,26 @@ static inline float max2x2(float a, float b, float c, float d, int32_t i, int32_
     return best;
 }
 
+/* Draw j (counter j + 1) of the generator ct_rng_make(key) as ct_rng_uniform gives
+ * it: src/core/rng.c's SplitMix64 step, written out here so that loops over j
+ * vectorise (a call per element cannot). test_transformer checks it against
+ * ct_rng_uniform, so the two cannot drift apart. */
+static inline float ct_nn__uniform_at(uint64_t key, uint64_t j) {
+    uint64_t x = key + 0x632BE59BD9B4E019ull * (j + 1);
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    return (float)(x >> 40) * (1.0f / 16777216.0f);
+}
+
+/* Dropout of n values with the first n draws of ct_rng_make(key):
+ * dst[j] = src[j] * (draw j >= p ? scale : 0); dst may be src. */
+static inline void ct_nn__dropout_apply(float *dst, const float *src, size_t n, float p, float scale, uint64_t key) {
+#pragma omp simd
+    for (size_t j = 0; j < n; j++) dst[j] = src[j] * (ct_nn__uniform_at(key, j) >= p ? scale : 0.0f);
+}
+
 /* Samples [*n0, *n1) of part p of a batch of N: the fixed partition (CT_NN_PARTS
  * parts) whose partial sums are added in part order, so reductions over the
  * batch have the same bits at any thread count. */
