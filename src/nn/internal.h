@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* The maximum of the 2x2 window (a b / c d) whose top-left element has index i in
  * a plane of width W, and that element's index: scan order, the first maximum
@@ -26,6 +27,23 @@ static inline float max2x2(float a, float b, float c, float d, int32_t i, int32_
     best = d > best ? d : best;
     *bi = k;
     return best;
+}
+
+/* exp(y) for y <= 0 (clamped at -87, where it is 1.6e-38): range reduction to
+ * [-ln2/2, ln2/2] and a degree-6 Taylor polynomial, relative error 2e-7 before
+ * float rounding; plain arithmetic, so loops over it vectorise (GELU, softmax). */
+static inline float ct_nn__exp_nonpos(float y) {
+    y = y < -87.0f ? -87.0f : y;
+    /* k = round(y / ln 2) by the 1.5 * 2^23 trick (floorf is a call the vectoriser
+     * refuses at -O2; no -ffast-math here, so the addition is not folded away) */
+    const float k = (y * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    const float r = (y - k * 0.693145751953125f) - k * 1.42860682030941723e-6f; /* ln 2 in two parts */
+    const float p =
+        1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+    const int32_t bits = ((int32_t)k + 127) << 23; /* 2^k, k in [-126, 0] */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
 }
 
 /* Draw j (counter j + 1) of the generator ct_rng_make(key) as ct_rng_uniform gives
