@@ -19,6 +19,7 @@
  *   gradient with its largest element moved by 1e-4 * max|ref| (five times the
  *   loosest tolerance any element gets). */
 #include "harness.h"
+#include "../src/nn/internal.h" /* ct_nn__uniform_at */
 
 #include <errno.h>
 #include <omp.h>
@@ -714,6 +715,33 @@ static void test_bad_fixture(const char *path) {
     free(b);
 }
 
+/* The vectorised draws (ct_nn__uniform_at, a copy of rng.c's step) are
+ * ct_rng_uniform's, and ct_dropout_forward's mask is the per-block generator's:
+ * element i is draw i % 1024 of ct_rng_key(key, i / 1024, 0, 0), kept at >= p. */
+static void test_dropout_draws(void) {
+    size_t bad = 0;
+    for (uint64_t k = 0; k < 4; k++) {
+        const uint64_t key = ct_rng_key(0xD409 + k, k, 7, 0);
+        ct_rng r = ct_rng_make(key);
+        for (uint64_t j = 0; j < 3000; j++) bad += ct_nn__uniform_at(key, j) != ct_rng_uniform(&r);
+    }
+    CHECK(bad == 0, "vectorised draws equal ct_rng_uniform's (%zu differ)", bad);
+    const size_t n = 2500; /* two whole blocks and a part */
+    const float p = 0.3f, scale = 1.0f / (1.0f - p);
+    float *x = rnd(n, 31, -1, 1), *y = calloc(n, 4), *mask = calloc(n, 4);
+    ct_dropout_forward(y, mask, x, n, p, 77);
+    size_t wrong = 0;
+    for (size_t b = 0; b * 1024 < n; b++) {
+        ct_rng r = ct_rng_make(ct_rng_key(77, b, 0, 0));
+        for (size_t i = b * 1024; i < n && i < (b + 1) * 1024; i++) {
+            const float m = ct_rng_uniform(&r) >= p ? scale : 0.0f;
+            wrong += mask[i] != m || y[i] != x[i] * m;
+        }
+    }
+    CHECK(wrong == 0, "dropout mask and output from the per-block generators (%zu of %zu wrong)", wrong, n);
+    free(x); free(y); free(mask);
+}
+
 int main(int argc, char **argv) {
     ct_set_threads(0);
     test_embedding(11, 5, 7);   /* repeats */
@@ -725,6 +753,7 @@ int main(int argc, char **argv) {
     test_layernorm(5, 33, 0);
     test_layernorm(3, 1, 1);    /* C = 1: y = beta, dx = 0 */
     test_layernorm_threads();
+    test_dropout_draws();
     test_gelu(CT_GELU_ERF);
     test_gelu(CT_GELU_TANH);
 

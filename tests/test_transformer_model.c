@@ -840,6 +840,21 @@ int main(int argc, char **argv) {
     t.dropout = v.dropout = 0.2f;
     test_threads_and_keys("text", &t, 6);
     test_threads_and_keys("vit", &v, 6);
+    {
+        /* sizes where every loop (CT_PAR_MIN), the attention's heads and ct_gemm's row
+         * blocks really split between two threads, which the tiny models' do not */
+        ct_model_config mt = tiny_text(), mv = tiny_vit();
+        mt.width = mv.width = 64;
+        mt.heads = mv.heads = 4;
+        mt.context = 32;
+        mt.vocab = 50;
+        mv.in_c = 1;
+        mv.in_h = mv.in_w = 28;
+        mv.patch = 4;
+        mt.dropout = mv.dropout = 0.1f;
+        test_threads_and_keys("text C 64, T 32, 64 samples", &mt, 64);
+        test_threads_and_keys("vit C 64, T 50, 48 samples", &mv, 48);
+    }
     test_eval_ignores_step();
     test_recompute(&t, 5);
     test_recompute(&v, 4);

@@ -14,38 +14,45 @@
  * of a generator keyed by (key, b*H + h, i), which the backward regenerates, the
  * same at any thread count. One (b, h) pair per loop iteration, each writing its
  * own columns, so the results do not depend on the thread count. */
-#include "contrast/nn.h"
+#include "internal.h"
 
 #include <math.h>
 #include <string.h>
 
 /* Softmax of row s (T scores) in place over the keys j < n with valid[j] (or
- * every j < n when valid is NULL); every other entry becomes 0. */
+ * every j < n when valid is NULL); every other entry becomes 0. Masked keys are
+ * first set to -inf, so the loops after that see floats only and vectorise (with
+ * the byte mask in them GCC picks 64 lanes, more than a row of 32 or 50 keys, and
+ * ran the rows in scalar epilogues). exp by ct_nn__exp_nonpos (its argument
+ * s - max <= 0), the sum in float lanes (at most T terms of at most 1 each);
+ * libm's expf is a call per element, and the scalar loops were a third of the
+ * attention's time. */
 static void masked_softmax(float *s, int64_t T, int64_t n, const uint8_t *valid) {
+    if (valid)
+        for (int64_t j = 0; j < n; j++) s[j] = valid[j] ? s[j] : -INFINITY;
     float mx = -INFINITY;
-    for (int64_t j = 0; j < n; j++)
-        if ((!valid || valid[j]) && s[j] > mx) mx = s[j];
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < n; j++) mx = s[j] > mx ? s[j] : mx;
     if (mx == -INFINITY) { /* no visible key (or -inf scores, which finite inputs never give) */
         memset(s, 0, (size_t)T * sizeof(float));
         return;
     }
-    double sum = 0.0;
-    for (int64_t j = 0; j < T; j++) {
-        if (j < n && (!valid || valid[j])) {
-            s[j] = expf(s[j] - mx);
-            sum += s[j];
-        } else
-            s[j] = 0.0f;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; j++) {
+        const float v = s[j], e = ct_nn__exp_nonpos(v - mx); /* -inf - mx: clamped inside */
+        s[j] = v == -INFINITY ? 0.0f : e;
+        sum += s[j];
     }
-    const float inv = (float)(1.0 / sum);
+    if (n < T) memset(s + n, 0, (size_t)(T - n) * sizeof(float));
+    const float inv = 1.0f / sum;
+#pragma omp simd
     for (int64_t j = 0; j < n; j++) s[j] *= inv;
 }
 
 /* row i of head bh: dst[j] = src[j] * M[j] (the drops of ct_attention_forward) */
 static void dropout_row(float *dst, const float *src, int64_t T, float p, uint64_t key, int64_t bh, int64_t i) {
-    const float scale = 1.0f / (1.0f - p);
-    ct_rng r = ct_rng_make(ct_rng_key(key, (uint64_t)bh, (uint64_t)i, 0));
-    for (int64_t j = 0; j < T; j++) dst[j] = src[j] * (ct_rng_uniform(&r) >= p ? scale : 0.0f);
+    ct_nn__dropout_apply(dst, src, (size_t)T, p, 1.0f / (1.0f - p), ct_rng_key(key, (uint64_t)bh, (uint64_t)i, 0));
 }
 
 void ct_attention_forward(float *y, float *att, float *ws, const float *qkv, const uint8_t *valid, int64_t B,
@@ -96,9 +103,10 @@ void ct_attention_backward(float *dqkv, float *ws, const float *dy, const float 
         for (int64_t i = 0; i < T; i++) {
             const float *Pr = P + i * T;
             float *Gr = G + i * T;
-            double dot = 0.0;
-            for (int64_t j = 0; j < T; j++) dot += (double)Pr[j] * Gr[j];
-            const float d = (float)dot;
+            float d = 0.0f;
+#pragma omp simd reduction(+ : d)
+            for (int64_t j = 0; j < T; j++) d += Pr[j] * Gr[j];
+#pragma omp simd
             for (int64_t j = 0; j < T; j++) Gr[j] = Pr[j] * (Gr[j] - d);
         }
         /* S = Q K^T * scale: dQ += scale dS K, dK += scale dS^T Q */

@@ -1,5 +1,5 @@
 /* elementwise.c: ReLU, residual add (with or without its ReLU), dropout. */
-#include "contrast/nn.h"
+#include "internal.h"
 
 /* "parallel for simd": GCC's -O2 cost model will not vectorise loops that need
  * alias checks; these loops have no cross-iteration dependence. */
@@ -44,15 +44,19 @@ void ct_add_relu_backward(float *da, float *db, const float *dy, const float *y,
 
 void ct_dropout_forward(float *y, float *mask, const float *x, size_t n, float p, uint64_t key) {
     const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    /* one generator per block of 1024 elements, keyed by the block index */
+    /* one generator per block of 1024 elements, keyed by the block index; draws
+     * computed from their counters in a vectorised loop */
     const size_t blk = 1024, nb = (n + blk - 1) / blk;
 #pragma omp parallel for schedule(static) if (n >= CT_PAR_MIN)
     for (size_t b = 0; b < nb; b++) {
-        ct_rng r = ct_rng_make(ct_rng_key(key, b, 0, 0));
-        size_t end = (b + 1) * blk < n ? (b + 1) * blk : n;
-        for (size_t i = b * blk; i < end; i++) {
-            mask[i] = ct_rng_uniform(&r) >= p ? scale : 0.0f;
-            y[i] = x[i] * mask[i];
+        const uint64_t k = ct_rng_key(key, b, 0, 0);
+        const size_t i0 = b * blk, len = (b + 1) * blk < n ? blk : n - i0;
+        float *mb = mask + i0, *yb = y + i0;
+        const float *xb = x + i0;
+#pragma omp simd
+        for (size_t j = 0; j < len; j++) {
+            mb[j] = ct_nn__uniform_at(k, j) >= p ? scale : 0.0f;
+            yb[j] = xb[j] * mb[j];
         }
     }
 }

@@ -8,11 +8,11 @@
  * Stegun's 7.1.26, erfc(a) = t (a1 + t (a2 + ... + t a5)) exp(-a^2), t = 1 / (1 + p a),
  * absolute error below 1.5e-7 (float32 rounding is 6e-8 at 1), and exp by range
  * reduction to [-ln2/2, ln2/2] and a degree-6 Taylor polynomial (relative error
- * 2e-7 before float rounding). Plain arithmetic, no library call, so the loops
+ * 2e-7 before float rounding; ct_nn__exp_nonpos in src/nn/internal.h). Plain arithmetic, no library call, so the loops
  * vectorise (libm's erff / expf are scalar calls, and were 10-15% of a ViT step);
  * the same code serves the backward, whose phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
  * reuses the exponential. The tanh form keeps libm's tanhf. */
-#include "contrast/nn.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -23,24 +23,9 @@
 #define INV_SQRT2 0.7071067811865476f
 #define INV_SQRT2PI 0.3989422804014327f /* 1 / sqrt(2 pi) */
 
-/* exp(y) for y <= 0 (clamped at -87, where it is 1.6e-38) */
-static inline float exp_nonpos(float y) {
-    y = y < -87.0f ? -87.0f : y;
-    /* k = round(y / ln 2) by the 1.5 * 2^23 trick (floorf is a call the vectoriser
-     * refuses at -O2; no -ffast-math here, so the addition is not folded away) */
-    const float k = (y * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    const float r = (y - k * 0.693145751953125f) - k * 1.42860682030941723e-6f; /* ln 2 in two parts */
-    const float p =
-        1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
-    const int32_t bits = ((int32_t)k + 127) << 23; /* 2^k, k in [-126, 0] */
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
 /* Phi(x), the standard normal CDF, and (through *pdf) phi(x) */
 static inline float normal_cdf(float x, float *pdf) {
-    const float a = fabsf(x) * INV_SQRT2, e = exp_nonpos(-a * a), t = 1.0f / (1.0f + 0.3275911f * a);
+    const float a = fabsf(x) * INV_SQRT2, e = ct_nn__exp_nonpos(-a * a), t = 1.0f / (1.0f + 0.3275911f * a);
     const float erfc_a =
         t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f)))) * e;
     *pdf = INV_SQRT2PI * e;

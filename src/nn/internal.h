@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* The maximum of the 2x2 window (a b / c d) whose top-left element has index i in
  * a plane of width W, and that element's index: scan order, the first maximum
@@ -26,6 +27,43 @@ static inline float max2x2(float a, float b, float c, float d, int32_t i, int32_
     best = d > best ? d : best;
     *bi = k;
     return best;
+}
+
+/* exp(y) for y <= 0 (clamped at -87, where it is 1.6e-38): range reduction to
+ * [-ln2/2, ln2/2] and a degree-6 Taylor polynomial, relative error 2e-7 before
+ * float rounding; plain arithmetic, so loops over it vectorise (GELU, softmax). */
+static inline float ct_nn__exp_nonpos(float y) {
+    y = y < -87.0f ? -87.0f : y;
+    /* k = round(y / ln 2) by the 1.5 * 2^23 trick (floorf is a call the vectoriser
+     * refuses at -O2; no -ffast-math here, so the addition is not folded away) */
+    const float k = (y * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    const float r = (y - k * 0.693145751953125f) - k * 1.42860682030941723e-6f; /* ln 2 in two parts */
+    const float p =
+        1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+    const int32_t bits = ((int32_t)k + 127) << 23; /* 2^k, k in [-126, 0] */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* Draw j (counter j + 1) of the generator ct_rng_make(key) as ct_rng_uniform gives
+ * it: src/core/rng.c's SplitMix64 step, written out here so that loops over j
+ * vectorise (a call per element cannot). test_transformer checks it against
+ * ct_rng_uniform, so the two cannot drift apart. */
+static inline float ct_nn__uniform_at(uint64_t key, uint64_t j) {
+    uint64_t x = key + 0x632BE59BD9B4E019ull * (j + 1);
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    return (float)(x >> 40) * (1.0f / 16777216.0f);
+}
+
+/* Dropout of n values with the first n draws of ct_rng_make(key):
+ * dst[j] = src[j] * (draw j >= p ? scale : 0); dst may be src. */
+static inline void ct_nn__dropout_apply(float *dst, const float *src, size_t n, float p, float scale, uint64_t key) {
+#pragma omp simd
+    for (size_t j = 0; j < n; j++) dst[j] = src[j] * (ct_nn__uniform_at(key, j) >= p ? scale : 0.0f);
 }
 
 /* Samples [*n0, *n1) of part p of a batch of N: the fixed partition (CT_NN_PARTS
