@@ -56,8 +56,9 @@ def _strings(pp, n):
 
 class TextDataset:
     """One split of a text dataset (ct_text_dataset_load), copied into Python:
-      texts      list[str]: every distinct text (bytes that are not UTF-8 decoded with
-                 errors="surrogateescape")
+      texts      list[str]: the split's texts as the C side holds them (a pairs file's
+                 texts once per occurrence, so the same string may appear twice; bytes
+                 that are not UTF-8 decoded with errors="surrogateescape")
       anchors, positives  int64 (npairs,): indices into texts (empty for text:FILE)
       labels     int32 (npairs,) or None;  label_names  list[str] or None
       name       "text", "pairs" or "debian-descriptions" """
