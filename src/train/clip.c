@@ -801,15 +801,6 @@ static ct_status train_epoch(clip_run *r, int epoch, epoch_stats *es) {
     return st;
 }
 
-static ct_status append_line(const char *path, const char *line) {
-    FILE *f = fopen(path, "a");
-    if (!f) return ct_error(CT_ERR_IO, "%s: cannot open for appending: %s", path, strerror(errno));
-    int bad = fputs(line, f) < 0;
-    bad |= fclose(f) != 0;
-    if (bad) return ct_error(CT_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    return CT_OK;
-}
-
 /* The metrics line, the EPOCH event and the checkpoint (rank 0). */
 static ct_status log_epoch(clip_run *r, const epoch_stats *es, ct_train_result *res) {
     const ct_train_config *c = r->c;
@@ -827,7 +818,7 @@ static ct_status log_epoch(clip_run *r, const epoch_stats *es, ct_train_result *
              r->epoch, (long long)r->step, res->final_loss, res->final_top1, es->i2t / n, es->t2i / n,
              r->m.logit_scale, exp((double)r->m.logit_scale),
              ct_lr_schedule(c->lr, r->step - 1, r->warmup, r->total, c->final_lr_frac), ips, es->secs);
-    ct_status st = append_line(r->metrics, line);
+    ct_status st = train_append_line(r->metrics, line);
     if (st) return st;
     ct_train_event e = {.kind = CT_TRAIN_EVENT_EPOCH, .epoch = r->epoch, .loss = res->final_loss,
                         .top1 = res->final_top1, .images_per_s = ips, .seconds = es->secs, .knn_top1 = -1};

@@ -70,6 +70,11 @@ ct_status ckpt_load_model_tensors(const ct_st_file *f, ct_model *m, const char *
 /* Re-reports the current error as "<path>: <what><message>". */
 ct_status train_error_in(ct_status st, const char *path, const char *what);
 
+/* ---- train.c ------------------------------------------------------------------- */
+
+/* Appends `line` to the file `path` (metrics.jsonl), CT_ERR_IO naming it on failure. */
+ct_status train_append_line(const char *path, const char *line);
+
 /* ---- features.c ----------------------------------------------------------------- */
 
 /* Evaluates the model's features of tr against te. With whiten != 0 and a model

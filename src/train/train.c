@@ -155,7 +155,7 @@ static void emit(const run_state *r, ct_train_event *e) {
     r->c->on_event(e, r->c->event_ctx);
 }
 
-static ct_status append_line(const char *path, const char *line) {
+ct_status train_append_line(const char *path, const char *line) {
     FILE *f = fopen(path, "a");
     if (!f) return ct_error(CT_ERR_IO, "%s: cannot open for appending: %s", path, strerror(errno));
     int bad = fputs(line, f) < 0;
@@ -686,7 +686,7 @@ static ct_status log_epoch(run_state *r, const epoch_stats *es, ct_train_result 
         e.knn_top1 = er.knn_top1;
     }
     snprintf(line + len, sizeof line - (size_t)len, "}\n");
-    if ((st = append_line(r->metrics, line))) return st;
+    if ((st = train_append_line(r->metrics, line))) return st;
     emit(r, &e);
     if ((st = ckpt_save(r->ckpt, cs))) return st;
     r->last_good = r->ckpt;
@@ -739,7 +739,7 @@ static ct_status final_eval_text(run_state *r, ct_train_result *res) {
              "{\"final\": true, \"epoch\": %d, \"r1\": %.4f, \"r10\": %.4f, \"mrr10\": %.4f, \"knn_top1\": %.4f, "
              "\"probe_top1\": %.4f}\n",
              r->cs.epoch, er.r1, er.r10, er.mrr10, er.knn_top1, er.probe_top1);
-    return append_line(r->metrics, line);
+    return train_append_line(r->metrics, line);
 }
 
 /* At the end of the last epoch (rank 0): kNN (before and after whitening) and the
@@ -764,7 +764,7 @@ static ct_status final_eval(run_state *r, ct_train_result *res) {
     snprintf(line, sizeof line,
              "{\"final\": true, \"epoch\": %d, \"knn_top1\": %.4f, \"knn_top1_unwhitened\": %.4f, \"probe_top1\": %.4f}\n",
              r->cs.epoch, er.knn_top1, er.knn_top1_raw, er.probe_top1);
-    return append_line(r->metrics, line);
+    return train_append_line(r->metrics, line);
 }
 
 ct_status ct_train_run(const ct_train_config *c, ct_train_result *res) {
