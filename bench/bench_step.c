@@ -318,12 +318,9 @@ static int bench_clip(const clip_args *a) {
     const float lr = 5e-4f;
     ct_optim opt;
     if ((st = ct_optim_init(&opt, &oc, im.nparam_floats + tx.nparam_floats + 1))) die(st, "optim");
-    const size_t off[3] = {0, im.nparam_floats, im.nparam_floats + tx.nparam_floats};
-    const size_t cnt[3] = {im.nparam_floats, tx.nparam_floats, 1};
-    float *p[3] = {im.param, tx.param, &s};
-    const float *g[3] = {im.grad, tx.grad, &ds};
-    const ct_tensor_info *tab[3] = {im.params, tx.params, &scale_info};
-    const int ntab[3] = {im.nparams, tx.nparams, 1};
+    const ct_optim_part parts[3] = {{im.param, im.grad, im.params, im.nparams, im.nparam_floats},
+                                    {tx.param, tx.grad, tx.params, tx.nparams, tx.nparam_floats},
+                                    {&s, &ds, &scale_info, 1, 1}}; /* the trainer's one AdamW over all three */
 
     const size_t px = (size_t)(3 * ic.in_h * ic.in_w), wsb = ct_clip_workspace_size(B, D);
     float *x = ct_alloc((size_t)B * px * sizeof(float));
@@ -350,14 +347,7 @@ static int bench_clip(const clip_args *a) {
         ct_model_zero_grad(&im);
         ct_model_zero_grad(&tx);
         if ((st = ct_model_backward(&im, dzi)) || (st = ct_model_backward(&tx, dzt))) die(st, "backward");
-        for (int j = 0; j < 3; j++) { /* the trainer's optim_step: one AdamW over the concatenation */
-            ct_optim v = opt;
-            v.nparams = cnt[j];
-            v.m += off[j];
-            v.v += off[j];
-            if ((st = ct_optim_step(&v, p[j], g[j], tab[j], ntab[j], lr))) die(st, "optim step");
-        }
-        opt.step++;
+        if ((st = ct_optim_step_parts(&opt, parts, 3, lr))) die(st, "optim step");
         s = ct_clip_clamp_scale(s);
         ts[k] = now() - t0;
         cs[k] = cpu_now() - c0;
@@ -392,14 +382,7 @@ static int bench_clip(const clip_args *a) {
         profile_backward(&im, dzi, B, tbi, fbi);
         profile_backward(&tx, dzt, B, tbt, fbt);
         t0 = pnow();
-        for (int j = 0; j < 3; j++) {
-            ct_optim v = opt;
-            v.nparams = cnt[j];
-            v.m += off[j];
-            v.v += off[j];
-            if ((st = ct_optim_step(&v, p[j], g[j], tab[j], ntab[j], lr))) die(st, "optim step");
-        }
-        opt.step++;
+        if ((st = ct_optim_step_parts(&opt, parts, 3, lr))) die(st, "optim step");
         s = ct_clip_clamp_scale(s);
         double t_opt = pnow() - t0, ti = 0, tt = 0;
         for (int k = 0; k < K_COUNT; k++) {

@@ -84,6 +84,19 @@ void ct_optim_free(ct_optim *o);
 ct_status ct_optim_step(ct_optim *o, float *params, const float *grads, const ct_tensor_info *tab,
                         int ntab, float lr);
 
+/* One update of several parameter buffers under one optimizer state laid end to end
+ * (o->nparams = the sum of the parts' n; part k's moments follow part k-1's): the
+ * same as ct_optim_step over their concatenation, since every rule works per element
+ * or per tensor. o->step advances once. E.g. CLIP's [image tower | text tower | scale]. */
+typedef struct {
+    float *params;
+    const float *grads;
+    const ct_tensor_info *tab;
+    int ntab;
+    size_t n;  /* floats of this part */
+} ct_optim_part;
+ct_status ct_optim_step_parts(ct_optim *o, const ct_optim_part *parts, int nparts, float lr);
+
 /* The state buffers a checkpoint must save to resume exactly, with stable names
  * ("optim.m", "optim.v"); each has o->nparams floats and the layout of the
  * parameter buffer. Writes up to `cap` entries and returns how many exist (0..2).

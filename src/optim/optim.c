@@ -220,6 +220,25 @@ ct_status ct_optim_step(ct_optim *o, float *params, const float *grads, const ct
     return CT_OK;
 }
 
+ct_status ct_optim_step_parts(ct_optim *o, const ct_optim_part *parts, int nparts, float lr) {
+    size_t off = 0;
+    for (int k = 0; k < nparts; k++) off += parts[k].n;
+    if (off != o->nparams)
+        return ct_error(CT_ERR_ARG, "optim: the parts hold %zu floats, the state %zu", off, o->nparams);
+    off = 0;
+    for (int k = 0; k < nparts; k++) {
+        ct_optim v = *o; /* a view of this part's slice of the state */
+        v.nparams = parts[k].n;
+        if (v.m) v.m += off;
+        if (v.v) v.v += off;
+        ct_status st = ct_optim_step(&v, parts[k].params, parts[k].grads, parts[k].tab, parts[k].ntab, lr);
+        if (st) return st;
+        off += parts[k].n;
+    }
+    o->step++;
+    return CT_OK;
+}
+
 float ct_lr_schedule(float base_lr, int64_t step, int64_t warmup_steps, int64_t total_steps,
                      float final_lr_fraction) {
     if (step < 0) step = 0;

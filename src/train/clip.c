@@ -699,21 +699,11 @@ static void batch_top1(clip_run *r, double *i2t, double *t2i) {
  * same step count, through views of the one optimizer's moments. */
 static ct_status optim_step(clip_run *r, float lr) {
     ct_model *im = &r->m.image, *tx = &r->m.text;
-    const size_t off[3] = {0, im->nparam_floats, im->nparam_floats + tx->nparam_floats};
-    const size_t cnt[3] = {im->nparam_floats, tx->nparam_floats, 1};
-    float *p[3] = {im->param, tx->param, &r->m.logit_scale};
-    const float *g[3] = {im->grad, tx->grad, &r->dscale};
-    const ct_tensor_info *tab[3] = {im->params, tx->params, &scale_info};
-    const int ntab[3] = {im->nparams, tx->nparams, 1};
-    for (int k = 0; k < 3; k++) {
-        ct_optim v = r->opt;
-        v.nparams = cnt[k];
-        if (v.m) v.m += off[k];
-        if (v.v) v.v += off[k];
-        ct_status st = ct_optim_step(&v, p[k], g[k], tab[k], ntab[k], lr);
-        if (st) return st;
-    }
-    r->opt.step++;
+    const ct_optim_part parts[3] = {{im->param, im->grad, im->params, im->nparams, im->nparam_floats},
+                                    {tx->param, tx->grad, tx->params, tx->nparams, tx->nparam_floats},
+                                    {&r->m.logit_scale, &r->dscale, &scale_info, 1, 1}};
+    ct_status st = ct_optim_step_parts(&r->opt, parts, 3, lr);
+    if (st) return st;
     r->m.logit_scale = ct_clip_clamp_scale(r->m.logit_scale); /* open_clip: clamp_(0, ln 100) every step */
     return CT_OK;
 }
