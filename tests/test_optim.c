@@ -4,6 +4,8 @@
  * checks and thread-count independence. */
 #include "harness.h"
 
+#include <string.h>
+
 #define FIXTURE "tests/fixtures/optim_ref.bin"
 
 typedef struct {
@@ -79,6 +81,33 @@ static void test_reference(void) {
         ct_optim_free(&opt);
     }
     fclose(f);
+}
+
+/* ct_optim_step_parts over [a | b] equals ct_optim_step over the concatenation, for
+ * AdamW and LARS (per tensor), three steps; a state of another size is refused. */
+static void test_parts(void) {
+    for (int type = CT_OPTIM_ADAMW; type <= CT_OPTIM_LARS; type++) {
+        float w1[7], w2[7], g[7];
+        for (int i = 0; i < 7; i++) w1[i] = w2[i] = 0.1f * (float)(i + 1) - 0.35f, g[i] = 0.05f * (float)(3 - i);
+        ct_tensor_info whole[2] = {{.offset = 0, .numel = 4}, {.offset = 4, .numel = 3, .flags = CT_TENSOR_NO_DECAY}};
+        ct_tensor_info ta = {.offset = 0, .numel = 4}, tb = {.offset = 0, .numel = 3, .flags = CT_TENSOR_NO_DECAY};
+        ct_optim_config oc;
+        ct_optim_config_default(&oc, (ct_optim_type)type);
+        oc.weight_decay = 0.1f;
+        ct_optim o1, o2;
+        CHECK_OK(ct_optim_init(&o1, &oc, 7));
+        CHECK_OK(ct_optim_init(&o2, &oc, 7));
+        const ct_optim_part parts[2] = {{w2, g, &ta, 1, 4}, {w2 + 4, g + 4, &tb, 1, 3}};
+        for (int s = 0; s < 3; s++) {
+            CHECK_OK(ct_optim_step(&o1, w1, g, whole, 2, 0.01f));
+            CHECK_OK(ct_optim_step_parts(&o2, parts, 2, 0.01f));
+        }
+        CHECK(!memcmp(w1, w2, sizeof w1) && o1.step == 3 && o2.step == 3, "%s: parts differ from the whole",
+              ct_optim_type_name((ct_optim_type)type));
+        CHECK(ct_optim_step_parts(&o2, parts, 1, 0.01f) == CT_ERR_ARG, "parts of 4 floats for a state of 7 refused");
+        ct_optim_free(&o1);
+        ct_optim_free(&o2);
+    }
 }
 
 static void test_schedule(void) {
@@ -198,6 +227,7 @@ static void test_threads(void) {
 int main(void) {
     test_reference();
     test_schedule();
+    test_parts();
     test_rules_and_args();
     test_threads();
     return test_done();
